@@ -1,0 +1,137 @@
+// Command wsgate runs a WebSocket gateway that echoes every message, or
+// with -broadcast relays "BCAST <text>" messages to every connection.
+// The admin address serves /debug/pprof/ and /stats.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/pprof"
+)
+
+func main() {
+	var (
+		addr      = flag.String("addr", ":8080", "listen address for WebSocket upgrades")
+		admin     = flag.String("admin", "127.0.0.1:6060", "admin address for /stats and /debug/pprof/ (empty: off)")
+		broadcast = flag.Bool("broadcast", false, `a text message "BCAST <rest>" sends <rest> to every connection instead of echoing`)
+		loops     = flag.Int("loops", 0, "event loops (0: one per CPU)")
+		handshake = flag.Duration("handshake-timeout", 0, "handshake timeout (0: 5s)")
+		ping      = flag.Duration("ping", 0, "ping interval for idle connections (0: 30s, <0: off)")
+		idle      = flag.Duration("idle", 0, "close connections silent for this long (0: 2×ping, <0: off)")
+		maxMsg    = flag.Int64("max-message", 0, "largest message accepted in bytes (0: 1 MiB)")
+		maxConns  = flag.Int("max-conns", 0, "answer 503 beyond this many connections (0: no limit)")
+		maxPend   = flag.Int("max-pending", 0, "bytes queued per connection before it is closed as a slow consumer (0: 4 MiB)")
+		origins   = flag.String("origins", "", "comma-separated extra allowed Origin values (* for any)")
+		verbose   = flag.Bool("v", false, "debug logging")
+	)
+	flag.Parse()
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	checkFileLimit(log, *maxConns)
+
+	h := &echo{broadcast: *broadcast}
+	opts := []wsgate.Option{
+		wsgate.WithLogger(log),
+		wsgate.WithLoops(*loops),
+		wsgate.WithTimeouts(*handshake, *ping, *idle),
+		wsgate.WithMaxMessageSize(*maxMsg),
+		wsgate.WithMaxConns(*maxConns),
+		wsgate.WithMaxPendingBytes(*maxPend),
+	}
+	if *origins != "" {
+		opts = append(opts, wsgate.WithAllowedOrigins(strings.Split(*origins, ",")...))
+	}
+	srv, err := wsgate.NewServer(h, opts...)
+	if err != nil {
+		log.Error("bad configuration", "err", err)
+		os.Exit(2)
+	}
+	h.srv = srv
+	if err := srv.Start(*addr); err != nil {
+		log.Error("cannot listen", "addr", *addr, "err", err)
+		os.Exit(1)
+	}
+	log.Info("wsgate listening", "addr", *addr, "broadcast", *broadcast)
+
+	if *admin != "" {
+		go func() {
+			err := http.ListenAndServe(*admin, pprof.NewMux(srv.Conns))
+			log.Error("admin server stopped", "addr", *admin, "err", err)
+		}()
+		log.Info("admin listening", "addr", *admin)
+	}
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case s := <-sig:
+		log.Info("shutting down", "signal", s.String())
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			log.Warn("shutdown", "err", err)
+		}
+	case <-waitChan(srv):
+		log.Error("server stopped")
+		os.Exit(1)
+	}
+}
+
+func waitChan(srv *wsgate.Server) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- srv.Wait() }()
+	return ch
+}
+
+// echo sends every message back, or broadcasts "BCAST " messages.
+type echo struct {
+	wsgate.BuiltinHandler
+	srv       *wsgate.Server
+	broadcast bool
+}
+
+var bcast = []byte("BCAST ")
+
+func (e *echo) OnMessage(c *wsgate.Conn, op wsgate.OpCode, p []byte) {
+	if e.broadcast && op == wsgate.OpText && bytes.HasPrefix(p, bcast) {
+		if err := e.srv.Broadcast(wsgate.OpText, p[len(bcast):]); err != nil {
+			c.Close(wsgate.StatusInternalError, "broadcast failed")
+		}
+		return
+	}
+	if err := c.WriteMessage(op, p); err != nil && !errors.Is(err, wsgate.ErrClosed) {
+		c.Close(wsgate.StatusInternalError, "")
+	}
+}
+
+// checkFileLimit logs RLIMIT_NOFILE and warns when it cannot hold the
+// configured number of connections.
+func checkFileLimit(log *slog.Logger, maxConns int) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		log.Warn("cannot read the open-file limit", "err", err)
+		return
+	}
+	log.Info("open-file limit", "soft", rl.Cur, "hard", rl.Max)
+	if maxConns == 0 {
+		log.Warn("no -max-conns: connections are bounded only by the open-file limit", "limit", rl.Cur)
+	} else if uint64(maxConns)+64 > rl.Cur {
+		log.Warn("open-file limit is below -max-conns", "limit", rl.Cur, "max_conns", maxConns)
+	}
+}

@@ -1,0 +1,368 @@
+package loop
+
+import (
+	"net"
+	"sync"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
+	"golang.org/x/sys/unix"
+
+	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/upgrade"
+)
+
+// Connection states, in order.
+const (
+	stateHandshake uint8 = iota
+	stateOpen
+	stateClosing // our close frame is queued; waiting for the peer's
+	stateClosed
+)
+
+// Read-side flags (event-loop only).
+const (
+	rFailed   uint8 = 1 << iota // protocol failure: input is discarded
+	rInFrame                    // a data frame's payload is being streamed
+	rShutWr                     // write side shut down after our close frame
+	rUpgraded                   // counted in Server.conns
+	rFin                        // the streamed data frame is the message's last
+)
+
+// Write-side flags (guarded by Conn.mu).
+const (
+	wBusy      uint8 = 1 << iota // the loop is inside a callback for this conn and flushes after it
+	wScheduled                   // a Wake is on its way to flush
+	wCloseQ                      // a close frame is queued: no more data accepted
+	wSlow                        // MaxPendingBytes was exceeded: fail with 1008
+	wClosed                      // OnClose ran: buffers released
+	wCloseSent                   // the close frame has been handed to gnet
+)
+
+// Buffer pools, one per purpose so that bytebufferpool's size calibration
+// sees one size distribution each.
+var (
+	inPool   bytebufferpool.Pool // partial input: handshake bytes, a header or control frame cut short
+	msgPool  bytebufferpool.Pool // messages assembled from fragments or from several reads
+	outPool  bytebufferpool.Pool // queued outgoing data frames
+	ctrlPool bytebufferpool.Pool // queued outgoing control frames; 101 and rejection responses
+	reqPool  = sync.Pool{New: func() any { return new(upgrade.Request) }}
+)
+
+// Conn is one WebSocket connection. Its methods say whether they may be
+// called from any goroutine or only from the connection's event loop, i.e.
+// from inside the Handler callbacks for this connection.
+//
+// An idle connection holds this struct and nothing else: input is consumed
+// entirely on every read (a partial header or control frame is kept in a
+// pooled buffer only until it completes), and the send queues are returned
+// to their pools as soon as they drain.
+type Conn struct {
+	gc  gnet.Conn
+	srv *Server
+	ls  *loopState
+
+	// event-loop only
+	state  uint8
+	rflags uint8
+	fpos   uint8 // mask phase within the current frame
+	fkey   [4]byte
+	fleft  int64        // payload bytes left in the current data frame
+	mop    codec.OpCode // opcode of the message being assembled
+	stream codec.Stream
+	utf8   codec.UTF8
+	in     *bytebufferpool.ByteBuffer // partial input
+	msg    *bytebufferpool.ByteBuffer // message being assembled
+	req    *upgrade.Request           // during the handshake only
+	closed *CloseError                // how it ended, once known
+
+	// timing wheel (event-loop only)
+	next, prev *Conn
+	due        uint32 // tick of the next deadline check
+	lastRead   uint32 // tick of the last input
+	lastPing   uint32 // tick of the last ping we sent
+	closeAt    uint32 // tick after which a closing connection is dropped
+
+	// send side
+	mu       sync.Mutex
+	wflags   uint8
+	head     int                        // bytes of out already handed to gnet
+	outbound int                        // gnet's outbound bytes after the last flush
+	out      *bytebufferpool.ByteBuffer // data frames (and our close frame), in order
+	ctrl     *bytebufferpool.ByteBuffer // pings and pongs: go out first
+	ccode    codec.StatusCode           // code and reason of our queued close frame
+	creason  string
+
+	protocol string
+	value    any
+}
+
+// Value returns the value Options.Authorize attached, or the last one set
+// with SetValue. Safe from any goroutine if set only before OnOpen.
+func (c *Conn) Value() any { return c.value }
+
+// SetValue attaches v to the connection. Event-loop only.
+func (c *Conn) SetValue(v any) { c.value = v }
+
+// Subprotocol returns the negotiated subprotocol ("" if none). Safe from
+// any goroutine.
+func (c *Conn) Subprotocol() string { return c.protocol }
+
+// RemoteAddr returns the peer's address. Safe from any goroutine: it is
+// fixed when the connection is accepted.
+func (c *Conn) RemoteAddr() net.Addr { return c.gc.RemoteAddr() }
+
+// PendingBytes returns the bytes queued for this connection and not yet
+// accepted by the kernel (as of the last flush). Safe from any goroutine.
+func (c *Conn) PendingBytes() int {
+	c.mu.Lock()
+	n := c.pendingLocked()
+	c.mu.Unlock()
+	return n
+}
+
+func (c *Conn) pendingLocked() int {
+	n := c.outbound
+	if c.out != nil {
+		n += len(c.out.B) - c.head
+	}
+	if c.ctrl != nil {
+		n += len(c.ctrl.B)
+	}
+	return n
+}
+
+// WriteMessage queues payload as one message (op is OpText or OpBinary)
+// and returns without waiting for the peer. Safe from any goroutine;
+// messages from one goroutine go out in the order written. payload is
+// copied: the caller may reuse it at once. A message larger than
+// Options.FragmentSize goes out as several frames so that pings and pongs
+// are not held up behind it.
+//
+// It fails with ErrClosed once the connection is closing, and with
+// ErrSlowConsumer when the pending bytes would exceed MaxPendingBytes (the
+// connection is then closed with 1008).
+func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) error {
+	if op != codec.OpText && op != codec.OpBinary {
+		return ErrNotData
+	}
+	c.mu.Lock()
+	if c.wflags&(wCloseQ|wClosed|wSlow) != 0 {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.pendingLocked()+len(payload)+codec.MaxHeaderSize > c.srv.opts.MaxPendingBytes {
+		c.wflags |= wSlow
+		wake := c.scheduleLocked()
+		c.mu.Unlock()
+		if wake {
+			c.wake()
+		}
+		return ErrSlowConsumer
+	}
+	if c.out == nil {
+		c.out = outPool.Get()
+	}
+	c.out.B = appendMessage(c.out.B, op, payload, c.srv.opts.FragmentSize)
+	wake := c.scheduleLocked()
+	c.mu.Unlock()
+	if wake {
+		c.wake()
+	}
+	return nil
+}
+
+// appendMessage appends payload as unmasked server frames of at most frag
+// payload bytes each.
+func appendMessage(dst []byte, op codec.OpCode, payload []byte, frag int) []byte {
+	for {
+		n := min(len(payload), frag)
+		h := codec.Header{Fin: n == len(payload), OpCode: op}
+		dst = codec.AppendFrame(dst, h, payload[:n])
+		payload = payload[n:]
+		if len(payload) == 0 {
+			return dst
+		}
+		op = codec.OpContinuation
+	}
+}
+
+// Ping queues a ping with payload (at most 125 bytes) ahead of queued data.
+// Safe from any goroutine.
+func (c *Conn) Ping(payload []byte) error {
+	return c.writeControl(codec.OpPing, payload)
+}
+
+func (c *Conn) writeControl(op codec.OpCode, payload []byte) error {
+	if len(payload) > codec.MaxControlPayload {
+		return ErrControlTooLong
+	}
+	c.mu.Lock()
+	if c.wflags&(wClosed|wCloseSent) != 0 {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.ctrl == nil {
+		c.ctrl = ctrlPool.Get()
+	}
+	c.ctrl.B = codec.AppendFrame(c.ctrl.B, codec.Header{Fin: true, OpCode: op}, payload)
+	wake := c.scheduleLocked()
+	c.mu.Unlock()
+	if wake {
+		c.wake()
+	}
+	return nil
+}
+
+// Close starts the closing handshake with code and reason (at most 123
+// bytes): the close frame goes out after the data already queued, and the
+// TCP connection is closed when the peer answers or after CloseTimeout.
+// Safe from any goroutine; closing twice is a no-op.
+func (c *Conn) Close(code codec.StatusCode, reason string) error {
+	if len(reason) > codec.MaxControlPayload-2 {
+		return ErrControlTooLong
+	}
+	c.mu.Lock()
+	if c.wflags&(wCloseQ|wClosed) != 0 {
+		c.mu.Unlock()
+		return nil
+	}
+	c.queueCloseLocked(code, reason, false)
+	c.ccode, c.creason = code, reason
+	wake := c.scheduleLocked()
+	c.mu.Unlock()
+	if wake {
+		c.wake()
+	}
+	return nil
+}
+
+// queueCloseLocked appends our close frame after the queued data (or in
+// place of it when drop is set: a failing connection sends nothing more).
+func (c *Conn) queueCloseLocked(code codec.StatusCode, reason string, drop bool) {
+	if c.out == nil {
+		c.out = outPool.Get()
+	}
+	if drop {
+		c.out.B = c.out.B[:c.head]
+	}
+	var p [codec.MaxControlPayload]byte
+	payload := codec.AppendClose(p[:0], code, reason)
+	c.out.B = codec.AppendFrame(c.out.B, codec.Header{Fin: true, OpCode: codec.OpClose}, payload)
+	c.wflags |= wCloseQ
+}
+
+// scheduleLocked reports whether the caller must wake the loop to flush:
+// not if the loop is inside a callback for this connection (it flushes on
+// the way out) or a wake-up is already on its way.
+func (c *Conn) scheduleLocked() bool {
+	if c.wflags&(wBusy|wScheduled|wClosed) != 0 {
+		return false
+	}
+	c.wflags |= wScheduled
+	return true
+}
+
+func (c *Conn) wake() {
+	if err := c.gc.Wake(nil); err != nil {
+		c.mu.Lock()
+		c.wflags &^= wScheduled
+		c.mu.Unlock()
+	}
+}
+
+// maxFlush bounds the data handed to gnet at once, and lowWater is the
+// level gnet's outbound buffer must be under to be given more. Together
+// they keep at most ~lowWater+maxFlush bytes ahead of a ping or pong, and
+// keep a slow peer's backlog in our queue, where MaxPendingBytes applies.
+const (
+	maxFlush = 256 << 10
+	lowWater = 256 << 10
+)
+
+// flush hands queued frames to gnet: control frames first, then data up to
+// maxFlush bytes cut at a frame boundary while gnet's own buffer is low.
+// It clears wBusy and wScheduled. It reports whether data is left behind.
+// Event-loop only.
+func (c *Conn) flush() (backlog bool) {
+	c.mu.Lock()
+	flags := c.wflags
+	c.mu.Unlock()
+	switch {
+	case flags&wClosed != 0:
+		return false
+	case flags&wSlow != 0 && c.state == stateOpen:
+		c.fail(ErrSlowConsumer)
+	case flags&wCloseQ != 0 && c.state == stateOpen:
+		c.enterClosing(nil) // Close was called from some goroutine
+	}
+	c.mu.Lock()
+	c.wflags &^= wBusy | wScheduled
+	ctrl := c.ctrl
+	c.ctrl = nil
+	var chunk []byte
+	var done *bytebufferpool.ByteBuffer
+	if c.out != nil && c.gc.OutboundBuffered() < lowWater {
+		if c.head > 0 && c.head >= len(c.out.B)/2 { // compact
+			c.out.B = c.out.B[:copy(c.out.B, c.out.B[c.head:])]
+			c.head = 0
+		}
+		end := frameBoundary(c.out.B, c.head, maxFlush)
+		chunk = c.out.B[c.head:end]
+		c.head = end
+		if end == len(c.out.B) {
+			done, c.out, c.head = c.out, nil, 0
+			if c.wflags&wCloseQ != 0 {
+				c.wflags |= wCloseSent
+			}
+		}
+	}
+	c.mu.Unlock()
+
+	if ctrl != nil {
+		_, _ = c.gc.Write(ctrl.B)
+		ctrlPool.Put(ctrl)
+	}
+	if len(chunk) > 0 {
+		_, _ = c.gc.Write(chunk)
+	}
+	if done != nil {
+		outPool.Put(done)
+	}
+
+	out := c.gc.OutboundBuffered()
+	c.mu.Lock()
+	c.outbound = out
+	backlog = c.out != nil
+	closeSent := c.wflags&wCloseSent != 0
+	c.mu.Unlock()
+	if closeSent && c.rflags&rShutWr == 0 {
+		if out > 0 {
+			return true // shut down once gnet has written the close frame
+		}
+		// The close frame is in the kernel: send FIN after it. The peer
+		// answers with its close frame (or closes), which ends the
+		// connection; CloseTimeout covers a peer that does neither.
+		c.rflags |= rShutWr
+		_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
+	}
+	return backlog
+}
+
+// frameBoundary returns the end of the last whole frame in b[from:] that
+// keeps the chunk within limit bytes (at least one frame is taken).
+func frameBoundary(b []byte, from, limit int) int {
+	end := from
+	for end < len(b) {
+		h, n, err := codec.ParseHeader(b[end:])
+		if n == 0 || err != nil {
+			return len(b) // cannot happen: we wrote these frames
+		}
+		next := end + n + int(h.Length)
+		if next-from > limit && end > from {
+			break
+		}
+		end = next
+	}
+	return end
+}

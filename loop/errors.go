@@ -1,0 +1,87 @@
+package loop
+
+import (
+	"errors"
+
+	"github.com/wsgate/wsgate/codec"
+)
+
+var (
+	// ErrClosed is returned by writes to a connection that is closing or
+	// closed: nothing more can be sent on it.
+	ErrClosed = errors.New("loop: connection closed")
+
+	// ErrSlowConsumer is returned by a write that would take the bytes
+	// pending for a connection above Options.MaxPendingBytes. The message is
+	// not queued and the connection is closed with 1008.
+	ErrSlowConsumer = errors.New("loop: slow consumer: pending bytes above MaxPendingBytes")
+
+	// ErrNotData is returned by WriteMessage for an opcode other than
+	// OpText or OpBinary.
+	ErrNotData = errors.New("loop: WriteMessage takes OpText or OpBinary")
+
+	// ErrControlTooLong is returned by Ping and Close when the payload would
+	// exceed the 125 bytes a control frame may carry.
+	ErrControlTooLong = errors.New("loop: control payload longer than 125 bytes")
+
+	// ErrIdle is the cause recorded when a connection received nothing
+	// within Options.IdleTimeout.
+	ErrIdle = errors.New("loop: idle timeout")
+
+	// ErrCloseTimeout is the cause recorded when the peer did not complete
+	// the closing handshake within Options.CloseTimeout.
+	ErrCloseTimeout = errors.New("loop: closing handshake timed out")
+
+	// ErrShutdown is the cause recorded for connections closed by
+	// Server.Shutdown.
+	ErrShutdown = errors.New("loop: server shutting down")
+)
+
+// CloseError tells OnClose how a connection ended: the close code and
+// reason that were exchanged (received from the peer, or sent by us when
+// we closed first), or StatusAbnormalClosure (1006) when the TCP connection
+// ended without a closing handshake. Err, when set, is the local cause
+// (a codec.ProtocolError, ErrIdle, ErrSlowConsumer, an I/O error, ...).
+type CloseError struct {
+	Code   codec.StatusCode
+	Reason string
+	Remote bool // the peer sent the close first
+	Err    error
+}
+
+func (e *CloseError) Error() string {
+	s := "loop: closed with " + e.Code.String()
+	if e.Reason != "" {
+		s += " (" + e.Reason + ")"
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *CloseError) Unwrap() error { return e.Err }
+
+// CloseStatus returns the close code of err if it is (or wraps) a
+// *CloseError.
+func CloseStatus(err error) (codec.StatusCode, bool) {
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		return ce.Code, true
+	}
+	return 0, false
+}
+
+// closeCode maps a local failure to the close code to send.
+func closeCode(err error) codec.StatusCode {
+	if code, ok := codec.CloseStatus(err); ok {
+		return code
+	}
+	switch err {
+	case ErrSlowConsumer:
+		return codec.StatusPolicyViolation
+	case ErrIdle, ErrShutdown:
+		return codec.StatusGoingAway
+	}
+	return codec.StatusInternalError
+}

@@ -1,0 +1,152 @@
+package loop
+
+import (
+	"errors"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/wsgate/wsgate/upgrade"
+)
+
+// Options configures a Server. The zero value is usable: every zero field
+// takes the default written beside it. NewServer copies the Options; the
+// caller's struct is never modified.
+type Options struct {
+	// NumLoops is the number of event loops (threads). Default:
+	// runtime.NumCPU(). Each loop costs one 64 KiB read buffer.
+	NumLoops int
+
+	// NoReusePort turns SO_REUSEPORT off. By default every loop has its own
+	// listener on Linux and the kernel spreads accepts across them.
+	NoReusePort bool
+
+	// Logger receives server and gnet logs. Default: slog.Default().
+	Logger *slog.Logger
+
+	// HandshakeTimeout bounds the time from accept to a complete upgrade
+	// request; a slower client gets 408 and is closed. Default 5 s.
+	HandshakeTimeout time.Duration
+
+	// PingInterval: a connection that has received nothing for this long is
+	// sent a ping. Default 30 s, below the 60 s read timeout nginx applies
+	// to proxied connections, so idle connections survive a reverse proxy.
+	// Negative disables pings.
+	PingInterval time.Duration
+
+	// IdleTimeout: a connection that has received nothing (not even a pong)
+	// for this long is closed with 1001. Default 2×PingInterval (60 s).
+	// Negative disables it.
+	IdleTimeout time.Duration
+
+	// CloseTimeout bounds the closing handshake: after our close frame the
+	// TCP connection is dropped if the peer has not answered. Default 3 s.
+	CloseTimeout time.Duration
+
+	// MaxMessageSize is the largest message (sum of its frames' payloads)
+	// accepted; a larger one is refused with 1009 as soon as its header
+	// announces it, before any payload is buffered. Default 1 MiB.
+	MaxMessageSize int64
+
+	// MaxPendingBytes bounds the bytes queued for sending to one connection
+	// (ours plus gnet's outbound buffer). A write that would exceed it fails
+	// with ErrSlowConsumer and the connection is closed with 1008. It is
+	// also the upper bound of a slow connection's send memory.
+	// Default 4 MiB; it must exceed MaxMessageSize.
+	MaxPendingBytes int
+
+	// FragmentSize splits larger outgoing messages into frames of this many
+	// payload bytes, so pings and pongs can go out between them.
+	// Default 64 KiB.
+	FragmentSize int
+
+	// MaxConns is the number of upgraded connections above which new
+	// upgrades are answered 503. Default 0: no limit.
+	MaxConns int
+
+	// Upgrade holds the request size limits (default 8 KiB of header,
+	// 64 header lines, 4 KiB request line).
+	Upgrade upgrade.Config
+
+	// AllowedOrigins lists the Origin values (e.g. "https://example.com")
+	// accepted besides the same origin. "*" accepts every origin. A request
+	// without Origin (a non-browser client) is always accepted; any other
+	// origin gets 403 (cross-site WebSocket hijacking).
+	AllowedOrigins []string
+
+	// Authorize, if set, runs after the protocol checks and the origin
+	// check. A non-nil error rejects the upgrade: an upgrade.RejectError
+	// is answered with its status, any other error with 403. The returned
+	// value is attached to the connection (Conn.Value). The request is
+	// valid only during the call.
+	Authorize func(r *upgrade.Request) (value any, err error)
+
+	// Protocols are the subprotocols the server speaks, in no particular
+	// order: the first one the client offers that is listed is selected.
+	Protocols []string
+}
+
+// Defaults.
+const (
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultPingInterval     = 30 * time.Second
+	DefaultCloseTimeout     = 3 * time.Second
+	DefaultMaxMessageSize   = 1 << 20
+	DefaultMaxPendingBytes  = 4 << 20
+	DefaultFragmentSize     = 64 << 10
+)
+
+// normalize returns a copy of o with the defaults filled in, or an error
+// naming the first field that is out of range.
+func (o Options) normalize() (Options, error) {
+	if o.NumLoops == 0 {
+		o.NumLoops = runtime.NumCPU()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.HandshakeTimeout == 0 {
+		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 2 * DefaultPingInterval
+		if o.PingInterval > 0 {
+			o.IdleTimeout = 2 * o.PingInterval
+		}
+	}
+	if o.CloseTimeout == 0 {
+		o.CloseTimeout = DefaultCloseTimeout
+	}
+	if o.MaxMessageSize == 0 {
+		o.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if o.MaxPendingBytes == 0 {
+		o.MaxPendingBytes = DefaultMaxPendingBytes
+		if int64(o.MaxPendingBytes) <= o.MaxMessageSize {
+			o.MaxPendingBytes = int(2*o.MaxMessageSize + 1<<16)
+		}
+	}
+	if o.FragmentSize == 0 {
+		o.FragmentSize = DefaultFragmentSize
+	}
+	switch {
+	case o.NumLoops < 0 || o.NumLoops > 256:
+		return o, errors.New("loop: NumLoops must be 1..256")
+	case o.HandshakeTimeout < 0 || o.CloseTimeout < 0:
+		return o, errors.New("loop: HandshakeTimeout and CloseTimeout must be positive")
+	case o.MaxMessageSize < 0:
+		return o, errors.New("loop: MaxMessageSize must be positive")
+	case int64(o.MaxPendingBytes) <= o.MaxMessageSize:
+		return o, errors.New("loop: MaxPendingBytes must exceed MaxMessageSize")
+	case o.FragmentSize < 125:
+		return o, errors.New("loop: FragmentSize must be at least 125")
+	case o.MaxConns < 0:
+		return o, errors.New("loop: MaxConns must not be negative")
+	}
+	o.AllowedOrigins = append([]string(nil), o.AllowedOrigins...)
+	o.Protocols = append([]string(nil), o.Protocols...)
+	return o, nil
+}

@@ -1,0 +1,318 @@
+package loop
+
+import (
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/upgrade"
+)
+
+// read consumes data, all of it: what cannot be parsed yet (an incomplete
+// request, frame header or control frame) is kept in c.in, a pooled buffer,
+// so gnet's own per-connection buffer stays empty. Measured with 15,000 idle
+// connections (FACTS.md §A, checked by TestIdleMemory): leaving 16 bytes in
+// gnet costs a ≥1 KiB ring per connection (1.5 KB instead of 0.45 KB).
+func (c *Conn) read(data []byte) gnet.Action {
+	buf := data
+	if c.in != nil {
+		c.in.B = append(c.in.B, data...)
+		buf = c.in.B
+	}
+	n, act := c.consume(buf)
+	rest := buf[n:]
+	switch {
+	case act != gnet.None || c.state == stateClosed:
+		if c.in != nil {
+			inPool.Put(c.in)
+			c.in = nil
+		}
+	case c.in != nil && len(rest) == 0:
+		inPool.Put(c.in)
+		c.in = nil
+	case c.in != nil:
+		c.in.B = c.in.B[:copy(c.in.B, rest)]
+	case len(rest) > 0:
+		c.in = inPool.Get()
+		c.in.B = append(c.in.B[:0], rest...)
+	}
+	return act
+}
+
+// consume parses buf according to the state and returns how many bytes it
+// used.
+func (c *Conn) consume(buf []byte) (int, gnet.Action) {
+	if c.state == stateHandshake {
+		n, err := c.req.Parse(buf)
+		if err != nil {
+			c.reject(err)
+			return len(buf), gnet.Close
+		}
+		if n == 0 {
+			return 0, gnet.None
+		}
+		if !c.accept() {
+			return len(buf), gnet.Close
+		}
+		m, act := c.readFrames(buf[n:])
+		return n + m, act
+	}
+	return c.readFrames(buf)
+}
+
+// reject answers a failed upgrade with its HTTP status. gnet flushes the
+// response when it closes the connection.
+func (c *Conn) reject(err error) {
+	re, ok := upgrade.AsReject(err)
+	if !ok {
+		re = upgrade.RejectError{Status: 500, Reason: "internal error"}
+	}
+	b := ctrlPool.Get()
+	b.B = upgrade.AppendReject(b.B, re)
+	_, _ = c.gc.Write(b.B)
+	ctrlPool.Put(b)
+	c.srv.opts.Logger.Debug("wsgate: upgrade rejected", "remote", c.gc.RemoteAddr(), "status", re.Status, "reason", re.Reason)
+	c.releaseReq()
+}
+
+func (c *Conn) releaseReq() {
+	if c.req != nil {
+		reqPool.Put(c.req)
+		c.req = nil
+	}
+}
+
+// accept runs the upgrade hooks on a complete, valid request, writes the
+// 101 response and opens the connection. It reports false if the upgrade
+// was rejected.
+func (c *Conn) accept() bool {
+	s := c.srv
+	r := c.req
+	if !s.originAllowed(r) {
+		c.reject(upgrade.ErrOrigin)
+		return false
+	}
+	if s.opts.MaxConns > 0 && int(s.conns.Load()) >= s.opts.MaxConns || s.shutdown.Load() {
+		c.reject(upgrade.ErrTooManyConns)
+		return false
+	}
+	if s.opts.Authorize != nil {
+		v, err := s.opts.Authorize(r)
+		if err != nil {
+			if _, ok := upgrade.AsReject(err); !ok {
+				err = upgrade.RejectError{Status: 403, Reason: err.Error()}
+			}
+			c.reject(err)
+			return false
+		}
+		c.value = v
+	}
+	c.protocol = r.Protocol(s.opts.Protocols)
+	b := ctrlPool.Get()
+	b.B = upgrade.AppendResponse(b.B, r.Key(), &upgrade.Response{Protocol: c.protocol})
+	_, _ = c.gc.Write(b.B)
+	ctrlPool.Put(b)
+	c.releaseReq()
+	if c.state == stateClosed { // the write failed and gnet closed it
+		return false
+	}
+	c.state = stateOpen
+	c.rflags |= rUpgraded
+	s.conns.Add(1)
+	c.ls.reschedule(c)
+	s.handler.OnOpen(c)
+	return true
+}
+
+// readFrames parses and handles the frames in p and returns the bytes
+// used; the rest is an incomplete header or control frame.
+func (c *Conn) readFrames(p []byte) (int, gnet.Action) {
+	rules := &c.srv.rules
+	off := 0
+	for off < len(p) {
+		if c.rflags&rFailed != 0 || c.state == stateClosed {
+			return len(p), gnet.None // nothing more is read from it
+		}
+		if c.rflags&rInFrame != 0 {
+			k := int(min(c.fleft, int64(len(p)-off)))
+			chunk := p[off : off+k]
+			off += k
+			c.fpos = uint8(codec.Mask(chunk, c.fkey, int(c.fpos)))
+			c.fleft -= int64(k)
+			if !c.payload(chunk) {
+				continue
+			}
+			if c.fleft == 0 {
+				c.endFrame()
+			}
+			continue
+		}
+		h, n, err := codec.ParseHeader(p[off:])
+		if err == nil && n > 0 {
+			err = c.stream.Next(h, rules)
+		}
+		if err != nil {
+			c.fail(err)
+			return len(p), gnet.None
+		}
+		if n == 0 {
+			break // header incomplete
+		}
+		if h.OpCode.IsControl() {
+			end := off + n + int(h.Length)
+			if end > len(p) {
+				break // keep the whole control frame until it is complete
+			}
+			payload := p[off+n : end]
+			codec.Mask(payload, h.Mask, 0)
+			off = end
+			if act := c.control(h.OpCode, payload); act != gnet.None {
+				return len(p), act
+			}
+			continue
+		}
+		off += n
+		if h.Fin && h.OpCode != codec.OpContinuation && h.Length <= int64(len(p)-off) {
+			// The common case: a whole single-frame message is here;
+			// unmask and deliver it in place, no copy.
+			payload := p[off : off+int(h.Length)]
+			off += len(payload)
+			codec.Mask(payload, h.Mask, 0)
+			if h.OpCode == codec.OpText {
+				var v codec.UTF8
+				if !v.Write(payload) || !v.Complete() {
+					c.fail(codec.ErrInvalidUTF8)
+					continue
+				}
+			}
+			c.deliver(h.OpCode, payload)
+			continue
+		}
+		// Stream the payload into the message buffer as it arrives.
+		if h.OpCode != codec.OpContinuation {
+			c.mop = h.OpCode
+			c.utf8.Reset()
+			c.msg = msgPool.Get()
+		}
+		c.fkey, c.fpos, c.fleft = h.Mask, 0, h.Length
+		c.rflags |= rInFrame
+		if h.Fin {
+			c.rflags |= rFin
+		}
+		if h.Length == 0 {
+			c.endFrame()
+		}
+	}
+	return off, gnet.None
+}
+
+// payload takes the next unmasked chunk of a streamed data frame. A text
+// message fails with 1007 as soon as its bytes cannot be UTF-8.
+func (c *Conn) payload(chunk []byte) bool {
+	if c.mop == codec.OpText && !c.utf8.Write(chunk) {
+		c.fail(codec.ErrInvalidUTF8)
+		return false
+	}
+	c.msg.B = append(c.msg.B, chunk...)
+	return true
+}
+
+// endFrame finishes a streamed data frame and delivers the message after
+// its final frame.
+func (c *Conn) endFrame() {
+	fin := c.rflags&rFin != 0
+	c.rflags &^= rInFrame | rFin
+	if !fin {
+		return // more fragments to come
+	}
+	msg := c.msg
+	c.msg = nil
+	if c.mop == codec.OpText && !c.utf8.Complete() {
+		msgPool.Put(msg)
+		c.fail(codec.ErrInvalidUTF8)
+		return
+	}
+	c.deliver(c.mop, msg.B)
+	msgPool.Put(msg) // returned as soon as the handler has returned
+}
+
+func (c *Conn) deliver(op codec.OpCode, payload []byte) {
+	if c.state != stateOpen {
+		return // closing: data after our close frame is discarded
+	}
+	c.srv.handler.OnMessage(c, op, payload)
+}
+
+// control handles a ping, pong or close frame.
+func (c *Conn) control(op codec.OpCode, payload []byte) gnet.Action {
+	switch op {
+	case codec.OpPing:
+		if c.state == stateOpen {
+			_ = c.writeControl(codec.OpPong, payload)
+		}
+	case codec.OpClose:
+		code, reason, err := codec.ParseClose(payload)
+		if err != nil {
+			c.fail(err)
+			return gnet.None
+		}
+		if c.state == stateClosing {
+			// The peer answered our close: the handshake is complete and
+			// the server closes the TCP connection first (RFC 6455 §7.1.1).
+			return gnet.Close
+		}
+		// The peer closes first: echo its code (1000 if it sent none),
+		// then close the TCP connection once the frame is out.
+		echo := code
+		if code == codec.StatusNoStatusRcvd {
+			echo = codec.StatusNormalClosure
+		}
+		c.startClose(echo, "", nil, false)
+		c.closed = &CloseError{Code: code, Reason: string(reason), Remote: true}
+		c.state = stateClosed
+		c.flush()
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// fail fails the connection (RFC 6455 §7.1.7) for a protocol violation:
+// the close frame carrying err's code replaces whatever data was still
+// queued, and nothing more is read.
+func (c *Conn) fail(err error) {
+	if c.rflags&rFailed != 0 || c.state >= stateClosed {
+		return
+	}
+	c.rflags |= rFailed
+	c.rflags &^= rInFrame | rFin
+	if c.msg != nil {
+		msgPool.Put(c.msg)
+		c.msg = nil
+	}
+	c.startClose(closeCode(err), err.Error(), err, true)
+}
+
+// startClose queues our close frame (unless one is queued already) and
+// moves an open connection to the closing state. Event-loop only.
+func (c *Conn) startClose(code codec.StatusCode, reason string, cause error, drop bool) {
+	c.mu.Lock()
+	if c.wflags&wCloseQ == 0 {
+		c.queueCloseLocked(code, reason, drop)
+		c.ccode, c.creason = code, reason
+	}
+	c.mu.Unlock()
+	c.enterClosing(cause)
+}
+
+// enterClosing records how the connection is closing and arms the close
+// timeout. Event-loop only.
+func (c *Conn) enterClosing(cause error) {
+	if c.state != stateOpen {
+		return
+	}
+	c.state = stateClosing
+	c.mu.Lock()
+	c.closed = &CloseError{Code: c.ccode, Reason: c.creason, Err: cause}
+	c.mu.Unlock()
+	c.closeAt = c.ls.wheel.now + c.srv.closeTicks
+	c.ls.reschedule(c)
+}
