@@ -46,3 +46,13 @@ func fill(rng *rand.Rand, p []byte) {
 		p[i] = byte(rng.Uint32())
 	}
 }
+
+// Sinks keep results alive in benchmarks and allocation tests.
+var (
+	sinkHeader Header
+	sinkInt    int
+	sinkErr    error
+	sinkBool   bool
+	sinkCode   StatusCode
+	sinkBytes  []byte
+)

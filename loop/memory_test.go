@@ -193,9 +193,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 type nopHandler struct{}
 
-func (nopHandler) OnOpen(*Conn)                           {}
+func (nopHandler) OnOpen(*Conn)                          {}
 func (nopHandler) OnMessage(*Conn, codec.OpCode, []byte) {}
-func (nopHandler) OnClose(*Conn, error)                   {}
+func (nopHandler) OnClose(*Conn, error)                  {}
 
 // rawServer is a bare gnet server that either consumes all input or leaves
 // it in gnet's buffer, to measure what gnet keeps per connection.
