@@ -1,6 +1,6 @@
 module github.com/wsgate/wsgate
 
-go 1.24
+go 1.25
 
 require (
 	github.com/klauspost/compress v1.20.3 // indirect
