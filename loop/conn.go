@@ -58,43 +58,41 @@ var (
 // pooled buffer only until it completes), and the send queues are returned
 // to their pools as soon as they drain.
 type Conn struct {
-	gc  gnet.Conn
-	srv *Server
-	ls  *loopState
+	gc gnet.Conn
+	ls *loopState
 
 	// event-loop only
-	state  uint8
-	rflags uint8
-	fpos   uint8 // mask phase within the current frame
-	fkey   [4]byte
-	fleft  int64        // payload bytes left in the current data frame
-	mop    codec.OpCode // opcode of the message being assembled
-	stream codec.Stream
-	utf8   codec.UTF8
 	in     *bytebufferpool.ByteBuffer // partial input
 	msg    *bytebufferpool.ByteBuffer // message being assembled
 	req    *upgrade.Request           // during the handshake only
 	closed *CloseError                // how it ended, once known
+	fleft  int64                      // payload bytes left in the current data frame
+	stream codec.Stream
+	fkey   [4]byte // mask key of the current frame
+	fpos   uint8   // mask phase within the current frame
+	state  uint8
+	rflags uint8
+	mop    codec.OpCode // opcode of the message being assembled
+	utf8   codec.UTF8
+	proto  uint8 // 1 + index of the subprotocol in Options.Protocols; 0: none
 
 	// timing wheel (event-loop only)
 	next, prev *Conn
 	due        uint32 // tick of the next deadline check
 	lastRead   uint32 // tick of the last input
 	lastPing   uint32 // tick of the last ping we sent
-	closeAt    uint32 // tick after which a closing connection is dropped
+	closeAt    uint32 // tick of the handshake or closing deadline
 
-	// send side
+	// send side, guarded by mu
 	mu       sync.Mutex
 	wflags   uint8
-	head     int                        // bytes of out already handed to gnet
-	outbound int                        // gnet's outbound bytes after the last flush
+	head     int32                      // bytes of out already handed to gnet
+	outbound int32                      // gnet's outbound bytes after the last flush
 	out      *bytebufferpool.ByteBuffer // data frames (and our close frame), in order
 	ctrl     *bytebufferpool.ByteBuffer // pings and pongs: go out first
-	ccode    codec.StatusCode           // code and reason of our queued close frame
-	creason  string
+	closing  *CloseError                // code and reason of our queued close frame
 
-	protocol string
-	value    any
+	value any
 }
 
 // Value returns the value Options.Authorize attached, or the last one set
@@ -106,7 +104,12 @@ func (c *Conn) SetValue(v any) { c.value = v }
 
 // Subprotocol returns the negotiated subprotocol ("" if none). Safe from
 // any goroutine.
-func (c *Conn) Subprotocol() string { return c.protocol }
+func (c *Conn) Subprotocol() string {
+	if c.proto == 0 {
+		return ""
+	}
+	return c.ls.srv.opts.Protocols[c.proto-1]
+}
 
 // RemoteAddr returns the peer's address. Safe from any goroutine: it is
 // fixed when the connection is accepted.
@@ -122,9 +125,9 @@ func (c *Conn) PendingBytes() int {
 }
 
 func (c *Conn) pendingLocked() int {
-	n := c.outbound
+	n := int(c.outbound)
 	if c.out != nil {
-		n += len(c.out.B) - c.head
+		n += len(c.out.B) - int(c.head)
 	}
 	if c.ctrl != nil {
 		n += len(c.ctrl.B)
@@ -151,7 +154,7 @@ func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if c.pendingLocked()+len(payload)+codec.MaxHeaderSize > c.srv.opts.MaxPendingBytes {
+	if c.pendingLocked()+len(payload)+codec.MaxHeaderSize > c.ls.srv.opts.MaxPendingBytes {
 		c.wflags |= wSlow
 		wake := c.scheduleLocked()
 		c.mu.Unlock()
@@ -163,7 +166,7 @@ func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) error {
 	if c.out == nil {
 		c.out = outPool.Get()
 	}
-	c.out.B = appendMessage(c.out.B, op, payload, c.srv.opts.FragmentSize)
+	c.out.B = appendMessage(c.out.B, op, payload, c.ls.srv.opts.FragmentSize)
 	wake := c.scheduleLocked()
 	c.mu.Unlock()
 	if wake {
@@ -228,7 +231,6 @@ func (c *Conn) Close(code codec.StatusCode, reason string) error {
 		return nil
 	}
 	c.queueCloseLocked(code, reason, false)
-	c.ccode, c.creason = code, reason
 	wake := c.scheduleLocked()
 	c.mu.Unlock()
 	if wake {
@@ -250,6 +252,7 @@ func (c *Conn) queueCloseLocked(code codec.StatusCode, reason string, drop bool)
 	payload := codec.AppendClose(p[:0], code, reason)
 	c.out.B = codec.AppendFrame(c.out.B, codec.Header{Fin: true, OpCode: codec.OpClose}, payload)
 	c.wflags |= wCloseQ
+	c.closing = &CloseError{Code: code, Reason: reason}
 }
 
 // scheduleLocked reports whether the caller must wake the loop to flush:
@@ -303,13 +306,13 @@ func (c *Conn) flush() (backlog bool) {
 	var chunk []byte
 	var done *bytebufferpool.ByteBuffer
 	if c.out != nil && c.gc.OutboundBuffered() < lowWater {
-		if c.head > 0 && c.head >= len(c.out.B)/2 { // compact
+		if c.head > 0 && int(c.head) >= len(c.out.B)/2 { // compact
 			c.out.B = c.out.B[:copy(c.out.B, c.out.B[c.head:])]
 			c.head = 0
 		}
-		end := frameBoundary(c.out.B, c.head, maxFlush)
+		end := frameBoundary(c.out.B, int(c.head), maxFlush)
 		chunk = c.out.B[c.head:end]
-		c.head = end
+		c.head = int32(end)
 		if end == len(c.out.B) {
 			done, c.out, c.head = c.out, nil, 0
 			if c.wflags&wCloseQ != 0 {
@@ -332,7 +335,7 @@ func (c *Conn) flush() (backlog bool) {
 
 	out := c.gc.OutboundBuffered()
 	c.mu.Lock()
-	c.outbound = out
+	c.outbound = int32(out)
 	backlog = c.out != nil
 	closeSent := c.wflags&wCloseSent != 0
 	c.mu.Unlock()

@@ -141,6 +141,10 @@ func (o Options) normalize() (Options, error) {
 		return o, errors.New("loop: MaxMessageSize must be positive")
 	case int64(o.MaxPendingBytes) <= o.MaxMessageSize:
 		return o, errors.New("loop: MaxPendingBytes must exceed MaxMessageSize")
+	case o.MaxPendingBytes > 1<<30:
+		return o, errors.New("loop: MaxPendingBytes must be at most 1 GiB")
+	case len(o.Protocols) > 255:
+		return o, errors.New("loop: at most 255 Protocols")
 	case o.FragmentSize < 125:
 		return o, errors.New("loop: FragmentSize must be at least 125")
 	case o.MaxConns < 0:

@@ -1,6 +1,8 @@
 package loop
 
 import (
+	"slices"
+
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/wsgate/wsgate/codec"
@@ -70,7 +72,7 @@ func (c *Conn) reject(err error) {
 	b.B = upgrade.AppendReject(b.B, re)
 	_, _ = c.gc.Write(b.B)
 	ctrlPool.Put(b)
-	c.srv.opts.Logger.Debug("wsgate: upgrade rejected", "remote", c.gc.RemoteAddr(), "status", re.Status, "reason", re.Reason)
+	c.ls.srv.opts.Logger.Debug("wsgate: upgrade rejected", "remote", c.gc.RemoteAddr(), "status", re.Status, "reason", re.Reason)
 	c.releaseReq()
 }
 
@@ -85,7 +87,7 @@ func (c *Conn) releaseReq() {
 // 101 response and opens the connection. It reports false if the upgrade
 // was rejected.
 func (c *Conn) accept() bool {
-	s := c.srv
+	s := c.ls.srv
 	r := c.req
 	if !s.originAllowed(r) {
 		c.reject(upgrade.ErrOrigin)
@@ -106,9 +108,13 @@ func (c *Conn) accept() bool {
 		}
 		c.value = v
 	}
-	c.protocol = r.Protocol(s.opts.Protocols)
+	var resp upgrade.Response
+	if p := r.Protocol(s.opts.Protocols); p != "" {
+		resp.Protocol = p
+		c.proto = uint8(slices.Index(s.opts.Protocols, p) + 1)
+	}
 	b := ctrlPool.Get()
-	b.B = upgrade.AppendResponse(b.B, r.Key(), &upgrade.Response{Protocol: c.protocol})
+	b.B = upgrade.AppendResponse(b.B, r.Key(), &resp)
 	_, _ = c.gc.Write(b.B)
 	ctrlPool.Put(b)
 	c.releaseReq()
@@ -126,7 +132,7 @@ func (c *Conn) accept() bool {
 // readFrames parses and handles the frames in p and returns the bytes
 // used; the rest is an incomplete header or control frame.
 func (c *Conn) readFrames(p []byte) (int, gnet.Action) {
-	rules := &c.srv.rules
+	rules := &c.ls.srv.rules
 	off := 0
 	for off < len(p) {
 		if c.rflags&rFailed != 0 || c.state == stateClosed {
@@ -239,7 +245,7 @@ func (c *Conn) deliver(op codec.OpCode, payload []byte) {
 	if c.state != stateOpen {
 		return // closing: data after our close frame is discarded
 	}
-	c.srv.handler.OnMessage(c, op, payload)
+	c.ls.srv.handler.OnMessage(c, op, payload)
 }
 
 // control handles a ping, pong or close frame.
@@ -297,7 +303,6 @@ func (c *Conn) startClose(code codec.StatusCode, reason string, cause error, dro
 	c.mu.Lock()
 	if c.wflags&wCloseQ == 0 {
 		c.queueCloseLocked(code, reason, drop)
-		c.ccode, c.creason = code, reason
 	}
 	c.mu.Unlock()
 	c.enterClosing(cause)
@@ -311,8 +316,9 @@ func (c *Conn) enterClosing(cause error) {
 	}
 	c.state = stateClosing
 	c.mu.Lock()
-	c.closed = &CloseError{Code: c.ccode, Reason: c.creason, Err: cause}
+	c.closed, c.closing = c.closing, nil
 	c.mu.Unlock()
-	c.closeAt = c.ls.wheel.now + c.srv.closeTicks
+	c.closed.Err = cause
+	c.closeAt = c.ls.wheel.now + c.ls.srv.closeTicks
 	c.ls.reschedule(c)
 }

@@ -168,7 +168,7 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	ls := s.loopOf(gc)
-	c := &Conn{gc: gc, srv: s, ls: ls, req: reqPool.Get().(*upgrade.Request)}
+	c := &Conn{gc: gc, ls: ls, req: reqPool.Get().(*upgrade.Request)}
 	c.req.Reset(&s.opts.Upgrade)
 	c.lastRead = ls.wheel.now
 	c.closeAt = ls.wheel.now + s.hsTicks
@@ -246,7 +246,7 @@ func (ls *loopState) reschedule(c *Conn) {
 
 // nextDeadline is the tick at which c next needs attention.
 func (c *Conn) nextDeadline() uint32 {
-	s := c.srv
+	s := c.ls.srv
 	switch c.state {
 	case stateHandshake, stateClosing:
 		return c.closeAt
@@ -400,7 +400,7 @@ func (c *Conn) queueFrames(frames []byte) bool {
 	if c.wflags&(wCloseQ|wClosed|wSlow) != 0 {
 		return false
 	}
-	if c.pendingLocked()+len(frames) > c.srv.opts.MaxPendingBytes {
+	if c.pendingLocked()+len(frames) > c.ls.srv.opts.MaxPendingBytes {
 		c.wflags |= wSlow
 		return true // flush fails it with 1008
 	}
