@@ -8,17 +8,25 @@ import (
 )
 
 // TestMaskReference compares Mask with the byte-at-a-time reference for
-// every length 0–300, every starting phase 0–7 and every alignment 0–7 of
-// the slice start, and checks that bytes outside the slice are untouched.
+// every length 0–300 and 480–640 (the unsafe version aligns slices from
+// 512 bytes on), every starting phase 0–7 and every alignment 0–7 of the
+// slice start, and checks that bytes outside the slice are untouched.
 func TestMaskReference(t *testing.T) {
 	t.Parallel()
 	key := [4]byte{0x01, 0x23, 0x45, 0x67}
-	src := make([]byte, 300)
+	src := make([]byte, 640)
 	fill(rand.New(rand.NewPCG(3, 4)), src)
-	buf := make([]byte, 8+300+8)
-	ref := make([]byte, 300)
+	buf := make([]byte, 8+len(src)+8)
+	ref := make([]byte, len(src))
+	var lengths []int
+	for n := range 301 {
+		lengths = append(lengths, n)
+	}
+	for n := 480; n <= 640; n++ {
+		lengths = append(lengths, n)
+	}
 	for align := range 8 {
-		for n := range 301 {
+		for _, n := range lengths {
 			for pos := range 8 {
 				for i := range buf {
 					buf[i] = 0xaa

@@ -36,28 +36,40 @@ func wordKey(key [4]byte, pos int) uint64 {
 	return uint64(k)<<32 | uint64(k)
 }
 
-// maskWords is Mask for len(p) >= 16. Long slices (and all slices where
-// unaligned access is not allowed) are done in bytes up to an 8-byte
-// boundary, single words up to a 64-byte boundary, then 64-byte blocks of
-// 8 words, then words and bytes for the tail. Short slices start with the
-// blocks right away. Blocks and words are multiples of 4 bytes, so the
-// mask phase only moves in the byte loops.
+// maskWords is Mask for len(p) >= 16.
 func maskWords(p []byte, key [4]byte, pos int) {
+	if unalignedOK && len(p) < alignFrom {
+		maskFrom(p, 0, key, pos)
+		return
+	}
+	maskAligned(p, key, pos)
+}
+
+// maskAligned masks p in bytes up to an 8-byte boundary and in single
+// words up to a 64-byte boundary, so that every word access is aligned and
+// no 64-byte block straddles two cache lines, then hands over to maskFrom.
+func maskAligned(p []byte, key [4]byte, pos int) {
 	n := len(p)
 	base := unsafe.Pointer(unsafe.SliceData(p))
-	i := 0
-	if !unalignedOK || n >= alignFrom {
-		i = min(int(-uintptr(base)&7), n)
-		for j := 0; j < i; j++ {
-			p[j] ^= key[(pos+j)&3]
-		}
+	i := min(int(-uintptr(base)&7), n)
+	for j := 0; j < i; j++ {
+		p[j] ^= key[(pos+j)&3]
 	}
 	k := wordKey(key, pos+i)
-	if !unalignedOK || n >= alignFrom {
-		for ; n-i >= 8 && (uintptr(base)+uintptr(i))&63 != 0; i += 8 {
-			*(*uint64)(unsafe.Add(base, i)) ^= k
-		}
+	for ; n-i >= 8 && (uintptr(base)+uintptr(i))&63 != 0; i += 8 {
+		*(*uint64)(unsafe.Add(base, i)) ^= k
 	}
+	maskFrom(p, i, key, pos)
+}
+
+// maskFrom masks p[i:], where i is 0 or an offset at which p is 8-byte
+// aligned: 64-byte blocks of 8 words, then words, then bytes. Words and
+// blocks are multiples of 4 bytes, so the mask phase only moves in the
+// byte loops.
+func maskFrom(p []byte, i int, key [4]byte, pos int) {
+	n := len(p)
+	base := unsafe.Pointer(unsafe.SliceData(p))
+	k := wordKey(key, pos+i)
 	for ; n-i >= 64; i += 64 {
 		w := (*[8]uint64)(unsafe.Add(base, i))
 		w[0] ^= k

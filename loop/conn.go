@@ -156,22 +156,14 @@ func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) error {
 	}
 	if c.pendingLocked()+len(payload)+codec.MaxHeaderSize > c.ls.srv.opts.MaxPendingBytes {
 		c.wflags |= wSlow
-		wake := c.scheduleLocked()
-		c.mu.Unlock()
-		if wake {
-			c.wake()
-		}
+		c.unlockAndFlush()
 		return ErrSlowConsumer
 	}
 	if c.out == nil {
 		c.out = outPool.Get()
 	}
 	c.out.B = appendMessage(c.out.B, op, payload, c.ls.srv.opts.FragmentSize)
-	wake := c.scheduleLocked()
-	c.mu.Unlock()
-	if wake {
-		c.wake()
-	}
+	c.unlockAndFlush()
 	return nil
 }
 
@@ -205,15 +197,17 @@ func (c *Conn) writeControl(op codec.OpCode, payload []byte) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
+	if c.pendingLocked()+len(payload)+2 > c.ls.srv.opts.MaxPendingBytes {
+		// A peer that pings without reading our pongs is a slow consumer too.
+		c.wflags |= wSlow
+		c.unlockAndFlush()
+		return ErrSlowConsumer
+	}
 	if c.ctrl == nil {
 		c.ctrl = ctrlPool.Get()
 	}
 	c.ctrl.B = codec.AppendFrame(c.ctrl.B, codec.Header{Fin: true, OpCode: op}, payload)
-	wake := c.scheduleLocked()
-	c.mu.Unlock()
-	if wake {
-		c.wake()
-	}
+	c.unlockAndFlush()
 	return nil
 }
 
@@ -231,11 +225,7 @@ func (c *Conn) Close(code codec.StatusCode, reason string) error {
 		return nil
 	}
 	c.queueCloseLocked(code, reason, false)
-	wake := c.scheduleLocked()
-	c.mu.Unlock()
-	if wake {
-		c.wake()
-	}
+	c.unlockAndFlush()
 	return nil
 }
 
@@ -255,18 +245,17 @@ func (c *Conn) queueCloseLocked(code codec.StatusCode, reason string, drop bool)
 	c.closing = &CloseError{Code: code, Reason: reason}
 }
 
-// scheduleLocked reports whether the caller must wake the loop to flush:
-// not if the loop is inside a callback for this connection (it flushes on
-// the way out) or a wake-up is already on its way.
-func (c *Conn) scheduleLocked() bool {
+// unlockAndFlush releases c.mu and makes sure the queue will be flushed:
+// nothing to do if the loop is inside a callback for this connection (it
+// flushes on the way out) or a wake-up is already on its way; otherwise it
+// wakes the loop.
+func (c *Conn) unlockAndFlush() {
 	if c.wflags&(wBusy|wScheduled|wClosed) != 0 {
-		return false
+		c.mu.Unlock()
+		return
 	}
 	c.wflags |= wScheduled
-	return true
-}
-
-func (c *Conn) wake() {
+	c.mu.Unlock()
 	if err := c.gc.Wake(nil); err != nil {
 		c.mu.Lock()
 		c.wflags &^= wScheduled
