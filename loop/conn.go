@@ -27,6 +27,7 @@ const (
 	rShutWr                     // write side shut down after our close frame
 	rUpgraded                   // counted in Server.conns
 	rFin                        // the streamed data frame is the message's last
+	rGarbled                    // failed on broken framing: no frame boundaries to follow
 )
 
 // Write-side flags (guarded by Conn.mu).

@@ -135,8 +135,12 @@ func (c *Conn) readFrames(p []byte) (int, gnet.Action) {
 	rules := &c.ls.srv.rules
 	off := 0
 	for off < len(p) {
-		if c.rflags&rFailed != 0 || c.state == stateClosed {
-			return len(p), gnet.None // nothing more is read from it
+		if c.rflags&rFailed != 0 {
+			m, act := c.discard(p[off:])
+			return off + m, act
+		}
+		if c.state == stateClosed {
+			return len(p), gnet.None
 		}
 		if c.rflags&rInFrame != 0 {
 			k := int(min(c.fleft, int64(len(p)-off)))
@@ -153,12 +157,18 @@ func (c *Conn) readFrames(p []byte) (int, gnet.Action) {
 			continue
 		}
 		h, n, err := codec.ParseHeader(p[off:])
-		if err == nil && n > 0 {
-			err = c.stream.Next(h, rules)
-		}
 		if err != nil {
+			c.rflags |= rGarbled // the framing itself is broken
 			c.fail(err)
 			return len(p), gnet.None
+		}
+		if n > 0 {
+			if err := c.stream.Next(h, rules); err != nil {
+				c.fail(err)
+				c.fleft = h.Length // framing is intact: skip the payload
+				off += n
+				continue
+			}
 		}
 		if n == 0 {
 			break // header incomplete
@@ -207,6 +217,39 @@ func (c *Conn) readFrames(p []byte) (int, gnet.Action) {
 		if h.Length == 0 {
 			c.endFrame()
 		}
+	}
+	return off, gnet.None
+}
+
+// discard reads a failed connection: nothing more is delivered or
+// answered, but frame boundaries are followed so that the peer's reply to
+// our close frame is seen, and the TCP connection closed then
+// (RFC 6455 §7.1.1), without waiting for CloseTimeout. Where the framing
+// itself is broken, any input after our close frame is out ends it.
+func (c *Conn) discard(p []byte) (int, gnet.Action) {
+	if c.rflags&rGarbled != 0 {
+		if c.rflags&rShutWr != 0 {
+			return len(p), gnet.Close
+		}
+		return len(p), gnet.None
+	}
+	off := 0
+	for off < len(p) {
+		if c.fleft > 0 {
+			k := int(min(c.fleft, int64(len(p)-off)))
+			off += k
+			c.fleft -= int64(k)
+			continue
+		}
+		h, n, err := codec.ParseHeader(p[off:])
+		switch {
+		case err != nil || h.OpCode == codec.OpClose:
+			return len(p), gnet.Close
+		case n == 0:
+			return off, gnet.None // keep the partial header
+		}
+		off += n
+		c.fleft = h.Length
 	}
 	return off, gnet.None
 }
