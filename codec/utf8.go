@@ -113,6 +113,7 @@ func (v *UTF8) Write(p []byte) bool {
 	s := v.state
 	for len(p) > 0 {
 		if s == sAccept {
+			// Between code points: skip ASCII, 32, 8, then 1 byte at a time.
 			for len(p) >= 32 {
 				w := binary.LittleEndian.Uint64(p[0:8]) | binary.LittleEndian.Uint64(p[8:16]) |
 					binary.LittleEndian.Uint64(p[16:24]) | binary.LittleEndian.Uint64(p[24:32])
