@@ -10,7 +10,9 @@ package codec
 //
 // Masking and unmasking are the same operation. pos may be any int; only
 // its low 2 bits count. Mask works 8 bytes at a time with the 32-bit key
-// rotated to the phase, 64 bytes per loop iteration.
+// rotated to the phase, 64 bytes per loop iteration. It does not allocate.
+//
+// NOTE: p does not escape.
 func Mask(p []byte, key [4]byte, pos int) int {
 	pos &= 3
 	if len(p) < 16 { // too short for words to pay off

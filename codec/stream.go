@@ -53,7 +53,9 @@ const (
 // message, a text or binary frame needs none), then the frame and message
 // sizes. Control frames may come between the fragments of a message and do
 // not change the state. The checks ParseHeader makes are not repeated,
-// except that a reserved opcode is ErrReservedOpcode.
+// except that a reserved opcode is ErrReservedOpcode. It does not allocate.
+//
+// NOTE: r does not escape.
 func (s *Stream) Next(h Header, r *Rules) error {
 	var zero Rules
 	if r == nil {
