@@ -21,8 +21,23 @@ type RejectError struct {
 func (e RejectError) Error() string { return "upgrade: " + e.Reason }
 
 // AsReject reports whether err is, or wraps, a RejectError (or a
-// *RejectError) and returns it.
+// *RejectError) and returns it. It does not allocate when err is one
+// itself, as Parse's errors are.
 func AsReject(err error) (RejectError, bool) {
+	switch e := err.(type) {
+	case RejectError:
+		return e, true
+	case *RejectError:
+		if e != nil {
+			return *e, true
+		}
+	}
+	return asWrapped(err)
+}
+
+// asWrapped is AsReject for wrapped errors, through errors.As (whose
+// targets escape).
+func asWrapped(err error) (RejectError, bool) {
 	var re RejectError
 	if errors.As(err, &re) {
 		return re, true
