@@ -88,7 +88,10 @@ func NewCompressor(cfg *Config) (*Compressor, error) {
 //
 // With ok == false dst is returned unchanged and the message must be sent
 // uncompressed (RSV1 clear): it was shorter than the threshold, or
-// compressing did not make it shorter.
+// compressing did not make it shorter. (One exception: a message under 128
+// bytes that does not shrink while h is empty is sent as a stored block,
+// len(msg)+6 bytes, because only compressed messages enter the history and
+// short ones would otherwise never start it.)
 //
 // h is used only when p.ServerContextTakeover is set, and may be nil (no
 // history). When it is used, msg is added to it if and only if ok is true,
@@ -149,12 +152,30 @@ func (c *Compressor) AppendCompress(dst, msg []byte, p Params, h *History) (_ []
 		panic("deflate: sync flush did not end with 00 00 ff ff")
 	}
 	if n-start >= len(msg) {
-		return out[:start], false
+		if !takeover || h.Len() > 0 || len(msg) == 0 || len(msg) >= smallInput {
+			return out[:start], false
+		}
+		// A short message does not shrink without history, and only
+		// messages sent compressed enter the history, so short messages
+		// alone would never start one. Seed an empty History by sending
+		// this one as a stored block: len(msg)+6 bytes, once per History.
+		out = appendStored(out[:start], msg)
+		n = len(out)
 	}
 	if takeover {
 		h.add(msg, p.historySize())
 	}
 	return out[:n], true
+}
+
+// appendStored appends msg (at most 65535 bytes) as one non-final stored
+// block (RFC 1951 §3.2.4) followed by what remains of a sync flush once its
+// 00 00 ff ff is removed: the empty stored block's header byte.
+func appendStored(dst, msg []byte) []byte {
+	n := len(msg)
+	dst = append(dst, 0x00, byte(n), byte(n>>8), ^byte(n), ^byte(n>>8))
+	dst = append(dst, msg...)
+	return append(dst, 0x00)
 }
 
 // windowWriter returns the Writer whose matches all lie within 2^bits.

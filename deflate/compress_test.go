@@ -70,7 +70,8 @@ func TestRoundTrip(t *testing.T) {
 						continue
 					}
 					compressed++
-					if len(payload) >= len(msg) {
+					seed := takeover && len(before) == 0 && len(msg) < smallInput && len(payload) == len(msg)+6
+					if len(payload) >= len(msg) && !seed {
 						t.Fatalf("msg %d: compressed %d >= %d", i, len(payload), len(msg))
 					}
 					pr.receive(t, payload, msg)
@@ -203,6 +204,34 @@ func TestBroadcast(t *testing.T) {
 			t.Fatal("not compressed")
 		}
 		pr.receive(t, out, msg)
+	}
+}
+
+// TestSmallTakeover sends only short messages with takeover and Threshold
+// -1: the first seeds the History as a stored block, the rest refer to it.
+func TestSmallTakeover(t *testing.T) {
+	t.Parallel()
+	m := newMarket(17)
+	comp := mustCompressor(t, &Config{Threshold: -1, ServerContextTakeover: true})
+	p := Params{ServerContextTakeover: true}
+	pr := &peer{bits: 15, takeover: true}
+	var h History
+	in, out := 0, 0
+	for i := range 100 {
+		msg := m.sized(64)
+		payload, ok := comp.AppendCompress(nil, msg, p, &h)
+		if !ok {
+			t.Fatalf("message %d not compressed", i)
+		}
+		if i == 0 && len(payload) != len(msg)+6 {
+			t.Fatalf("seed: %d bytes for %d", len(payload), len(msg))
+		}
+		pr.receive(t, payload, msg)
+		in += len(msg)
+		out += len(payload)
+	}
+	if ratio := float64(out) / float64(in); ratio > 0.6 {
+		t.Fatalf("ratio %.2f: the history is not used", ratio)
 	}
 }
 

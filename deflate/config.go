@@ -24,8 +24,9 @@ type Config struct {
 	// message). A negative value compresses every message; then messages
 	// under 128 bytes with a History take that allocating path (measured
 	// ratio on 63-byte ticker JSON with a 4 KiB history: 0.33 instead of
-	// 1.09). A message is always sent uncompressed when compressing it
-	// does not make it shorter.
+	// 1.09; the first short message into an empty History is sent as a
+	// stored block to start it). A message is otherwise sent uncompressed
+	// when compressing it does not make it shorter.
 	Threshold int
 
 	// ServerContextTakeover lets the server reference earlier messages

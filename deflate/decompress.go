@@ -65,7 +65,9 @@ func NewDecompressor() *Decompressor { return new(Decompressor) }
 // an empty message (strictly it is not valid DEFLATE data, but nothing is
 // lost by accepting it).
 //
-// payload is not retained. It is read, never written.
+// payload is not retained. It is read, never written. NOTE: it escapes
+// (large payloads are read in place through a field of d), which is free
+// for the event loop's heap buffers.
 func (d *Decompressor) AppendDecompress(dst, payload []byte, limit int, p Params, h *History) ([]byte, error) {
 	if len(payload) == 0 {
 		return dst, nil
