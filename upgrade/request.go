@@ -10,8 +10,8 @@ const (
 )
 
 // maxLimit caps every limit so that offsets fit in the uint32 fields of
-// Request on every platform.
-const maxLimit = 1 << 30
+// Request and sums of two of them fit in an int on 32-bit platforms.
+const maxLimit = 1 << 28
 
 // Config holds the size limits of a request. The zero value means the
 // defaults; a zero or negative field takes its default. A Request copies
@@ -21,7 +21,7 @@ const maxLimit = 1 << 30
 type Config struct {
 	// MaxHeaderBytes caps the request line, header lines and the blank
 	// line together, CRLFs included. Above it: 431 (ErrHeaderTooLarge).
-	// Default 8192 bytes; values above 1 GiB are treated as 1 GiB.
+	// Default 8192 bytes; every limit above 256 MiB is treated as 256 MiB.
 	MaxHeaderBytes int
 	// MaxHeaders caps the number of header lines. Above it: 431
 	// (ErrTooManyHeaders). Default 64.
@@ -61,9 +61,9 @@ func (s span) in(b []byte) []byte { return b[s.start:s.end:s.end] }
 // WebSocket connection (RFC 6455 §4.2.1) and, once Parse has returned
 // n > 0, the parsed request.
 //
-// A Request holds offsets into the caller's buffer, about 150 bytes in all;
-// it is meant to live for the handshake only and be reused through Reset
-// (for example from a sync.Pool). The zero value is ready to use with the
+// A Request holds offsets into the caller's buffer (136 bytes on 64-bit
+// platforms). It is meant to live for the handshake only and be reused
+// through Reset (for example from a sync.Pool). The zero value is ready to use with the
 // default Config. A Request must not be copied after first use.
 type Request struct {
 	_   noCopy

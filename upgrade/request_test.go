@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // parseCase is one input with the expected outcome. With err == nil and
@@ -354,5 +355,14 @@ func TestParseSticky(t *testing.T) {
 	r.Reset(nil)
 	if n, err := r.Parse(in); n != len(rfcSample) || err != nil {
 		t.Fatalf("after Reset: n=%d err=%v", n, err)
+	}
+}
+
+// TestRequestSize keeps the pooled handshake state small (see the Request
+// doc).
+func TestRequestSize(t *testing.T) {
+	t.Parallel()
+	if unsafe.Sizeof(uintptr(0)) == 8 && unsafe.Sizeof(Request{}) != 136 {
+		t.Errorf("Request is %d bytes on 64-bit, the doc says 136", unsafe.Sizeof(Request{}))
 	}
 }
