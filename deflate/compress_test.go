@@ -39,11 +39,22 @@ func testMessages() [][]byte {
 func TestRoundTrip(t *testing.T) {
 	t.Parallel()
 	msgs := testMessages()
+	type variant struct{ level, bits int }
+	var variants []variant
 	for bits := 8; bits <= 15; bits++ {
+		variants = append(variants, variant{1, bits})
+	}
+	for _, level := range []int{4, 6, 9} { // other encoders: fewer window sizes
+		for _, bits := range []int{8, 11, 15} {
+			variants = append(variants, variant{level, bits})
+		}
+	}
+	for _, v := range variants {
+		bits := v.bits
 		for _, takeover := range []bool{false, true} {
-			t.Run(fmt.Sprintf("bits=%d/takeover=%v", bits, takeover), func(t *testing.T) {
+			t.Run(fmt.Sprintf("level=%d/bits=%d/takeover=%v", v.level, bits, takeover), func(t *testing.T) {
 				t.Parallel()
-				cfg := &Config{Threshold: -1, ServerContextTakeover: takeover}
+				cfg := &Config{Level: v.level, Threshold: -1, ServerContextTakeover: takeover}
 				comp := mustCompressor(t, cfg)
 				p := Params{ServerContextTakeover: takeover, ServerMaxWindowBits: uint8(bits), HistoryBits: uint8(min(12, bits))}
 				pr := &peer{bits: bits, takeover: takeover}
