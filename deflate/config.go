@@ -62,7 +62,10 @@ type Config struct {
 	// ClientMaxWindowBits bounds the window the client may use with
 	// ClientContextTakeover, 8 to 15, 0 means 12 (4 KiB of memory per
 	// connection). It is answered as client_max_window_bits, never unless
-	// the client offered that parameter (RFC 7692 §7.1.2.2).
+	// the client offered that parameter (RFC 7692 §7.1.2.2). 8 is taken as
+	// 9, and an offer of client_max_window_bits=8 gets no client takeover:
+	// zlib cannot compress raw DEFLATE with an 8-bit window and uses 9 bits
+	// instead, so clients built on it would overrun a 256-byte history.
 	ClientMaxWindowBits int
 }
 

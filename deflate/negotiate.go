@@ -123,9 +123,14 @@ func (c *Config) accept(o *offer) (p Params, cmwb uint8) {
 		p.HistoryBits = uint8(min(c.HistoryBits, int(p.ServerMaxWindowBits)))
 	}
 	if c.ClientContextTakeover && !o.has(paramClientNoCtx) {
+		// zlib, which most clients compress with, cannot make a raw DEFLATE
+		// stream with an 8-bit window and silently uses 9 bits, so an
+		// inflate window of 2^8 would fail on their messages: 8 is taken as
+		// 9, and a client that offers at most 8 gets no takeover.
 		switch {
+		case o.has(paramClientMax) && o.clientMax == minWindowBits:
 		case o.has(paramClientMax):
-			b := uint8(c.ClientMaxWindowBits)
+			b := uint8(max(c.ClientMaxWindowBits, minWindowBits+1))
 			if o.clientMax != 0 && o.clientMax < b {
 				b = o.clientMax
 			}
