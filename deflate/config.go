@@ -10,7 +10,7 @@ type Config struct {
 	// 0 means 1. Each Compressor (one per event loop) lazily allocates
 	// one flate.Writer of this level on the first compressed message:
 	// about 0.8 MB at level 1, 1.2 MB at 2, 1.1 MB at 5, 1.4 MB at 9.
-	// Levels 7–9 clear 160 KB of hash chains on every message, so they
+	// Levels 7–9 clear 640 KB of hash tables on every message, so they
 	// are slow per message; stay at 1–6.
 	Level int
 

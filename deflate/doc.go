@@ -49,8 +49,11 @@
 //
 //	// receive: payload = the frames of a message with RSV1, joined
 //	msg, err := dec.AppendDecompress(buf[:0], payload, maxMessage, c.params, &c.recvHist)
-//	// err is ErrTooLarge (close 1009) or ErrCorrupt (close 1007);
-//	// errors.As(err, &deflate.Error{}) gives the code
+//	// err is ErrTooLarge (close 1009) or ErrCorrupt (close 1007):
+//	var de deflate.Error
+//	if errors.As(err, &de) {
+//		closeWith(de.Code)
+//	}
 //
 //	// idle timer
 //	c.sendHist.Release()
