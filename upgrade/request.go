@@ -62,8 +62,9 @@ func (s span) in(b []byte) []byte { return b[s.start:s.end:s.end] }
 // n > 0, the parsed request.
 //
 // A Request holds offsets into the caller's buffer (136 bytes on 64-bit
-// platforms). It is meant to live for the handshake only and be reused
-// through Reset (for example from a sync.Pool). The zero value is ready to use with the
+// platforms) and a reference to the buffer of the last Parse call, which
+// Reset drops: call Reset before putting it back in a pool. It is meant to
+// live for the handshake only. The zero value is ready to use with the
 // default Config. A Request must not be copied after first use.
 type Request struct {
 	_   noCopy
