@@ -66,7 +66,6 @@ type Conn struct {
 	in     *bytebufferpool.ByteBuffer // partial input
 	msg    *bytebufferpool.ByteBuffer // message being assembled
 	req    *upgrade.Request           // during the handshake only
-	closed *CloseError                // how it ended, once known
 	fleft  int64                      // payload bytes left in the current data frame
 	stream codec.Stream
 	fkey   [4]byte // mask key of the current frame
@@ -91,7 +90,7 @@ type Conn struct {
 	outbound int32                      // gnet's outbound bytes after the last flush
 	out      *bytebufferpool.ByteBuffer // data frames (and our close frame), in order
 	ctrl     *bytebufferpool.ByteBuffer // pings and pongs: go out first
-	closing  *CloseError                // code and reason of our queued close frame
+	cerr     *CloseError                // how it ends: our queued close frame, or the peer's
 
 	value any
 }
@@ -243,7 +242,9 @@ func (c *Conn) queueCloseLocked(code codec.StatusCode, reason string, drop bool)
 	payload := codec.AppendClose(p[:0], code, reason)
 	c.out.B = codec.AppendFrame(c.out.B, codec.Header{Fin: true, OpCode: codec.OpClose}, payload)
 	c.wflags |= wCloseQ
-	c.closing = &CloseError{Code: code, Reason: reason}
+	if c.cerr == nil {
+		c.cerr = &CloseError{Code: code, Reason: reason}
+	}
 }
 
 // unlockAndFlush releases c.mu and makes sure the queue will be flushed:

@@ -315,8 +315,12 @@ func (c *Conn) control(op codec.OpCode, payload []byte) gnet.Action {
 		if code == codec.StatusNoStatusRcvd {
 			echo = codec.StatusNormalClosure
 		}
+		c.mu.Lock()
+		if c.cerr == nil { // the peer's close is what ends it
+			c.cerr = &CloseError{Code: code, Reason: string(reason), Remote: true}
+		}
+		c.mu.Unlock()
 		c.startClose(echo, "", nil, false)
-		c.closed = &CloseError{Code: code, Reason: string(reason), Remote: true}
 		c.state = stateClosed
 		c.flush()
 		return gnet.Close
@@ -359,9 +363,10 @@ func (c *Conn) enterClosing(cause error) {
 	}
 	c.state = stateClosing
 	c.mu.Lock()
-	c.closed, c.closing = c.closing, nil
+	if c.cerr.Err == nil {
+		c.cerr.Err = cause
+	}
 	c.mu.Unlock()
-	c.closed.Err = cause
 	c.closeAt = c.ls.wheel.now + c.ls.srv.closeTicks
 	c.ls.reschedule(c)
 }

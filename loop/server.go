@@ -230,7 +230,9 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	s.conns.Add(-1)
-	ce := c.closed
+	c.mu.Lock()
+	ce := c.cerr
+	c.mu.Unlock()
 	if ce == nil { // no closing handshake: the TCP connection just ended
 		ce = &CloseError{Code: codec.StatusAbnormalClosure, Err: err}
 	}
@@ -274,9 +276,11 @@ func (ls *loopState) fire(c *Conn) {
 		}
 	case stateClosing:
 		if now >= c.closeAt {
-			if c.closed != nil && c.closed.Err == nil {
-				c.closed.Err = ErrCloseTimeout
+			c.mu.Lock()
+			if c.cerr != nil && c.cerr.Err == nil {
+				c.cerr.Err = ErrCloseTimeout
 			}
+			c.mu.Unlock()
 			_ = ls.el.Close(c.gc)
 			return
 		}
