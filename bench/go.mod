@@ -1,21 +1,29 @@
 module github.com/wsgate/wsgate/bench
 
-go 1.25
+go 1.26
 
 replace github.com/wsgate/wsgate => ../
 
 require (
 	github.com/coder/websocket v1.8.13
+	github.com/gobwas/ws v1.5.0
 	github.com/gorilla/websocket v1.5.3
+	github.com/lesismal/nbio v1.6.12
+	github.com/lxzan/gws v1.8.9
+	github.com/panjf2000/gnet/v2 v2.10.0
 	github.com/wsgate/wsgate v0.0.0-00010101000000-000000000000
 )
 
 require (
+	github.com/dolthub/maphash v0.1.0 // indirect
+	github.com/gobwas/httphead v0.1.0 // indirect
+	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/lesismal/llib v1.2.4 // indirect
 	github.com/panjf2000/ants/v2 v2.12.1 // indirect
-	github.com/panjf2000/gnet/v2 v2.10.0 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
+	golang.org/x/crypto v0.0.0-20210513122933-cd7d49e622d5 // indirect
 	golang.org/x/sync v0.11.0 // indirect
 	golang.org/x/sys v0.30.0 // indirect
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect

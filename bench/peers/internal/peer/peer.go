@@ -1,0 +1,122 @@
+// Package peer holds what every peer server in bench/peers shares: the
+// command-line contract, the /stats admin listener, the open-connection
+// counter, the "BCAST " rule and the signal handling.
+//
+// The contract, which cmd/wsgate follows too and the load generator relies
+// on:
+//
+//	-addr host:port    WebSocket listener; upgrades on any path
+//	-admin host:port   GET /stats (pprof.Stats JSON) and /debug/pprof/; empty: off
+//	-broadcast         a text message "BCAST <rest>" sends <rest> as a text
+//	                   message to every open connection, the sender included
+//	-deflate           permessage-deflate on, where the library supports it
+//	-loops N           event loops or pollers, where meaningful (0: GOMAXPROCS)
+//
+// Every other message is echoed with its opcode. The process logs its
+// listen address to stderr and exits 0 on SIGINT or SIGTERM.
+package peer
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+
+	debugsrv "github.com/wsgate/wsgate/pprof"
+)
+
+// Config is the parsed command line.
+type Config struct {
+	Name      string // binary name, used as the log prefix
+	Addr      string // WebSocket listen address, host:port
+	Admin     string // admin listen address; empty: no admin server
+	Broadcast bool   // "BCAST <rest>" fans <rest> out instead of echoing
+	Deflate   bool   // negotiate permessage-deflate
+	Loops     int    // event loops/pollers; 0: the peer's default (GOMAXPROCS)
+}
+
+// ParseFlags parses the contract flags from os.Args.
+func ParseFlags(name string) Config {
+	c := Config{Name: name}
+	flag.StringVar(&c.Addr, "addr", ":8080", "listen address for WebSocket upgrades")
+	flag.StringVar(&c.Admin, "admin", "127.0.0.1:6060", "admin address for /stats and /debug/pprof/ (empty: off)")
+	flag.BoolVar(&c.Broadcast, "broadcast", false, `a text message "BCAST <rest>" sends <rest> to every connection instead of echoing`)
+	flag.BoolVar(&c.Deflate, "deflate", false, "negotiate permessage-deflate (no context takeover)")
+	flag.IntVar(&c.Loops, "loops", 0, "event loops or pollers (0: GOMAXPROCS)")
+	flag.Parse()
+	if c.Loops < 0 {
+		Fatalf(c.Name, "-loops must be >= 0, got %d", c.Loops)
+	}
+	return c
+}
+
+// Logf writes one line to stderr. Cold paths only.
+func Logf(name, format string, args ...any) {
+	fmt.Fprintf(os.Stderr, name+": "+format+"\n", args...)
+}
+
+// Fatalf logs and exits with status 1.
+func Fatalf(name, format string, args ...any) {
+	Logf(name, format, args...)
+	os.Exit(1)
+}
+
+// Counter counts open upgraded connections. Safe for concurrent use.
+type Counter struct{ n atomic.Int64 }
+
+// Inc records an upgraded connection.
+func (c *Counter) Inc() { c.n.Add(1) }
+
+// Dec records the close of an upgraded connection.
+func (c *Counter) Dec() { c.n.Add(-1) }
+
+// Load returns the number of open connections; it fits pprof.NewMux.
+func (c *Counter) Load() int { return int(c.n.Load()) }
+
+// ServeAdmin listens on addr and serves pprof.NewMux(conns) in the
+// background. An empty addr turns the admin server off.
+func ServeAdmin(name, addr string, conns func() int) {
+	if addr == "" {
+		return
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		Fatalf(name, "admin listen %s: %v", addr, err)
+	}
+	Logf(name, "admin listening on %s", ln.Addr())
+	go func() {
+		err := http.Serve(ln, debugsrv.NewMux(conns))
+		Fatalf(name, "admin server stopped: %v", err)
+	}()
+}
+
+var bcast = []byte("BCAST ")
+
+// BroadcastPayload reports whether a text message p is a broadcast request
+// and returns the part to fan out. The result aliases p.
+func BroadcastPayload(p []byte) ([]byte, bool) {
+	if !bytes.HasPrefix(p, bcast) {
+		return nil, false
+	}
+	return p[len(bcast):], true
+}
+
+// WaitSignal blocks until SIGINT or SIGTERM, or until a value arrives on
+// failed (a server loop that returned). It exits 0 on a signal and 1 on
+// failure.
+func WaitSignal(name string, failed <-chan error) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case s := <-sig:
+		Logf(name, "%v: exiting", s)
+		os.Exit(0)
+	case err := <-failed:
+		Fatalf(name, "server stopped: %v", err)
+	}
+}
