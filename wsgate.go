@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/deflate"
 	"github.com/wsgate/wsgate/loop"
 	"github.com/wsgate/wsgate/upgrade"
 )
@@ -98,6 +99,10 @@ func WithAllowedOrigins(origins ...string) Option {
 func WithAuthorize(f func(r *Request) (any, error)) Option {
 	return func(o *Options) { o.Authorize = f }
 }
+
+// WithDeflate turns permessage-deflate on with cfg (nil: off, the default);
+// see Options.Deflate for the memory it costs.
+func WithDeflate(cfg *deflate.Config) Option { return func(o *Options) { o.Deflate = cfg } }
 
 // WithProtocols sets the subprotocols the server speaks.
 func WithProtocols(p ...string) Option { return func(o *Options) { o.Protocols = p } }

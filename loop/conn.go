@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/deflate"
 	"github.com/wsgate/wsgate/upgrade"
 )
 
@@ -28,6 +29,7 @@ const (
 	rUpgraded                   // counted in Server.conns
 	rFin                        // the streamed data frame is the message's last
 	rGarbled                    // failed on broken framing: no frame boundaries to follow
+	rDeflate                    // permessage-deflate negotiated
 )
 
 // Write-side flags (guarded by Conn.mu).
@@ -38,6 +40,7 @@ const (
 	wSlow                        // MaxPendingBytes was exceeded: fail with 1008
 	wClosed                      // OnClose ran: buffers released
 	wCloseSent                   // the close frame has been handed to gnet
+	wDeflate                     // permessage-deflate negotiated: compress data frames
 )
 
 // Buffer pools, one per purpose so that bytebufferpool's size calibration
@@ -75,6 +78,9 @@ type Conn struct {
 	mop    codec.OpCode // opcode of the message being assembled
 	utf8   codec.UTF8
 	proto  uint8 // 1 + index of the subprotocol in Options.Protocols; 0: none
+	// permessage-deflate parameters (5 bytes: fits in padding)
+	dparams deflate.Params
+	dfl     *deflateState // context takeover only
 
 	// timing wheel (event-loop only)
 	next, prev *Conn
@@ -162,23 +168,28 @@ func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) error {
 	if c.out == nil {
 		c.out = outPool.Get()
 	}
-	c.out.B = appendMessage(c.out.B, op, payload, c.ls.srv.opts.FragmentSize)
+	if c.wflags&wDeflate != 0 {
+		// compressed on the loop by flush; see deflate.go
+		c.out.B = codec.AppendFrame(c.out.B, codec.Header{Fin: true, Rsv: rsvDeflate, OpCode: op}, payload)
+	} else {
+		c.out.B = appendMessage(c.out.B, op, 0, payload, c.ls.srv.opts.FragmentSize)
+	}
 	c.unlockAndFlush()
 	return nil
 }
 
 // appendMessage appends payload as unmasked server frames of at most frag
-// payload bytes each.
-func appendMessage(dst []byte, op codec.OpCode, payload []byte, frag int) []byte {
+// payload bytes each; rsv goes on the first frame only.
+func appendMessage(dst []byte, op codec.OpCode, rsv byte, payload []byte, frag int) []byte {
 	for {
 		n := min(len(payload), frag)
-		h := codec.Header{Fin: n == len(payload), OpCode: op}
+		h := codec.Header{Fin: n == len(payload), Rsv: rsv, OpCode: op}
 		dst = codec.AppendFrame(dst, h, payload[:n])
 		payload = payload[n:]
 		if len(payload) == 0 {
 			return dst
 		}
-		op = codec.OpContinuation
+		op, rsv = codec.OpContinuation, 0
 	}
 }
 
@@ -311,8 +322,14 @@ func (c *Conn) flush() (backlog bool) {
 			}
 		}
 	}
+	deflating := c.wflags&wDeflate != 0
 	c.mu.Unlock()
 
+	if deflating && len(chunk) > 0 {
+		z := c.compressFrames(chunk)
+		defer zbufPool.Put(z)
+		chunk = z.B
+	}
 	if ctrl != nil {
 		_, _ = c.gc.Write(ctrl.B)
 		ctrlPool.Put(ctrl)

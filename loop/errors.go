@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/deflate"
 )
 
 var (
@@ -76,6 +77,10 @@ func CloseStatus(err error) (codec.StatusCode, bool) {
 func closeCode(err error) codec.StatusCode {
 	if code, ok := codec.CloseStatus(err); ok {
 		return code
+	}
+	var de deflate.Error
+	if errors.As(err, &de) {
+		return codec.StatusCode(de.Code)
 	}
 	switch err {
 	case ErrSlowConsumer:

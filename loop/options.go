@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/wsgate/wsgate/deflate"
 	"github.com/wsgate/wsgate/upgrade"
 )
 
@@ -81,6 +82,15 @@ type Options struct {
 	// valid only during the call.
 	Authorize func(r *upgrade.Request) (value any, err error)
 
+	// Deflate turns permessage-deflate (RFC 7692) on with this policy; nil
+	// (the default) leaves it off. The zero deflate.Config answers offers
+	// with server_no_context_takeover and client_no_context_takeover: no
+	// compression memory per connection, one ~0.8 MB flate.Writer and one
+	// ~36 KB reader per event loop, created on first use. With
+	// ServerContextTakeover a connection keeps up to 2^HistoryBits bytes
+	// (4 KiB) of history, freed after 30 s without compressed messages.
+	Deflate *deflate.Config
+
 	// Protocols are the subprotocols the server speaks, in no particular
 	// order: the first one the client offers that is listed is selected.
 	Protocols []string
@@ -149,6 +159,13 @@ func (o Options) normalize() (Options, error) {
 		return o, errors.New("loop: FragmentSize must be at least 125")
 	case o.MaxConns < 0:
 		return o, errors.New("loop: MaxConns must not be negative")
+	}
+	if o.Deflate != nil {
+		if err := o.Deflate.Validate(); err != nil {
+			return o, err
+		}
+		d := *o.Deflate
+		o.Deflate = &d
 	}
 	o.AllowedOrigins = append([]string(nil), o.AllowedOrigins...)
 	o.Protocols = append([]string(nil), o.Protocols...)

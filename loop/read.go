@@ -78,6 +78,7 @@ func (c *Conn) reject(err error) {
 
 func (c *Conn) releaseReq() {
 	if c.req != nil {
+		c.req.Reset(nil) // drop its reference to the input buffer
 		reqPool.Put(c.req)
 		c.req = nil
 	}
@@ -109,6 +110,11 @@ func (c *Conn) accept() bool {
 		c.value = v
 	}
 	var resp upgrade.Response
+	scratch := ctrlPool.Get()
+	ext := ctrlPool.Get()
+	ext.B = c.negotiate(ext.B[:0], scratch.B)
+	ctrlPool.Put(scratch)
+	resp.Extensions = ext.B
 	if p := r.Protocol(s.opts.Protocols); p != "" {
 		resp.Protocol = p
 		c.proto = uint8(slices.Index(s.opts.Protocols, p) + 1)
@@ -117,6 +123,7 @@ func (c *Conn) accept() bool {
 	b.B = upgrade.AppendResponse(b.B, r.Key(), &resp)
 	_, _ = c.gc.Write(b.B)
 	ctrlPool.Put(b)
+	ctrlPool.Put(ext)
 	c.releaseReq()
 	if c.state == stateClosed { // the write failed and gnet closed it
 		return false
@@ -133,6 +140,9 @@ func (c *Conn) accept() bool {
 // used; the rest is an incomplete header or control frame.
 func (c *Conn) readFrames(p []byte) (int, gnet.Action) {
 	rules := &c.ls.srv.rules
+	if c.rflags&rDeflate != 0 {
+		rules = &c.ls.srv.rulesZ
+	}
 	off := 0
 	for off < len(p) {
 		if c.rflags&rFailed != 0 {
@@ -193,6 +203,10 @@ func (c *Conn) readFrames(p []byte) (int, gnet.Action) {
 			payload := p[off : off+int(h.Length)]
 			off += len(payload)
 			codec.Mask(payload, h.Mask, 0)
+			if h.Rsv&codec.Rsv1 != 0 {
+				c.inflate(h.OpCode, payload)
+				continue
+			}
 			if h.OpCode == codec.OpText {
 				var v codec.UTF8
 				if !v.Write(payload) || !v.Complete() {
@@ -257,7 +271,7 @@ func (c *Conn) discard(p []byte) (int, gnet.Action) {
 // payload takes the next unmasked chunk of a streamed data frame. A text
 // message fails with 1007 as soon as its bytes cannot be UTF-8.
 func (c *Conn) payload(chunk []byte) bool {
-	if c.mop == codec.OpText && !c.utf8.Write(chunk) {
+	if c.mop == codec.OpText && !c.stream.Compressed() && !c.utf8.Write(chunk) {
 		c.fail(codec.ErrInvalidUTF8)
 		return false
 	}
@@ -275,6 +289,11 @@ func (c *Conn) endFrame() {
 	}
 	msg := c.msg
 	c.msg = nil
+	if c.stream.Compressed() {
+		c.inflate(c.mop, msg.B)
+		msgPool.Put(msg)
+		return
+	}
 	if c.mop == codec.OpText && !c.utf8.Complete() {
 		msgPool.Put(msg)
 		c.fail(codec.ErrInvalidUTF8)

@@ -13,6 +13,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/deflate"
 	"github.com/wsgate/wsgate/upgrade"
 )
 
@@ -37,12 +38,15 @@ type Server struct {
 
 	opts       Options
 	handler    Handler
-	rules      codec.Rules
+	rules      codec.Rules // for connections without extensions
+	rulesZ     codec.Rules // for connections with permessage-deflate: RSV1 allowed
 	closeTicks uint32
 	pingTicks  uint32
 	idleTicks  uint32
 	hsTicks    uint32
-	start      time.Time
+	// a send History unused for this long is released
+	historyTicks uint32
+	start        time.Time
 
 	engine   gnet.Engine
 	booted   chan struct{}
@@ -65,7 +69,9 @@ func NewServer(h Handler, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	z := codec.Rules{Server: true, Rsv: codec.Rsv1, MaxFrameSize: o.MaxMessageSize, MaxMessageSize: o.MaxMessageSize}
 	s := &Server{
+		rulesZ:  z,
 		opts:    o,
 		handler: h,
 		rules: codec.Rules{
@@ -73,13 +79,14 @@ func NewServer(h Handler, opts Options) (*Server, error) {
 			MaxFrameSize:   o.MaxMessageSize,
 			MaxMessageSize: o.MaxMessageSize,
 		},
-		closeTicks: ticks(o.CloseTimeout),
-		pingTicks:  ticks(o.PingInterval),
-		idleTicks:  ticks(o.IdleTimeout),
-		hsTicks:    ticks(o.HandshakeTimeout),
-		booted:     make(chan struct{}),
-		finished:   make(chan struct{}),
-		stop:       make(chan struct{}),
+		closeTicks:   ticks(o.CloseTimeout),
+		pingTicks:    ticks(o.PingInterval),
+		idleTicks:    ticks(o.IdleTimeout),
+		hsTicks:      ticks(o.HandshakeTimeout),
+		historyTicks: ticks(DefaultPingInterval),
+		booted:       make(chan struct{}),
+		finished:     make(chan struct{}),
+		stop:         make(chan struct{}),
 	}
 	return s, nil
 }
@@ -142,8 +149,10 @@ type loopState struct {
 	el      gnet.EventLoop
 	wheel   wheel
 	backlog []*Conn
-	pending atomic.Bool // a tick task is queued on the loop
-	hasWork atomic.Bool // backlog is not empty
+	comp    *deflate.Compressor   // created on first use
+	dec     *deflate.Decompressor // created on first use
+	pending atomic.Bool           // a tick task is queued on the loop
+	hasWork atomic.Bool           // backlog is not empty
 }
 
 // loopOf returns the state of c's event loop, creating it on first use.
@@ -226,6 +235,7 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 		c.msg = nil
 	}
 	c.releaseReq()
+	c.dfl = nil
 	if c.rflags&rUpgraded == 0 {
 		return gnet.None
 	}
@@ -285,6 +295,7 @@ func (ls *loopState) fire(c *Conn) {
 			return
 		}
 	case stateOpen:
+		c.releaseIdle(now, s.historyTicks)
 		switch {
 		case s.idleTicks > 0 && now-c.lastRead >= s.idleTicks:
 			c.startClose(codec.StatusGoingAway, "idle timeout", ErrIdle, false)
@@ -375,7 +386,7 @@ func (s *Server) Broadcast(op codec.OpCode, payload []byte) error {
 	if op != codec.OpText && op != codec.OpBinary {
 		return ErrNotData
 	}
-	frames := appendMessage(nil, op, payload, s.opts.FragmentSize)
+	frames := appendMessage(nil, op, 0, payload, s.opts.FragmentSize)
 	s.mu.Lock()
 	loops := s.loops
 	s.mu.Unlock()

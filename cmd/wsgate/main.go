@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/deflate"
 	"github.com/wsgate/wsgate/pprof"
 )
 
@@ -33,6 +34,8 @@ func main() {
 		maxConns  = flag.Int("max-conns", 0, "answer 503 beyond this many connections (0: no limit)")
 		maxPend   = flag.Int("max-pending", 0, "bytes queued per connection before it is closed as a slow consumer (0: 4 MiB)")
 		origins   = flag.String("origins", "", "comma-separated extra allowed Origin values (* for any)")
+		compress  = flag.Bool("deflate", false, "negotiate permessage-deflate (no context takeover) with clients that offer it")
+		takeover  = flag.Bool("deflate-takeover", false, "with -deflate: server context takeover (4 KiB history per connection, freed when idle)")
 		verbose   = flag.Bool("v", false, "debug logging")
 	)
 	flag.Parse()
@@ -53,6 +56,9 @@ func main() {
 		wsgate.WithMaxMessageSize(*maxMsg),
 		wsgate.WithMaxConns(*maxConns),
 		wsgate.WithMaxPendingBytes(*maxPend),
+	}
+	if *compress {
+		opts = append(opts, wsgate.WithDeflate(&deflate.Config{ServerContextTakeover: *takeover}))
 	}
 	if *origins != "" {
 		opts = append(opts, wsgate.WithAllowedOrigins(strings.Split(*origins, ",")...))

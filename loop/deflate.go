@@ -1,0 +1,157 @@
+package loop
+
+import (
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/deflate"
+)
+
+// permessage-deflate (RFC 7692) in the loop.
+//
+// Compression happens on the event loop, with the loop's one Compressor
+// (a flate.Writer of ~0.8 MB per loop, none per connection): WriteMessage,
+// which may run on any goroutine, queues a deflate connection's message
+// as an unfragmented frame marked with RSV2 (a bit never negotiated, so
+// never sent), and flush compresses marked frames as it hands them to gnet.
+// That keeps the Compressor and the connection's History single-threaded
+// and in send order, without a lock or a pool of Writers.
+//
+// Per connection: Params (5 bytes, in padding of Conn) and, only with
+// context takeover, a deflateState. Without takeover a deflate connection
+// costs exactly what a plain one does.
+
+// deflateState is a connection's context-takeover memory.
+type deflateState struct {
+	send deflate.History // what we sent compressed (server takeover); released when idle
+	recv deflate.History // what the client sent (client takeover); kept for life
+	used uint32          // tick of the last message compressed with send
+}
+
+// rsvDeflate marks a queued message that flush must compress.
+const rsvDeflate = codec.Rsv2
+
+var zbufPool bytebufferpool.Pool // compressed or inflated message scratch
+
+func (ls *loopState) compressor() *deflate.Compressor {
+	if ls.comp == nil {
+		// The Config was validated by NewServer.
+		ls.comp, _ = deflate.NewCompressor(ls.srv.opts.Deflate)
+	}
+	return ls.comp
+}
+
+func (ls *loopState) decompressor() *deflate.Decompressor {
+	if ls.dec == nil {
+		ls.dec = deflate.NewDecompressor()
+	}
+	return ls.dec
+}
+
+// negotiate answers a permessage-deflate offer, if deflate is on and the
+// client made one; it returns the Sec-WebSocket-Extensions value to send,
+// appended to dst.
+func (c *Conn) negotiate(dst, scratch []byte) []byte {
+	cfg := c.ls.srv.opts.Deflate
+	if cfg == nil {
+		return dst
+	}
+	offers := c.req.AppendExtensions(scratch[:0])
+	if len(offers) == 0 {
+		return dst
+	}
+	resp, p, ok := deflate.Negotiate(dst, offers, cfg)
+	if !ok {
+		return dst
+	}
+	c.dparams = p
+	c.rflags |= rDeflate
+	c.mu.Lock()
+	c.wflags |= wDeflate
+	c.mu.Unlock()
+	return resp
+}
+
+// state returns the connection's takeover state, allocating it.
+func (c *Conn) takeover() *deflateState {
+	if c.dfl == nil {
+		c.dfl = new(deflateState)
+	}
+	return c.dfl
+}
+
+// inflate decompresses a whole compressed message and delivers it.
+func (c *Conn) inflate(op codec.OpCode, payload []byte) {
+	var hist *deflate.History
+	if c.dparams.ClientContextTakeover {
+		hist = &c.takeover().recv
+	}
+	buf := zbufPool.Get()
+	var err error
+	buf.B, err = c.ls.decompressor().AppendDecompress(buf.B[:0], payload, int(c.ls.srv.opts.MaxMessageSize), c.dparams, hist)
+	if err == nil && op == codec.OpText {
+		var v codec.UTF8
+		if !v.Write(buf.B) || !v.Complete() {
+			err = codec.ErrInvalidUTF8
+		}
+	}
+	if err != nil {
+		zbufPool.Put(buf)
+		c.fail(err)
+		return
+	}
+	c.deliver(op, buf.B)
+	zbufPool.Put(buf)
+}
+
+// compressFrames rewrites the frames in chunk for the wire: messages
+// marked by WriteMessage are compressed (or sent as they are when that
+// does not pay) and fragmented; other frames are copied. It returns the
+// buffer holding the result, which the caller puts back in zbufPool.
+// Event-loop only.
+func (c *Conn) compressFrames(chunk []byte) *bytebufferpool.ByteBuffer {
+	ls := c.ls
+	frag := ls.srv.opts.FragmentSize
+	out := zbufPool.Get()
+	z := zbufPool.Get()
+	for off := 0; off < len(chunk); {
+		h, n, _ := codec.ParseHeader(chunk[off:]) // our own frames: valid
+		end := off + n + int(h.Length)
+		if h.Rsv != rsvDeflate {
+			out.B = append(out.B, chunk[off:end]...)
+			off = end
+			continue
+		}
+		msg := chunk[off+n : end]
+		off = end
+		var hist *deflate.History
+		if c.dparams.ServerContextTakeover {
+			d := c.takeover()
+			d.used = ls.wheel.now
+			hist = &d.send
+		}
+		var ok bool
+		if z.B, ok = ls.compressor().AppendCompress(z.B[:0], msg, c.dparams, hist); ok {
+			out.B = appendMessage(out.B, h.OpCode, codec.Rsv1, z.B, frag)
+		} else {
+			out.B = appendMessage(out.B, h.OpCode, 0, msg, frag)
+		}
+	}
+	zbufPool.Put(z)
+	return out
+}
+
+// releaseIdle frees the send History of a connection that has not sent a
+// compressed message for idle ticks; its next message simply starts without
+// history (output that refers to no history decodes whatever the peer's
+// window holds). The receive History (client takeover) is never released.
+func (c *Conn) releaseIdle(now, idle uint32) {
+	d := c.dfl
+	if d == nil || now-d.used < idle {
+		return
+	}
+	d.send.Release()
+	if !c.dparams.ClientContextTakeover {
+		c.dfl = nil
+	}
+}
