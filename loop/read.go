@@ -121,16 +121,19 @@ func (c *Conn) accept() bool {
 	}
 	b := ctrlPool.Get()
 	b.B = upgrade.AppendResponse(b.B, r.Key(), &resp)
-	_, _ = c.gc.Write(b.B)
-	ctrlPool.Put(b)
 	ctrlPool.Put(ext)
 	c.releaseReq()
+	// Counted before the 101 goes out, so that a client holding its 101
+	// always finds itself in Conns().
+	s.conns.Add(1)
+	_, _ = c.gc.Write(b.B)
+	ctrlPool.Put(b)
 	if c.state == stateClosed { // the write failed and gnet closed it
+		s.conns.Add(-1)
 		return false
 	}
 	c.state = stateOpen
 	c.rflags |= rUpgraded
-	s.conns.Add(1)
 	c.ls.reschedule(c)
 	s.handler.OnOpen(c)
 	return true
@@ -328,8 +331,10 @@ func (c *Conn) control(op codec.OpCode, payload []byte) gnet.Action {
 			// the server closes the TCP connection first (RFC 6455 §7.1.1).
 			return gnet.Close
 		}
-		// The peer closes first: echo its code (1000 if it sent none),
-		// then close the TCP connection once the frame is out.
+		// The peer closes first: echo its code (1000 if it sent none)
+		// after what is already queued. Once all of it is in the kernel,
+		// flush half-closes the socket (the peer then closes, and gnet
+		// sees EOF); close at once if that has already happened.
 		echo := code
 		if code == codec.StatusNoStatusRcvd {
 			echo = codec.StatusNormalClosure
@@ -340,16 +345,17 @@ func (c *Conn) control(op codec.OpCode, payload []byte) gnet.Action {
 		}
 		c.mu.Unlock()
 		c.startClose(echo, "", nil, false)
-		c.state = stateClosed
-		c.flush()
-		return gnet.Close
+		if !c.flush() && c.rflags&rShutWr != 0 {
+			return gnet.Close
+		}
 	}
 	return gnet.None
 }
 
-// fail fails the connection (RFC 6455 §7.1.7) for a protocol violation:
-// the close frame carrying err's code replaces whatever data was still
-// queued, and nothing more is read.
+// fail fails the connection (RFC 6455 §7.1.7): the close frame carrying
+// err's code follows what the application had already queued (answers to
+// earlier messages still go out), except for a slow consumer, whose queue
+// is dropped; nothing more is read.
 func (c *Conn) fail(err error) {
 	if c.rflags&rFailed != 0 || c.state >= stateClosed {
 		return
@@ -360,7 +366,7 @@ func (c *Conn) fail(err error) {
 		msgPool.Put(c.msg)
 		c.msg = nil
 	}
-	c.startClose(closeCode(err), err.Error(), err, true)
+	c.startClose(closeCode(err), err.Error(), err, err == ErrSlowConsumer)
 }
 
 // startClose queues our close frame (unless one is queued already) and

@@ -213,10 +213,16 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if c == nil {
 		return gnet.None
 	}
+	c.mu.Lock()
+	if c.wflags&wClosed != 0 {
+		c.mu.Unlock()
+		return gnet.None
+	}
+	c.wflags |= wClosed
+	c.mu.Unlock()
 	c.ls.wheel.remove(c)
 	c.state = stateClosed
 	c.mu.Lock()
-	c.wflags |= wClosed
 	out, ctrl := c.out, c.ctrl
 	c.out, c.ctrl, c.head = nil, nil, 0
 	c.mu.Unlock()
