@@ -317,6 +317,21 @@ var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 // down, and its handler's findings reported, when t ends.
 func startEcho(t testing.TB, opts ...wsgate.Option) *echoServer {
 	t.Helper()
+	e := startEchoNoCleanup(t, opts...)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		if err := e.srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return e
+}
+
+// startEchoNoCleanup is startEcho for a test that shuts the server down
+// itself; the handler's findings are still reported.
+func startEchoNoCleanup(t testing.TB, opts ...wsgate.Option) *echoServer {
+	t.Helper()
 	e := &echoServer{closes: map[string]chan closeRecord{}, calls: map[string]int{}}
 	opts = append([]wsgate.Option{wsgate.WithLogger(quietLog)}, opts...)
 	srv, err := wsgate.NewServer(e, opts...)
@@ -335,11 +350,6 @@ func startEcho(t testing.TB, opts ...wsgate.Option) *echoServer {
 	}
 	e.srv = srv
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		for _, b := range e.bad {
@@ -362,9 +372,26 @@ type client struct {
 	last  time.Time
 }
 
+var localSeq atomic.Uint32
+
+// localAddr returns a loopback source address no other connection of this
+// run uses (127.0.0.0/8 is all loopback): the server's OnClose is matched
+// to its client by the client's address, and a port alone can be reused
+// at once by a later connection when the server closed first.
+func localAddr() *net.TCPAddr {
+	for {
+		n := localSeq.Add(1)
+		a, b, c := byte(n>>16), byte(n>>8), byte(n)
+		if c != 0 && c != 255 {
+			return &net.TCPAddr{IP: net.IPv4(127, 1+a, b, c)}
+		}
+	}
+}
+
 func dial(t testing.TB, addr string, byteMode bool) *client {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, wait)
+	d := net.Dialer{Timeout: wait, LocalAddr: localAddr()}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
@@ -412,7 +439,7 @@ func (c *client) write(p []byte, bulkAfter int, lax bool) {
 	}
 	for i := 0; i < n; i++ {
 		if _, err := c.conn.Write(p[i : i+1]); err != nil {
-			fail(err)
+			fail(fmt.Errorf("byte %d of %d (%s later): %w", i, len(p), time.Since(c.last).Round(time.Microsecond), err))
 			return
 		}
 		time.Sleep(time.Microsecond) // ≈100 µs: a separate read per byte
