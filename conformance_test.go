@@ -283,6 +283,16 @@ func conformanceCases() []confCase {
 	} {
 		add(fail("rsv."+v.name, 1002, send(rawFrame(v.b0, v.p, encMin, false))))
 	}
+	{
+		// permessage-deflate offered but not enabled on the server: the 101
+		// carries no extension (checked for every 101), so RSV1 is still
+		// reserved.
+		c := fail("rsv.rsv1.after.declined.deflate.offer", 1002,
+			sendReq(reqSpec{extra: []string{"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"}}),
+			status(101), send(rawFrame(0x80|0x40|opText, []byte("x"), encMin, false)))
+		c.raw = true
+		add(c)
+	}
 	add(fail("rsv.continuation.rsv1", 1002,
 		send(frame(false, opText, []byte("a")), rawFrame(0x80|0x40|opCont, []byte("b"), encMin, false))))
 
