@@ -31,6 +31,22 @@ type (
 	OpCode = codec.OpCode
 	// StatusCode is a close status code.
 	StatusCode = codec.StatusCode
+	// PreparedMessage is a message framed (and compressed) once for many
+	// connections; see Server.Prepare and Server.Publish.
+	PreparedMessage = loop.PreparedMessage
+	// SlowPolicy says what happens to published messages for a slow
+	// connection.
+	SlowPolicy = loop.SlowPolicy
+	// Stats are the server's fan-out counters.
+	Stats = loop.Stats
+)
+
+// Slow-consumer policies for published messages.
+const (
+	SlowDisconnect = loop.SlowDisconnect
+	SlowDropNewest = loop.SlowDropNewest
+	SlowDropOldest = loop.SlowDropOldest
+	SlowConflate   = loop.SlowConflate
 )
 
 // Message opcodes.
@@ -103,6 +119,13 @@ func WithAuthorize(f func(r *Request) (any, error)) Option {
 // WithDeflate turns permessage-deflate on with cfg (nil: off, the default);
 // see Options.Deflate for the memory it costs.
 func WithDeflate(cfg *deflate.Config) Option { return func(o *Options) { o.Deflate = cfg } }
+
+// WithSlowPolicy sets the default slow-consumer policy for published
+// messages and the pending-bytes level above which it applies (0: a quarter
+// of MaxPendingBytes).
+func WithSlowPolicy(p SlowPolicy, highWaterBytes int) Option {
+	return func(o *Options) { o.SlowPolicy, o.HighWaterBytes = p, highWaterBytes }
+}
 
 // WithProtocols sets the subprotocols the server speaks.
 func WithProtocols(p ...string) Option { return func(o *Options) { o.Protocols = p } }

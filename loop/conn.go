@@ -30,17 +30,20 @@ const (
 	rFin                        // the streamed data frame is the message's last
 	rGarbled                    // failed on broken framing: no frame boundaries to follow
 	rDeflate                    // permessage-deflate negotiated
+	rTouched                    // in loopState.touched: flush after the drain
 )
 
 // Write-side flags (guarded by Conn.mu).
 const (
-	wBusy      uint8 = 1 << iota // the loop is inside a callback for this conn and flushes after it
-	wScheduled                   // a Wake is on its way to flush
-	wCloseQ                      // a close frame is queued: no more data accepted
-	wSlow                        // MaxPendingBytes was exceeded: fail with 1008
-	wClosed                      // OnClose ran: buffers released
-	wCloseSent                   // the close frame has been handed to gnet
-	wDeflate                     // permessage-deflate negotiated: compress data frames
+	wBusy      uint16 = 1 << iota // the loop is inside a callback for this conn and flushes after it
+	wScheduled                    // a Wake is on its way to flush
+	wCloseQ                       // a close frame is queued: no more data accepted
+	wSlow                         // MaxPendingBytes was exceeded: fail with 1008
+	wClosed                       // OnClose ran: buffers released
+	wCloseSent                    // the close frame has been handed to gnet
+	wDeflate                      // permessage-deflate negotiated: compress data frames
+	wMarkers                      // out holds messages that flush must compress
+	wMidMsg                       // gnet has part of a fragmented message: its rest must follow
 )
 
 // Buffer pools, one per purpose so that bytebufferpool's size calibration
@@ -80,7 +83,8 @@ type Conn struct {
 	proto  uint8 // 1 + index of the subprotocol in Options.Protocols; 0: none
 	// permessage-deflate parameters (5 bytes: fits in padding)
 	dparams deflate.Params
-	dfl     *deflateState // context takeover only
+	policy  uint8    // SlowPolicy
+	ext     *connExt // nil unless needed: see connExt
 
 	// timing wheel (event-loop only)
 	next, prev *Conn
@@ -91,7 +95,7 @@ type Conn struct {
 
 	// send side, guarded by mu
 	mu       sync.Mutex
-	wflags   uint8
+	wflags   uint16
 	head     int32                      // bytes of out already handed to gnet
 	outbound int32                      // gnet's outbound bytes after the last flush
 	out      *bytebufferpool.ByteBuffer // data frames (and our close frame), in order
@@ -171,6 +175,7 @@ func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) error {
 	if c.wflags&wDeflate != 0 {
 		// compressed on the loop by flush; see deflate.go
 		c.out.B = codec.AppendFrame(c.out.B, codec.Header{Fin: true, Rsv: rsvDeflate, OpCode: op}, payload)
+		c.wflags |= wMarkers
 	} else {
 		c.out.B = appendMessage(c.out.B, op, 0, payload, c.ls.srv.opts.FragmentSize)
 	}
@@ -310,13 +315,26 @@ func (c *Conn) flush() (backlog bool) {
 	if c.out != nil && c.gc.OutboundBuffered() < lowWater {
 		if c.head > 0 && int(c.head) >= len(c.out.B)/2 { // compact
 			c.out.B = c.out.B[:copy(c.out.B, c.out.B[c.head:])]
+			if c.ext != nil {
+				c.ext.base += int64(c.head)
+			}
 			c.head = 0
 		}
-		end := frameBoundary(c.out.B, int(c.head), maxFlush)
+		end, fin := frameBoundary(c.out.B, int(c.head), maxFlush)
 		chunk = c.out.B[c.head:end]
 		c.head = int32(end)
+		if fin {
+			c.wflags &^= wMidMsg
+		} else {
+			c.wflags |= wMidMsg
+		}
 		if end == len(c.out.B) {
+			if c.ext != nil {
+				c.ext.base += int64(end)
+				c.ext.keys = nil
+			}
 			done, c.out, c.head = c.out, nil, 0
+			c.wflags &^= wMarkers
 			if c.wflags&wCloseQ != 0 {
 				c.wflags |= wCloseSent
 			}
@@ -361,19 +379,17 @@ func (c *Conn) flush() (backlog bool) {
 }
 
 // frameBoundary returns the end of the last whole frame in b[from:] that
-// keeps the chunk within limit bytes (at least one frame is taken).
-func frameBoundary(b []byte, from, limit int) int {
-	end := from
+// keeps the chunk within limit bytes (at least one frame is taken), and
+// whether that frame ends its message.
+func frameBoundary(b []byte, from, limit int) (end int, fin bool) {
+	end, fin = from, true
 	for end < len(b) {
-		h, n, err := codec.ParseHeader(b[end:])
-		if n == 0 || err != nil {
-			return len(b) // cannot happen: we wrote these frames
-		}
+		h, n, _ := codec.ParseHeader(b[end:]) // our own frames: valid
 		next := end + n + int(h.Length)
 		if next-from > limit && end > from {
 			break
 		}
-		end = next
+		end, fin = next, h.Fin
 	}
-	return end
+	return end, fin
 }

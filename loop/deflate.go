@@ -74,10 +74,11 @@ func (c *Conn) negotiate(dst, scratch []byte) []byte {
 
 // state returns the connection's takeover state, allocating it.
 func (c *Conn) takeover() *deflateState {
-	if c.dfl == nil {
-		c.dfl = new(deflateState)
+	x := c.x()
+	if x.dfl == nil {
+		x.dfl = new(deflateState)
 	}
-	return c.dfl
+	return x.dfl
 }
 
 // inflate decompresses a whole compressed message and delivers it.
@@ -146,12 +147,11 @@ func (c *Conn) compressFrames(chunk []byte) *bytebufferpool.ByteBuffer {
 // history (output that refers to no history decodes whatever the peer's
 // window holds). The receive History (client takeover) is never released.
 func (c *Conn) releaseIdle(now, idle uint32) {
-	d := c.dfl
-	if d == nil || now-d.used < idle {
+	if c.ext == nil || c.ext.dfl == nil || now-c.ext.dfl.used < idle {
 		return
 	}
-	d.send.Release()
+	c.ext.dfl.send.Release()
 	if !c.dparams.ClientContextTakeover {
-		c.dfl = nil
+		c.ext.dfl = nil
 	}
 }

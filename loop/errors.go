@@ -25,6 +25,9 @@ var (
 	// exceed the 125 bytes a control frame may carry.
 	ErrControlTooLong = errors.New("loop: control payload longer than 125 bytes")
 
+	// ErrEmptyTopic is returned by Publish for the empty topic name.
+	ErrEmptyTopic = errors.New("loop: empty topic name")
+
 	// ErrIdle is the cause recorded when a connection received nothing
 	// within Options.IdleTimeout.
 	ErrIdle = errors.New("loop: idle timeout")

@@ -56,6 +56,15 @@ type Options struct {
 	// Default 4 MiB; it must exceed MaxMessageSize.
 	MaxPendingBytes int
 
+	// HighWaterBytes is the pending-bytes level above which a published
+	// message is handled by the connection's SlowPolicy. Default
+	// MaxPendingBytes/4; at most MaxPendingBytes.
+	HighWaterBytes int
+
+	// SlowPolicy is the default policy for published messages to slow
+	// connections (Conn.SetSlowPolicy overrides it). Default SlowDisconnect.
+	SlowPolicy SlowPolicy
+
 	// FragmentSize splits larger outgoing messages into frames of this many
 	// payload bytes, so pings and pongs can go out between them.
 	// Default 64 KiB.
@@ -139,6 +148,9 @@ func (o Options) normalize() (Options, error) {
 			o.MaxPendingBytes = int(2*o.MaxMessageSize + 1<<16)
 		}
 	}
+	if o.HighWaterBytes == 0 {
+		o.HighWaterBytes = o.MaxPendingBytes / 4
+	}
 	if o.FragmentSize == 0 {
 		o.FragmentSize = DefaultFragmentSize
 	}
@@ -155,6 +167,10 @@ func (o Options) normalize() (Options, error) {
 		return o, errors.New("loop: MaxPendingBytes must be at most 1 GiB")
 	case len(o.Protocols) > 255:
 		return o, errors.New("loop: at most 255 Protocols")
+	case o.HighWaterBytes < 0 || o.HighWaterBytes > o.MaxPendingBytes:
+		return o, errors.New("loop: HighWaterBytes must be within MaxPendingBytes")
+	case o.SlowPolicy > SlowConflate:
+		return o, errors.New("loop: unknown SlowPolicy")
 	case o.FragmentSize < 125:
 		return o, errors.New("loop: FragmentSize must be at least 125")
 	case o.MaxConns < 0:

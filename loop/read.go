@@ -366,6 +366,9 @@ func (c *Conn) fail(err error) {
 		msgPool.Put(c.msg)
 		c.msg = nil
 	}
+	if err == ErrSlowConsumer {
+		c.ls.srv.stats.slowClosed.Add(1)
+	}
 	c.startClose(closeCode(err), err.Error(), err, err == ErrSlowConsumer)
 }
 

@@ -58,6 +58,12 @@ type Server struct {
 	mu    sync.Mutex
 	loops []*loopState
 	stop  chan struct{}
+
+	zmu   sync.Mutex          // guards zcomp
+	zcomp *deflate.Compressor // compresses prepared messages, once each
+	stats struct {
+		delivered, dropped, conflated, slowClosed, subs atomic.Int64
+	}
 }
 
 // NewServer checks opts and returns a server that is not yet listening.
@@ -151,8 +157,15 @@ type loopState struct {
 	backlog []*Conn
 	comp    *deflate.Compressor   // created on first use
 	dec     *deflate.Decompressor // created on first use
-	pending atomic.Bool           // a tick task is queued on the loop
-	hasWork atomic.Bool           // backlog is not empty
+	topics  map[string]*topic
+	touched []*Conn // connections given messages by the current drain
+
+	inboxMu sync.Mutex
+	inbox   []delivery // published messages for this loop
+	spare   []delivery
+	drainer gnet.Runnable
+	pending atomic.Bool // a tick task is queued on the loop
+	hasWork atomic.Bool // backlog is not empty
 }
 
 // loopOf returns the state of c's event loop, creating it on first use.
@@ -166,6 +179,7 @@ func (s *Server) loopOf(gc gnet.Conn) *loopState {
 		}
 	}
 	ls := &loopState{srv: s, el: el}
+	ls.drainer = gnet.RunnableFunc(ls.drain)
 	ls.wheel.now = uint32(time.Since(s.start) / tick)
 	s.loops = append(s.loops, ls)
 	return ls
@@ -241,7 +255,8 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 		c.msg = nil
 	}
 	c.releaseReq()
-	c.dfl = nil
+	c.ls.unsubscribeAll(c)
+	c.ext = nil
 	if c.rflags&rUpgraded == 0 {
 		return gnet.None
 	}
@@ -385,52 +400,19 @@ func (s *Server) ticker() {
 	}
 }
 
-// Broadcast sends a message to every open connection. Safe from any
-// goroutine, handlers included: it frames the message once, hands one task
-// to each event loop and returns without waiting. payload is not retained.
+// Broadcast sends a message to every open connection: Prepare and
+// publish to all. Safe from any goroutine, handlers included; it returns
+// without waiting. payload is not retained.
 func (s *Server) Broadcast(op codec.OpCode, payload []byte) error {
-	if op != codec.OpText && op != codec.OpBinary {
-		return ErrNotData
+	pm, err := s.Prepare(op, payload, "")
+	if err != nil {
+		return err
 	}
-	frames := appendMessage(nil, op, 0, payload, s.opts.FragmentSize)
-	s.mu.Lock()
-	loops := s.loops
-	s.mu.Unlock()
-	var err error
-	for _, ls := range loops {
-		e := ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			ls.wheel.each(func(c *Conn) {
-				if c.state == stateOpen && c.queueFrames(frames) {
-					ls.flushConn(c)
-				}
-			})
-			return nil
-		}))
-		if e != nil {
-			err = e
-		}
-	}
-	return err
+	return s.publish("", pm)
 }
 
-// queueFrames appends ready-made frames. It reports whether the
-// connection needs a flush. Event-loop only.
-func (c *Conn) queueFrames(frames []byte) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.wflags&(wCloseQ|wClosed|wSlow) != 0 {
-		return false
-	}
-	if c.pendingLocked()+len(frames) > c.ls.srv.opts.MaxPendingBytes {
-		c.wflags |= wSlow
-		return true // flush fails it with 1008
-	}
-	if c.out == nil {
-		c.out = outPool.Get()
-	}
-	c.out.B = append(c.out.B, frames...)
-	return true
-}
+// BroadcastPrepared sends pm to every open connection.
+func (s *Server) BroadcastPrepared(pm *PreparedMessage) error { return s.publish("", pm) }
 
 // Shutdown stops accepting upgrades, sends 1001 Going Away to every
 // connection after what is already queued for it, waits until every

@@ -25,12 +25,17 @@ type Stats struct {
 	NumGC      uint32  `json:"num_gc"`      // completed GC cycles
 	PID        int     `json:"pid"`         // this process
 	CPUSeconds float64 `json:"cpu_seconds"` // user+system CPU time of the process
+
+	// Counters are the server's own counters (for wsgate: delivered,
+	// dropped, conflated, slow_closed, subscriptions), if it has any.
+	Counters map[string]int64 `json:"counters,omitempty"`
 }
 
 // NewMux returns a mux serving /debug/pprof/ and /stats. conns reports the
-// number of open connections. GET /stats?gc=1 runs a GC first, so that the
-// heap figures count live memory only.
-func NewMux(conns func() int) *http.ServeMux {
+// number of open connections, and counters, if given, the server's own
+// counters. GET /stats?gc=1 runs a GC first, so that the heap figures
+// count live memory only.
+func NewMux(conns func() int, counters ...func() map[string]int64) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", httppprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
@@ -42,7 +47,16 @@ func NewMux(conns func() int) *http.ServeMux {
 			runtime.GC()
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(Read(conns()))
+		st := Read(conns())
+		for _, f := range counters {
+			if st.Counters == nil {
+				st.Counters = make(map[string]int64)
+			}
+			for k, v := range f() {
+				st.Counters[k] = v
+			}
+		}
+		_ = json.NewEncoder(w).Encode(st)
 	})
 	return mux
 }

@@ -77,7 +77,13 @@ func main() {
 
 	if *admin != "" {
 		go func() {
-			err := http.ListenAndServe(*admin, pprof.NewMux(srv.Conns))
+			err := http.ListenAndServe(*admin, pprof.NewMux(srv.Conns, func() map[string]int64 {
+				st := srv.Stats()
+				return map[string]int64{
+					"delivered": st.Delivered, "dropped": st.Dropped, "conflated": st.Conflated,
+					"slow_closed": st.SlowClosed, "subscriptions": st.Subscriptions,
+				}
+			}))
 			log.Error("admin server stopped", "addr", *admin, "err", err)
 		}()
 		log.Info("admin listening", "addr", *admin)

@@ -1,0 +1,442 @@
+package loop
+
+import (
+	"context"
+	"sync"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/deflate"
+)
+
+// Fan-out: topics, prepared messages and slow-consumer policies.
+//
+// A message for many connections is framed once (PreparedMessage) and,
+// for connections with permessage-deflate, compressed once per window
+// size; every subscriber of a class gets the same bytes. Publishing hands
+// one task per event loop per batch: Publish appends to each loop's inbox
+// and only the first message of a batch schedules the loop. The loop then
+// queues the message for each of its subscribers and flushes each
+// connection once, so a burst costs one write per connection.
+
+// SlowPolicy says what happens to a published message for a connection
+// whose pending bytes are above Options.HighWaterBytes. Whatever the
+// policy, a connection above MaxPendingBytes is closed with 1008, and
+// messages sent with Conn.WriteMessage are never dropped: that write fails
+// instead (ErrSlowConsumer).
+type SlowPolicy uint8
+
+const (
+	// SlowDisconnect closes the connection with 1008 (the default).
+	SlowDisconnect SlowPolicy = iota
+	// SlowDropNewest drops the new message.
+	SlowDropNewest
+	// SlowDropOldest drops queued whole messages, oldest first, until the
+	// new one fits; if nothing droppable is queued the new one is dropped.
+	SlowDropOldest
+	// SlowConflate keeps only the latest message per key: a message with a
+	// key replaces the queued one with the same key (at the end of the
+	// queue), whether or not the connection is above the high-water mark;
+	// above it, messages that replace nothing are dropped. For market data:
+	// a slow client gets the latest price of each instrument, not a backlog.
+	SlowConflate
+)
+
+// PreparedMessage is a message framed once for many connections. It is
+// immutable and safe for concurrent use.
+type PreparedMessage struct {
+	op      codec.OpCode
+	key     string
+	payload []byte
+	plain   []byte // uncompressed frames
+
+	mu sync.Mutex
+	z  [16][]byte // compressed frames per server_max_window_bits (0: 15), made on first need
+	zn [16]bool   // z[i] was computed (nil: compression does not pay)
+}
+
+// Prepare frames payload as a message of type op (OpText or OpBinary) for
+// Publish. key, if not empty, is the conflation key (SlowConflate).
+// payload is copied. Safe from any goroutine.
+func (s *Server) Prepare(op codec.OpCode, payload []byte, key string) (*PreparedMessage, error) {
+	if op != codec.OpText && op != codec.OpBinary {
+		return nil, ErrNotData
+	}
+	p := append([]byte(nil), payload...)
+	return &PreparedMessage{
+		op: op, key: key, payload: p,
+		plain: appendMessage(nil, op, 0, p, s.opts.FragmentSize),
+	}, nil
+}
+
+// compressed returns the message compressed without history for a
+// server window of bits (0: 15), framed with RSV1, or nil when
+// compression does not pay. The first caller per window size compresses,
+// with the server's shared Compressor.
+func (pm *PreparedMessage) compressed(s *Server, bits uint8) []byte {
+	i := bits & 15
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	if !pm.zn[i] {
+		pm.zn[i] = true
+		s.zmu.Lock()
+		if s.zcomp == nil {
+			s.zcomp, _ = deflate.NewCompressor(s.opts.Deflate)
+		}
+		z, ok := s.zcomp.AppendCompress(nil, pm.payload, deflate.Params{ServerMaxWindowBits: bits}, nil)
+		s.zmu.Unlock()
+		if ok {
+			pm.z[i] = appendMessage(nil, pm.op, codec.Rsv1, z, s.opts.FragmentSize)
+		}
+	}
+	return pm.z[i]
+}
+
+// topic is one loop's subscribers of a topic.
+type topic struct {
+	name string
+	subs []*Conn
+	idx  map[*Conn]int32 // position in subs
+}
+
+// connExt holds what only some connections need, so that the others pay
+// one nil pointer for it: context-takeover state, subscriptions, and the
+// conflation index of a connection with queued data.
+type connExt struct {
+	dfl    *deflateState
+	topics []*topic
+	keys   map[string]int64 // conflation: base-relative offset in out.B of the queued message per key
+	base   int64            // bytes removed from the front of out.B since keys was made
+}
+
+func (c *Conn) x() *connExt {
+	if c.ext == nil {
+		c.ext = new(connExt)
+	}
+	return c.ext
+}
+
+// delivery is a published message waiting in a loop's inbox.
+type delivery struct {
+	topic string // "" = every connection
+	pm    *PreparedMessage
+}
+
+// SetSlowPolicy sets what happens to published messages when c is slow.
+// Event-loop only (e.g. in OnOpen); the default is Options.SlowPolicy.
+func (c *Conn) SetSlowPolicy(p SlowPolicy) { c.policy = uint8(p) }
+
+// Subscribe adds c to topic. Safe from any goroutine; it takes effect on
+// c's event loop, before any message published after it returns.
+func (s *Server) Subscribe(c *Conn, name string) error {
+	return c.ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if c.state >= stateClosing {
+			return nil
+		}
+		ls := c.ls
+		t := ls.topics[name]
+		if t == nil {
+			t = &topic{name: name, idx: make(map[*Conn]int32)}
+			if ls.topics == nil {
+				ls.topics = make(map[string]*topic)
+			}
+			ls.topics[name] = t
+		}
+		if _, ok := t.idx[c]; ok {
+			return nil
+		}
+		t.idx[c] = int32(len(t.subs))
+		t.subs = append(t.subs, c)
+		s.stats.subs.Add(1)
+		x := c.x()
+		x.topics = append(x.topics, t)
+		return nil
+	}))
+}
+
+// Unsubscribe removes c from topic. Safe from any goroutine.
+func (s *Server) Unsubscribe(c *Conn, name string) error {
+	return c.ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if t := c.ls.topics[name]; t != nil {
+			c.ls.unsubscribe(c, t)
+		}
+		return nil
+	}))
+}
+
+// unsubscribe removes c from t, and t from c's list. Event-loop only.
+func (ls *loopState) unsubscribe(c *Conn, t *topic) {
+	i, ok := t.idx[c]
+	if !ok {
+		return
+	}
+	last := t.subs[len(t.subs)-1]
+	t.subs[i] = last
+	t.idx[last] = i
+	t.subs[len(t.subs)-1] = nil
+	t.subs = t.subs[:len(t.subs)-1]
+	delete(t.idx, c)
+	ls.srv.stats.subs.Add(-1)
+	if len(t.subs) == 0 {
+		delete(ls.topics, t.name)
+	}
+	if x := c.ext; x != nil {
+		for j, u := range x.topics {
+			if u == t {
+				x.topics[j] = x.topics[len(x.topics)-1]
+				x.topics = x.topics[:len(x.topics)-1]
+				break
+			}
+		}
+	}
+}
+
+// unsubscribeAll is called when c closes. Event-loop only.
+func (ls *loopState) unsubscribeAll(c *Conn) {
+	if c.ext == nil {
+		return
+	}
+	for len(c.ext.topics) > 0 {
+		ls.unsubscribe(c, c.ext.topics[len(c.ext.topics)-1])
+	}
+}
+
+// Publish sends pm to every subscriber of topic. Safe from any goroutine;
+// it returns once each event loop has the message in its inbox.
+func (s *Server) Publish(topic string, pm *PreparedMessage) error {
+	if topic == "" {
+		return ErrEmptyTopic
+	}
+	return s.publish(topic, pm)
+}
+
+func (s *Server) publish(topic string, pm *PreparedMessage) error {
+	s.mu.Lock()
+	loops := s.loops
+	s.mu.Unlock()
+	var err error
+	for _, ls := range loops {
+		ls.inboxMu.Lock()
+		ls.inbox = append(ls.inbox, delivery{topic, pm})
+		schedule := len(ls.inbox) == 1
+		ls.inboxMu.Unlock()
+		if schedule {
+			if e := ls.el.Execute(context.Background(), ls.drainer); e != nil {
+				err = e
+			}
+		}
+	}
+	return err
+}
+
+// drain delivers the loop's inbox. Event-loop only.
+func (ls *loopState) drain(context.Context) error {
+	ls.inboxMu.Lock()
+	batch := ls.inbox
+	ls.inbox = ls.spare[:0]
+	ls.inboxMu.Unlock()
+	for i, d := range batch {
+		if d.topic == "" {
+			ls.wheel.each(func(c *Conn) { ls.deliver(c, d.pm) })
+		} else if t := ls.topics[d.topic]; t != nil {
+			for _, c := range t.subs {
+				ls.deliver(c, d.pm)
+			}
+		}
+		batch[i] = delivery{}
+	}
+	ls.spare = batch[:0]
+	for _, c := range ls.touched {
+		c.rflags &^= rTouched
+		if c.state != stateClosed {
+			ls.flushConn(c)
+		}
+	}
+	clear(ls.touched)
+	ls.touched = ls.touched[:0]
+	return nil
+}
+
+// deliver queues pm for c according to its slow-consumer policy.
+// Event-loop only.
+func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
+	if c.state != stateOpen {
+		return
+	}
+	s := ls.srv
+	frames := pm.plain
+	compressed := false
+	if c.rflags&rDeflate != 0 {
+		if z := pm.compressed(s, c.dparams.ServerMaxWindowBits); z != nil {
+			frames, compressed = z, true
+		}
+	}
+	takeover := compressed && c.dparams.ServerContextTakeover
+	marker := false
+	policy := SlowPolicy(c.policy)
+
+	c.mu.Lock()
+	if c.wflags&(wCloseQ|wClosed|wSlow) != 0 {
+		c.mu.Unlock()
+		return
+	}
+	if takeover && c.wflags&wMarkers != 0 {
+		// Messages queued by WriteMessage are compressed at flush with
+		// the History; this one must enter the History after them, so it
+		// is compressed in its turn too rather than shared.
+		frames = codec.AppendFrame(nil, codec.Header{Fin: true, Rsv: rsvDeflate, OpCode: pm.op}, pm.payload)
+		takeover, marker = false, true
+	}
+	if policy == SlowConflate && pm.key != "" && c.unqueueKeyLocked(pm.key) {
+		s.stats.conflated.Add(1)
+	}
+	// Above the high-water mark the policy decides; since every branch
+	// keeps the queue at or below it, MaxPendingBytes (above it) is never
+	// reached through Publish.
+	if over := c.pendingLocked() + len(frames) - s.opts.HighWaterBytes; over > 0 {
+		switch {
+		case policy == SlowDisconnect:
+			c.wflags |= wSlow // flush fails it with 1008
+			c.mu.Unlock()
+			ls.touch(c)
+			return
+		case policy == SlowDropOldest && c.dropOldestLocked(over):
+			// room was made
+		default: // drop-newest, conflate with nothing to replace, nothing droppable
+			c.mu.Unlock()
+			s.stats.dropped.Add(1)
+			return
+		}
+	}
+	if c.out == nil {
+		c.out = outPool.Get()
+	}
+	at := len(c.out.B)
+	c.out.B = append(c.out.B, frames...)
+	if marker {
+		c.wflags |= wMarkers
+	}
+	if policy == SlowConflate && pm.key != "" {
+		x := c.x()
+		if x.keys == nil {
+			x.keys = make(map[string]int64)
+		}
+		x.keys[pm.key] = x.base + int64(at)
+	}
+	c.mu.Unlock()
+	if takeover {
+		c.takeover().send.Add(pm.payload, c.dparams)
+	}
+	s.stats.delivered.Add(1)
+	ls.touch(c)
+}
+
+func (ls *loopState) touch(c *Conn) {
+	if c.rflags&rTouched == 0 {
+		c.rflags |= rTouched
+		ls.touched = append(ls.touched, c)
+	}
+}
+
+// unqueueKeyLocked removes the queued message with key, if it is still
+// wholly in our queue. It reports whether one was removed.
+func (c *Conn) unqueueKeyLocked(key string) bool {
+	x := c.ext
+	if x == nil || x.keys == nil || c.out == nil {
+		return false
+	}
+	abs, ok := x.keys[key]
+	if !ok {
+		return false
+	}
+	delete(x.keys, key)
+	at := int(abs - x.base)
+	if at < int(c.head) || at >= len(c.out.B) {
+		return false // already handed to gnet
+	}
+	c.removeLocked(at, messageEnd(c.out.B, at))
+	return true
+}
+
+// dropOldestLocked removes whole messages from the front of the queue
+// (after any message gnet is in the middle of) until need bytes are free.
+// It reports whether it freed that much.
+func (c *Conn) dropOldestLocked(need int) bool {
+	if c.out == nil {
+		return false
+	}
+	at := int(c.head)
+	if c.wflags&wMidMsg != 0 { // the message at head is partly sent: keep its rest
+		at = messageEnd(c.out.B, at)
+	}
+	end, dropped := at, 0
+	for end < len(c.out.B) && end-at < need {
+		if h, _, _ := codec.ParseHeader(c.out.B[end:]); h.OpCode == codec.OpClose {
+			break
+		}
+		end = messageEnd(c.out.B, end)
+		dropped++
+	}
+	if dropped == 0 {
+		return false
+	}
+	c.removeLocked(at, end)
+	c.ls.srv.stats.dropped.Add(int64(dropped))
+	return end-at >= need
+}
+
+// messageEnd returns the end of the message whose first frame starts at
+// b[at:] (after its FIN frame).
+func messageEnd(b []byte, at int) int {
+	for at < len(b) {
+		h, n, _ := codec.ParseHeader(b[at:])
+		at += n + int(h.Length)
+		if h.Fin {
+			break
+		}
+	}
+	return at
+}
+
+// removeLocked cuts b[from:to] out of the queue, fixing the conflation
+// index. A compressed message leaving the queue would leave the History
+// ahead of the peer's window, so the History is released.
+func (c *Conn) removeLocked(from, to int) {
+	b := c.out.B
+	c.out.B = b[:from+copy(b[from:], b[to:])]
+	n := int64(to - from)
+	if x := c.ext; x != nil {
+		for k, abs := range x.keys {
+			switch at := abs - x.base; {
+			case at >= int64(to):
+				x.keys[k] = abs - n
+			case at >= int64(from):
+				delete(x.keys, k)
+			}
+		}
+		if x.dfl != nil {
+			x.dfl.send.Release()
+		}
+	}
+}
+
+// Stats are the server's fan-out counters.
+type Stats struct {
+	Delivered     int64 // messages queued to a connection by Publish or Broadcast
+	Dropped       int64 // messages dropped by SlowDropNewest, SlowDropOldest or SlowConflate
+	Conflated     int64 // queued messages replaced by a newer one with the same key
+	SlowClosed    int64 // connections closed as slow consumers
+	Subscriptions int64 // current subscriptions
+}
+
+// Stats returns the fan-out counters. Safe from any goroutine.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Delivered:     s.stats.delivered.Load(),
+		Dropped:       s.stats.dropped.Load(),
+		Conflated:     s.stats.conflated.Load(),
+		SlowClosed:    s.stats.slowClosed.Load(),
+		Subscriptions: s.stats.subs.Load(),
+	}
+}
