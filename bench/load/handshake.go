@@ -1,0 +1,211 @@
+package load
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"strings"
+
+	"github.com/wsgate/wsgate/upgrade"
+)
+
+// The deflate offer: no context takeover in either direction, so that a
+// client message is one self-contained DEFLATE stream (see template) and a
+// server message inflates on its own with the loop's single reader. A
+// server that accepts it must echo server_no_context_takeover (RFC 7692
+// §7.1.1.1).
+const deflateOffer = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+
+// maxResponse caps the server's handshake response.
+const maxResponse = 16 << 10
+
+// Handshake failures.
+var (
+	errRespTooLarge   = errors.New("handshake: response header larger than 16 KiB")
+	errRespStatus     = errors.New("handshake: status is not 101")
+	errRespUpgrade    = errors.New("handshake: no Upgrade: websocket")
+	errRespConn       = errors.New("handshake: no Connection: Upgrade")
+	errRespAccept     = errors.New("handshake: wrong Sec-WebSocket-Accept")
+	errRespProto      = errors.New("handshake: server chose a subprotocol that was not offered")
+	errRespNoProto    = errors.New("handshake: server did not accept the subprotocol")
+	errRespExt        = errors.New("handshake: server chose an extension that was not offered")
+	errRespNoTakeover = errors.New("handshake: permessage-deflate accepted without server_no_context_takeover")
+	errRespNoDeflate  = errors.New("handshake: server did not accept permessage-deflate")
+)
+
+// requestTemplate is the upgrade request with a slot for the key.
+type requestTemplate struct {
+	head, tail []byte // request = head + key(24) + tail
+}
+
+// newRequest builds the upgrade request for target, with extra header
+// lines ("K: V"), an optional subprotocol and the deflate offer.
+func newRequest(t *Target, headers []string, subprotocol string, deflate bool) requestTemplate {
+	var b bytes.Buffer
+	b.WriteString("GET ")
+	b.WriteString(t.Path)
+	b.WriteString(" HTTP/1.1\r\nHost: ")
+	b.WriteString(t.Host)
+	b.WriteString("\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ")
+	head := append([]byte(nil), b.Bytes()...)
+	b.Reset()
+	b.WriteString("\r\n")
+	if subprotocol != "" {
+		b.WriteString("Sec-WebSocket-Protocol: ")
+		b.WriteString(subprotocol)
+		b.WriteString("\r\n")
+	}
+	if deflate {
+		b.WriteString("Sec-WebSocket-Extensions: " + deflateOffer + "\r\n")
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ":")
+		b.WriteString(strings.TrimSpace(k))
+		b.WriteString(": ")
+		b.WriteString(strings.TrimSpace(v))
+		b.WriteString("\r\n")
+	}
+	b.WriteString("\r\n")
+	return requestTemplate{head: head, tail: append([]byte(nil), b.Bytes()...)}
+}
+
+// appendRequest appends the request with key to dst.
+func (rt *requestTemplate) appendRequest(dst []byte, key []byte) []byte {
+	dst = append(dst, rt.head...)
+	dst = append(dst, key...)
+	return append(dst, rt.tail...)
+}
+
+// newKey fills key with the base64 of 16 bytes from rnd.
+func newKey(key *[24]byte, rnd *rng) {
+	var raw [16]byte
+	a, b := rnd.next(), rnd.next()
+	for i := range 8 {
+		raw[i] = byte(a >> (8 * i))
+		raw[8+i] = byte(b >> (8 * i))
+	}
+	base64.StdEncoding.Encode(key[:], raw[:])
+}
+
+// respResult is what the handshake response said.
+type respResult struct {
+	deflate bool // permessage-deflate was accepted
+}
+
+// parseResponse checks a complete response header (up to and including
+// the blank line) for key. wantProto is the subprotocol offered ("" for
+// none); wantDeflate says whether the deflate offer was made.
+func parseResponse(resp []byte, key []byte, wantProto string, wantDeflate bool) (respResult, error) {
+	var res respResult
+	line, rest, _ := bytes.Cut(resp, []byte("\r\n"))
+	// HTTP/1.1 101 Switching Protocols
+	f := bytes.Fields(line)
+	if len(f) < 2 || !bytes.HasPrefix(f[0], []byte("HTTP/1.")) || string(f[1]) != "101" {
+		return res, errRespStatus
+	}
+	var (
+		upgradeOK, connOK, acceptOK bool
+		proto                       []byte
+		sawProto                    bool
+		accept                      [28]byte
+	)
+	upgrade.AppendAccept(accept[:0], key)
+	for len(rest) > 0 {
+		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case asciiEqualFold(name, "upgrade"):
+			upgradeOK = upgradeOK || hasToken(value, "websocket")
+		case asciiEqualFold(name, "connection"):
+			connOK = connOK || hasToken(value, "upgrade")
+		case asciiEqualFold(name, "sec-websocket-accept"):
+			acceptOK = bytes.Equal(value, accept[:])
+		case asciiEqualFold(name, "sec-websocket-protocol"):
+			proto, sawProto = value, true
+		case asciiEqualFold(name, "sec-websocket-extensions"):
+			for ext := range bytes.SplitSeq(value, []byte(",")) {
+				params := bytes.Split(ext, []byte(";"))
+				if len(bytes.TrimSpace(params[0])) == 0 {
+					continue
+				}
+				if !wantDeflate || !asciiEqualFold(bytes.TrimSpace(params[0]), "permessage-deflate") {
+					return res, errRespExt
+				}
+				takeover := true
+				for _, p := range params[1:] {
+					if asciiEqualFold(bytes.TrimSpace(p), "server_no_context_takeover") {
+						takeover = false
+					}
+				}
+				if takeover {
+					return res, errRespNoTakeover
+				}
+				res.deflate = true
+			}
+		}
+	}
+	switch {
+	case !upgradeOK:
+		return res, errRespUpgrade
+	case !connOK:
+		return res, errRespConn
+	case !acceptOK:
+		return res, errRespAccept
+	case sawProto && (wantProto == "" || string(proto) != wantProto):
+		return res, errRespProto
+	case wantProto != "" && !sawProto:
+		return res, errRespNoProto
+	case wantDeflate && !res.deflate:
+		return res, errRespNoDeflate
+	}
+	return res, nil
+}
+
+// hasToken reports whether the comma-separated list v holds tok (ASCII
+// case-insensitive).
+func hasToken(v []byte, tok string) bool {
+	for t := range bytes.SplitSeq(v, []byte(",")) {
+		if asciiEqualFold(bytes.TrimSpace(t), tok) {
+			return true
+		}
+	}
+	return false
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		c, d := b[i], s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
+}
+
+// rng is a small xorshift generator for masking keys and handshake keys.
+// Masks only need to be unpredictable to a browser's script (RFC 6455
+// §10.3), which a load generator has not; a fast generator suffices.
+type rng struct{ x uint64 }
+
+func (r *rng) next() uint64 {
+	r.x ^= r.x << 13
+	r.x ^= r.x >> 7
+	r.x ^= r.x << 17
+	return r.x
+}
