@@ -153,7 +153,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	r := &runner{cfg: cfg, target: t, events: make(chan workerEvent, 64), start: time.Now()}
+	now := time.Now()
+	r := &runner{cfg: cfg, target: t, events: make(chan workerEvent, 64), start: now, lastP: now}
 	defer r.kill()
 	return r.run(ctx, timeout)
 }
@@ -666,10 +667,7 @@ func (r *runner) progress() {
 	if r.cfg.Scenario == ScenarioStorm || r.cfg.Scenario == ScenarioIdle {
 		n, unit = c.Handshakes, "handshakes"
 	}
-	rate := 0.0
-	if !r.lastP.IsZero() {
-		rate = float64(n-r.lastN) / now.Sub(r.lastP).Seconds()
-	}
+	rate := float64(n-r.lastN) / now.Sub(r.lastP).Seconds()
 	r.lastP, r.lastN = now, n
 	label := r.cfg.Label
 	if label == "" {

@@ -125,7 +125,6 @@ type Event struct {
 	HS         *HistData `json:"hs,omitempty"`
 	FirstDial  int64     `json:"first_dial,omitempty"` // unix ns
 	LastHS     int64     `json:"last_hs,omitempty"`    // unix ns
-	Window     int64     `json:"window,omitempty"`     // ns the window was open here
 	CPUSeconds float64   `json:"cpu,omitempty"`        // this worker's own CPU time
 	Samples    []string  `json:"samples,omitempty"`    // the first distinct errors
 	Err        string    `json:"err,omitempty"`
@@ -239,22 +238,18 @@ func runWorker(in io.Reader, out io.Writer) int {
 	w.emit(Event{E: "ready", Counters: w.snapshot(), Samples: samples})
 
 	var (
-		winStart time.Time
-		window   time.Duration
-		stopPub  = make(chan struct{})
-		pubDone  sync.WaitGroup
-		storm    context.CancelFunc = func() {}
-		stormWG  sync.WaitGroup
-		stopped  bool
+		stopPub = make(chan struct{})
+		pubDone sync.WaitGroup
+		storm   context.CancelFunc = func() {}
+		stormWG sync.WaitGroup
+		stopped bool
 	)
 	stop := func() {
 		if stopped {
 			return
 		}
 		stopped = true
-		if w.measuring.Swap(false) {
-			window = time.Since(winStart)
-		}
+		w.measuring.Store(false)
 		w.running.Store(false)
 		close(stopPub)
 		storm()
@@ -283,7 +278,6 @@ loop:
 					w.startStorm(sctx, &stormWG)
 				}
 			case "measure":
-				winStart = time.Now()
 				w.measuring.Store(true)
 			case "stop":
 				stop()
@@ -309,7 +303,7 @@ loop:
 	close(stopProgress)
 	<-progressDone
 
-	res := Event{E: "result", Counters: w.snapshot(), Window: int64(window)}
+	res := Event{E: "result", Counters: w.snapshot()}
 	var lat, hs Histogram
 	for _, ls := range w.list {
 		lat.Merge(&ls.lat)

@@ -27,6 +27,9 @@ var (
 	mHandshakes = metric{"handshakes/s", "", "higher", func(r *load.Result) (float64, bool) {
 		return r.HandshakesPerSec, r.HandshakesPerSec > 0
 	}, fmtInt}
+	mHSP99 = metric{"handshake p99", "µs", "", func(r *load.Result) (float64, bool) {
+		return r.HandshakeP99, r.Counters.Handshakes > 0
+	}, fmtInt}
 	mMsgsPerSec = metric{"msgs/s", "", "higher", func(r *load.Result) (float64, bool) {
 		return r.MsgsPerSec, r.Counters.WinRecv > 0
 	}, fmtInt}
@@ -107,13 +110,13 @@ func columns(scenario string, deflate bool) []metric {
 	var m []metric
 	switch scenario {
 	case load.ScenarioIdle:
-		m = []metric{mOpen, mHeapPerConn, mRSSPerConn, mHandshakes, mErrors}
+		m = []metric{mOpen, mHeapPerConn, mRSSPerConn, mHandshakes, mHSP99, mErrors}
 	case load.ScenarioEcho:
 		m = []metric{mMsgsPerSec, mP50, mP99, mP999, mCPUPerMsg, mCores, mErrors}
 	case load.ScenarioFanout:
 		m = []metric{mDeliveries, mP50, mP99, mCPUPerDelivery, mCores, mErrors}
 	case load.ScenarioStorm:
-		m = []metric{mHandshakes, mFailures, mCPUPerHandshake, mCores, mErrors}
+		m = []metric{mHandshakes, mHSP99, mFailures, mCPUPerHandshake, mCores, mErrors}
 	}
 	if deflate && scenario != load.ScenarioIdle && scenario != load.ScenarioStorm {
 		m = append(m, mCompressed)
@@ -133,7 +136,7 @@ func markdown(rep *report) string {
 	var b strings.Builder
 	st := rep.Settings
 	b.WriteString("# wsgate vs peers\n\n")
-	fmt.Fprintf(&b, "Command: `%s`  \nDate: %s\n\n", rep.Command, rep.Date)
+	fmt.Fprintf(&b, "Command: `%s`  \nReproduce: `cd bench && go run ./cmd/%s`  \nDate: %s\n\n", rep.Command, rep.Command, rep.Date)
 	b.WriteString("Machine:\n\n```\n")
 	keys := make([]string, 0, len(rep.Machine))
 	for k := range rep.Machine {
@@ -249,11 +252,9 @@ func markdown(rep *report) string {
 			if r.Error != "" {
 				notes = append(notes, fmt.Sprintf("%s: %s", r.Server, r.Error))
 			}
-			if r.Result.Errors > 0 && len(r.Result.Samples) > 0 {
-				notes = append(notes, fmt.Sprintf("%s errors: %s", r.Server, strings.Join(r.Result.Samples, "; ")))
-			}
-			if r.Result.Counters.HSFailed > 0 && c.Scenario != load.ScenarioStorm {
-				notes = append(notes, fmt.Sprintf("%s: %d connections failed to open", r.Server, r.Result.Counters.HSFailed))
+			if rc := r.Result.Counters; r.Result.Errors > 0 || rc.HSFailed > 0 {
+				notes = append(notes, fmt.Sprintf("%s: %d errors, %d failed connection attempts: %s",
+					r.Server, r.Result.Errors, rc.HSFailed, strings.Join(r.Result.Samples, "; ")))
 			}
 		}
 		b.WriteString("\n")
