@@ -134,6 +134,14 @@ func (c *Conn) PendingBytes() int {
 	return n
 }
 
+// queuedLocked is the part of pendingLocked still in our queue.
+func (c *Conn) queuedLocked() int {
+	if c.out == nil {
+		return 0
+	}
+	return len(c.out.B) - int(c.head)
+}
+
 func (c *Conn) pendingLocked() int {
 	n := int(c.outbound)
 	if c.out != nil {

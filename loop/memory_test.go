@@ -20,8 +20,6 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-
-	"github.com/wsgate/wsgate/codec"
 )
 
 // The idle-memory test opens many connections from a separate process (the
@@ -29,9 +27,6 @@ import (
 // limit per process) and reports the server's heap and RSS per connection.
 // It runs without -race only: the race detector's shadow memory would
 // drown the figures.
-
-const upgradeRequest = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n" +
-	"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 
 // TestIdleClientProcess is the client side; it does nothing unless started
 // by startClients.
@@ -169,33 +164,6 @@ func sampleMem() memSample {
 	pages, _ := strconv.ParseInt(f[1], 10, 64)
 	return memSample{int64(ms.HeapInuse), pages * int64(os.Getpagesize()), runtime.NumGoroutine()}
 }
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-type nopHandler struct{}
-
-func (nopHandler) OnOpen(*Conn)                          {}
-func (nopHandler) OnMessage(*Conn, codec.OpCode, []byte) {}
-func (nopHandler) OnClose(*Conn, error)                  {}
 
 // rawServer is a bare gnet server that either consumes all input or leaves
 // it in gnet's buffer, to measure what gnet keeps per connection.

@@ -65,6 +65,12 @@ type Options struct {
 	// connections (Conn.SetSlowPolicy overrides it). Default SlowDisconnect.
 	SlowPolicy SlowPolicy
 
+	// SocketSendBuffer sets SO_SNDBUF of accepted sockets, in bytes; 0
+	// keeps the kernel's (autotuned, up to net.ipv4.tcp_wmem's maximum).
+	// A smaller buffer makes a stalled peer show up in PendingBytes, and
+	// so in the slow-consumer policies, sooner.
+	SocketSendBuffer int
+
 	// FragmentSize splits larger outgoing messages into frames of this many
 	// payload bytes, so pings and pongs can go out between them.
 	// Default 64 KiB.

@@ -21,10 +21,13 @@ import (
 // connection once, so a burst costs one write per connection.
 
 // SlowPolicy says what happens to a published message for a connection
-// whose pending bytes are above Options.HighWaterBytes. Whatever the
-// policy, a connection above MaxPendingBytes is closed with 1008, and
-// messages sent with Conn.WriteMessage are never dropped: that write fails
-// instead (ErrSlowConsumer).
+// whose queue would go above Options.HighWaterBytes. The queue is what
+// wsgate holds for the connection; what it has handed to gnet (at most
+// ~512 KiB, given only while gnet's buffer is under 256 KiB) can no longer
+// be dropped, and is counted in PendingBytes but not against the mark.
+// Whatever the policy, a connection above MaxPendingBytes is closed with
+// 1008, and messages sent with Conn.WriteMessage are never dropped: that
+// write fails instead (ErrSlowConsumer).
 type SlowPolicy uint8
 
 const (
@@ -35,11 +38,12 @@ const (
 	// SlowDropOldest drops queued whole messages, oldest first, until the
 	// new one fits; if nothing droppable is queued the new one is dropped.
 	SlowDropOldest
-	// SlowConflate keeps only the latest message per key: a message with a
-	// key replaces the queued one with the same key (at the end of the
-	// queue), whether or not the connection is above the high-water mark;
-	// above it, messages that replace nothing are dropped. For market data:
-	// a slow client gets the latest price of each instrument, not a backlog.
+	// SlowConflate keeps only the latest message per key while the
+	// connection is behind (gnet holds bytes the kernel would not take): a
+	// message with a key replaces the queued one with the same key, at the
+	// end of the queue. Above the mark, messages that replace nothing are
+	// dropped. For market data: a slow client gets the latest price of each
+	// instrument, not a backlog; a client that keeps up gets every message.
 	SlowConflate
 )
 
@@ -288,15 +292,15 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 		frames = codec.AppendFrame(nil, codec.Header{Fin: true, Rsv: rsvDeflate, OpCode: pm.op}, pm.payload)
 		takeover, marker = false, true
 	}
-	if policy == SlowConflate && pm.key != "" && c.unqueueKeyLocked(pm.key) {
+	conflate := policy == SlowConflate && pm.key != "" && c.outbound > 0
+	if conflate && c.unqueueKeyLocked(pm.key) {
 		s.stats.conflated.Add(1)
 	}
-	// Above the high-water mark the policy decides; since every branch
-	// keeps the queue at or below it, MaxPendingBytes (above it) is never
-	// reached through Publish.
-	if over := c.pendingLocked() + len(frames) - s.opts.HighWaterBytes; over > 0 {
+	// Above the high-water mark the policy decides.
+	over := c.queuedLocked() + len(frames) - s.opts.HighWaterBytes
+	if hard := c.pendingLocked()+len(frames) > s.opts.MaxPendingBytes; over > 0 || hard {
 		switch {
-		case policy == SlowDisconnect:
+		case policy == SlowDisconnect || hard:
 			c.wflags |= wSlow // flush fails it with 1008
 			c.mu.Unlock()
 			ls.touch(c)
@@ -317,7 +321,7 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 	if marker {
 		c.wflags |= wMarkers
 	}
-	if policy == SlowConflate && pm.key != "" {
+	if conflate {
 		x := c.x()
 		if x.keys == nil {
 			x.keys = make(map[string]int64)

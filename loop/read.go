@@ -395,6 +395,6 @@ func (c *Conn) enterClosing(cause error) {
 		c.cerr.Err = cause
 	}
 	c.mu.Unlock()
-	c.closeAt = c.ls.wheel.now + c.ls.srv.closeTicks
+	c.closeAt = c.ls.clock() + c.ls.srv.closeTicks + 1 // +1: never early
 	c.ls.reschedule(c)
 }

@@ -117,6 +117,7 @@ func (s *Server) Start(addr string) error {
 			gnet.WithReuseAddr(true),
 			gnet.WithLogger(slogAdapter{s.opts.Logger}),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithSocketSendBuffer(s.opts.SocketSendBuffer),
 		)
 		close(s.finished)
 	}()
@@ -194,7 +195,7 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c := &Conn{gc: gc, ls: ls, req: reqPool.Get().(*upgrade.Request)}
 	c.req.Reset(&s.opts.Upgrade)
 	c.lastRead = ls.wheel.now
-	c.closeAt = ls.wheel.now + s.hsTicks
+	c.closeAt = ls.clock() + s.hsTicks + 1 // +1: never early
 	ls.wheel.add(c, c.closeAt)
 	gc.SetContext(c)
 	return nil, gnet.None
@@ -271,6 +272,10 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	return gnet.None
 }
 
+// clock returns the current tick, read from the clock (wheel.now is the
+// tick of the last advance, up to a tick behind).
+func (ls *loopState) clock() uint32 { return uint32(time.Since(ls.srv.start) / tick) }
+
 // reschedule links c into the wheel at its next deadline. Event-loop only.
 func (ls *loopState) reschedule(c *Conn) {
 	ls.wheel.remove(c)
@@ -285,11 +290,13 @@ func (c *Conn) nextDeadline() uint32 {
 		return c.closeAt
 	}
 	due := c.ls.wheel.now + wheelSlots - 1 // nothing to do: look again a lap later
+	// lastRead and lastPing come from the loop's cached clock, which may
+	// lag by a tick: +1 so that neither fires early.
 	if s.idleTicks > 0 {
-		due = min(due, c.lastRead+s.idleTicks)
+		due = min(due, c.lastRead+s.idleTicks+1)
 	}
 	if s.pingTicks > 0 {
-		due = min(due, max(c.lastRead, c.lastPing)+s.pingTicks)
+		due = min(due, max(c.lastRead, c.lastPing)+s.pingTicks+1)
 	}
 	return due
 }
@@ -318,11 +325,11 @@ func (ls *loopState) fire(c *Conn) {
 	case stateOpen:
 		c.releaseIdle(now, s.historyTicks)
 		switch {
-		case s.idleTicks > 0 && now-c.lastRead >= s.idleTicks:
+		case s.idleTicks > 0 && now-c.lastRead > s.idleTicks:
 			c.startClose(codec.StatusGoingAway, "idle timeout", ErrIdle, false)
 			ls.flushConn(c)
 			return // startClose rescheduled it
-		case s.pingTicks > 0 && now-max(c.lastRead, c.lastPing) >= s.pingTicks:
+		case s.pingTicks > 0 && now-max(c.lastRead, c.lastPing) > s.pingTicks:
 			c.lastPing = now
 			_ = c.writeControl(codec.OpPing, nil)
 			ls.flushConn(c)
@@ -353,8 +360,7 @@ func (ls *loopState) addBacklog(c *Conn) {
 // Run is the loop's periodic task: advance the wheel, retry backlogs.
 func (ls *loopState) Run(context.Context) error {
 	ls.pending.Store(false)
-	now := uint32(time.Since(ls.srv.start) / tick)
-	if now != ls.wheel.now {
+	if now := ls.clock(); now != ls.wheel.now {
 		ls.wheel.advance(now, ls.fire)
 	}
 	if len(ls.backlog) > 0 {
