@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,6 +166,20 @@ func sampleMem() memSample {
 	return memSample{int64(ms.HeapInuse), pages * int64(os.Getpagesize()), runtime.NumGoroutine()}
 }
 
+// topicHandler subscribes each connection to n of 100 topics.
+type topicHandler struct {
+	nopHandler
+	s *Server
+	n int
+	i atomic.Int64
+}
+
+func (h *topicHandler) OnOpen(c *Conn) {
+	for range h.n {
+		_ = h.s.Subscribe(c, strconv.Itoa(int(h.i.Add(1)%100)))
+	}
+}
+
 // rawServer is a bare gnet server that either consumes all input or leaves
 // it in gnet's buffer, to measure what gnet keeps per connection.
 type rawServer struct {
@@ -203,15 +218,23 @@ func TestIdleMemory(t *testing.T) {
 	}
 
 	for _, tc := range []struct {
-		name string
-		tail []byte
-	}{{"wsgate idle after upgrade", nil}, {"wsgate holding 3-byte partial header", partial}} {
+		name   string
+		tail   []byte
+		topics int // each connection subscribes to this many topics
+	}{
+		{"wsgate idle after upgrade", nil, 0},
+		{"wsgate holding 3-byte partial header", partial, 0},
+		{"wsgate idle, 1 topic each", nil, 1},
+		{"wsgate idle, 4 topics each", nil, 4},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := freeAddr(t)
-			s, err := NewServer(nopHandler{}, Options{NumLoops: 2})
+			h := &topicHandler{n: tc.topics}
+			s, err := NewServer(h, Options{NumLoops: 2})
 			if err != nil {
 				t.Fatal(err)
 			}
+			h.s = s
 			if err := s.Start(addr); err != nil {
 				t.Fatal(err)
 			}
@@ -219,7 +242,9 @@ func TestIdleMemory(t *testing.T) {
 			before := sampleMem()
 			stop := startClients(t, addr, n, true, tc.tail)
 			defer stop()
-			waitFor(t, "connections", func() bool { return s.Conns() == n })
+			waitFor(t, "connections", func() bool {
+				return s.Conns() == n && s.Stats().Subscriptions == int64(n*tc.topics)
+			})
 			time.Sleep(200 * time.Millisecond) // let the tails arrive
 			after := sampleMem()
 			report(tc.name, before, after)
