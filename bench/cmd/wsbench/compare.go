@@ -65,6 +65,7 @@ type record struct {
 type report struct {
 	Command  string            `json:"command"`
 	Date     string            `json:"date"`
+	Elapsed  string            `json:"elapsed"`
 	Machine  map[string]string `json:"machine"`
 	Settings compareSettings   `json:"settings"`
 	Servers  []string          `json:"servers"`
@@ -152,6 +153,7 @@ func compareMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer os.RemoveAll(binDir)
 
+	started := time.Now()
 	rep := &report{
 		Command:  "wsbench compare " + strings.Join(args, " "),
 		Date:     time.Now().UTC().Format(time.RFC3339),
@@ -253,6 +255,10 @@ func compareMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		rep.Machine["loadavg at end"] = strings.TrimSpace(string(b))
+	}
+	rep.Elapsed = time.Since(started).Round(time.Second).String()
 	b, _ := json.MarshalIndent(rep, "", "  ")
 	if err := os.WriteFile(filepath.Join(*out, "results.json"), append(b, '\n'), 0o644); err != nil {
 		return err

@@ -136,7 +136,7 @@ func markdown(rep *report) string {
 	var b strings.Builder
 	st := rep.Settings
 	b.WriteString("# wsgate vs peers\n\n")
-	fmt.Fprintf(&b, "Command: `%s`  \nReproduce: `cd bench && go run ./cmd/%s`  \nDate: %s\n\n", rep.Command, rep.Command, rep.Date)
+	fmt.Fprintf(&b, "Command: `%s`  \nReproduce: `cd bench && go run ./cmd/%s`  \nDate: %s (%s)\n\n", rep.Command, rep.Command, rep.Date, rep.Elapsed)
 	b.WriteString("Machine:\n\n```\n")
 	keys := make([]string, 0, len(rep.Machine))
 	for k := range rep.Machine {
