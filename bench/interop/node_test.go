@@ -15,6 +15,7 @@ import (
 type nodeSummary struct {
 	OK          bool     `json:"ok"`
 	WS          string   `json:"ws"`
+	Extensions  string   `json:"extensions"`
 	RoundTrips  int      `json:"roundTrips"`
 	Bytes       int      `json:"bytes"`
 	Pongs       int      `json:"pongs"`
@@ -84,6 +85,9 @@ func TestNodeWS(t *testing.T) {
 			sum.RoundTrips, sum.Pongs, sum.CloseCode)
 	}
 
+	if sum.Extensions != "" {
+		t.Errorf("node ws.extensions = %q with perMessageDeflate off; want \"\"", sum.Extensions)
+	}
 	if o := ts.h.opens.Load(); o != 1 {
 		t.Errorf("server: %d OnOpen; want 1", o)
 	}

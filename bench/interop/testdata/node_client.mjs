@@ -1,21 +1,28 @@
 // Interop client for wsgate's echo server, using Node's `ws` package.
 //
-// Usage: node node_client.mjs ws://127.0.0.1:PORT/
+// Usage: node node_client.mjs ws://127.0.0.1:PORT/ [deflate]
 //
 // It connects, round-trips text and binary messages at several sizes and
 // checks every echo byte for byte (and its type), pings with a payload and
 // waits for the matching pong, then closes with 1000 and waits for the
 // server's close frame. It prints one JSON summary line on stdout and exits
 // 0 only if every check passed.
+//
+// With "deflate" it offers permessage-deflate (perMessageDeflate: true, ws's
+// defaults: it compresses messages of 1 KiB and more), round-trips five
+// compressible JSON messages as well, and reports the negotiated
+// ws.extensions.
 import { WebSocket } from 'ws';
 
 const url = process.argv[2];
-if (!url) {
-  console.error('usage: node node_client.mjs ws://host:port/');
+const deflate = process.argv[3] === 'deflate';
+if (!url || (process.argv[3] !== undefined && !deflate)) {
+  console.error('usage: node node_client.mjs ws://host:port/ [deflate]');
   process.exit(2);
 }
 
 const SIZES = [0, 1, 125, 126, 127, 1000, 65535, 65536, 70000];
+const JSON_SIZES = [64, 600, 4096, 4096, 65536]; // deflate only
 const TIMEOUT_MS = 20000;
 
 const summary = {
@@ -23,6 +30,7 @@ const summary = {
   url,
   ws: null,
   protocol: null,
+  extensions: null,
   roundTrips: 0,
   bytes: 0,
   pongs: 0,
@@ -51,6 +59,25 @@ function textPayload(n) {
   return s + 'x'.repeat(n - len);
 }
 
+// jsonPayload returns n bytes of ticker JSON (an array padded with spaces),
+// deterministic for a seed.
+function jsonPayload(n, seed) {
+  let x = (seed * 2654435761) >>> 0 || 1;
+  const rnd = (m) => {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    return (x >>> 8) % m;
+  };
+  const syms = ['BTC-USD', 'ETH-USD', 'SOL-USD'];
+  let s = '[';
+  for (let i = 0; ; i++) {
+    const item = (i > 0 ? ',' : '') +
+      `{"s":"${syms[rnd(3)]}","b":${43000 + rnd(300)}.${rnd(100)},"a":${43000 + rnd(300)}.${rnd(100)},"t":${1700000000000 + i * 37}}`;
+    if (s.length + item.length + 1 > n) break;
+    s += item;
+  }
+  return (s + ' '.repeat(Math.max(0, n - 1 - s.length)) + ']').slice(0, n);
+}
+
 // binaryPayload returns n deterministic pseudo-random bytes.
 function binaryPayload(n, seed) {
   const b = Buffer.alloc(n);
@@ -77,7 +104,7 @@ try {
   // The version is informational only.
 }
 
-const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: 5000 });
+const ws = new WebSocket(url, { perMessageDeflate: deflate, handshakeTimeout: 5000 });
 
 // One queue of waiters per event kind, so that each step awaits exactly the
 // next event of its kind and an unexpected extra event is noticed.
@@ -113,29 +140,38 @@ const closed = new Promise((resolve) => {
 async function run() {
   await opened;
   summary.protocol = ws.protocol;
+  summary.extensions = ws.extensions;
 
+  const plan = [];
   let seed = 1;
   for (const size of SIZES) {
     for (const isBinary of [false, true]) {
-      const want = isBinary ? binaryPayload(size, seed++) : Buffer.from(textPayload(size), 'utf8');
-      if (want.length !== size) {
-        fail(`test bug: payload of ${want.length} bytes, want ${size}`);
-        continue;
-      }
-      ws.send(isBinary ? want : want.toString('utf8'), { binary: isBinary });
-      const got = await next('message');
-      const kind = isBinary ? 'binary' : 'text';
-      if (got.isBinary !== isBinary) {
-        fail(`${kind} ${size}: echo came back as ${got.isBinary ? 'binary' : 'text'}`);
-      }
-      if (!got.data.equals(want)) {
-        let at = 0;
-        while (at < Math.min(got.data.length, want.length) && got.data[at] === want[at]) at++;
-        fail(`${kind} ${size}: echo differs (got ${got.data.length} bytes, first difference at ${at})`);
-      }
-      summary.roundTrips++;
-      summary.bytes += size;
+      plan.push({ size, isBinary, want: isBinary ? binaryPayload(size, seed++) : Buffer.from(textPayload(size), 'utf8') });
     }
+  }
+  if (deflate) {
+    for (const size of JSON_SIZES) {
+      plan.push({ size, isBinary: false, want: Buffer.from(jsonPayload(size, size), 'utf8') });
+    }
+  }
+  for (const { size, isBinary, want } of plan) {
+    if (want.length !== size) {
+      fail(`test bug: payload of ${want.length} bytes, want ${size}`);
+      continue;
+    }
+    ws.send(isBinary ? want : want.toString('utf8'), { binary: isBinary });
+    const got = await next('message');
+    const kind = isBinary ? 'binary' : 'text';
+    if (got.isBinary !== isBinary) {
+      fail(`${kind} ${size}: echo came back as ${got.isBinary ? 'binary' : 'text'}`);
+    }
+    if (!got.data.equals(want)) {
+      let at = 0;
+      while (at < Math.min(got.data.length, want.length) && got.data[at] === want[at]) at++;
+      fail(`${kind} ${size}: echo differs (got ${got.data.length} bytes, first difference at ${at})`);
+    }
+    summary.roundTrips++;
+    summary.bytes += size;
   }
 
   for (const p of [Buffer.alloc(0), Buffer.from('node-ping'), binaryPayload(125, 99)]) {
