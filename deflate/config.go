@@ -1,5 +1,7 @@
 package deflate
 
+import "time"
+
 // Config is the server's permessage-deflate policy. The zero value (and a
 // nil *Config) is the cheapest safe setting: level 1, a 512-byte threshold,
 // and no context takeover in either direction, so that a connection keeps
@@ -47,6 +49,12 @@ type Config struct {
 	// 15 µs with 8 KiB; the ratio was 0.29 for each size).
 	HistoryBits int
 
+	// HistoryIdle is how long a connection keeps its History after the
+	// last message compressed with it; then the server releases it and
+	// the next message starts without history. 0 means 30 s. Only the
+	// server (package loop) uses it.
+	HistoryIdle time.Duration
+
 	// ClientContextTakeover lets the client reference its earlier messages
 	// (the server omits client_no_context_takeover from its answer).
 	// The server then keeps, per connection and for the connection's whole
@@ -80,6 +88,10 @@ const (
 	maxWindowBits      = 15
 )
 
+// DefaultHistoryIdle is the HistoryIdle used when it is 0: the default
+// ping interval of the server, so a release costs no extra timer.
+const DefaultHistoryIdle = 30 * time.Second
+
 // Validate reports whether the fields of c are in range. A nil *Config is
 // valid. Negotiate does not validate: it replaces out-of-range values with
 // their defaults.
@@ -92,6 +104,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HistoryBits != 0 && (c.HistoryBits < minWindowBits || c.HistoryBits > maxWindowBits) {
 		return errHistoryBits
+	}
+	if c.HistoryIdle < 0 {
+		return errHistoryIdle
 	}
 	if c.ClientMaxWindowBits != 0 && (c.ClientMaxWindowBits < minWindowBits || c.ClientMaxWindowBits > maxWindowBits) {
 		return errClientBits

@@ -50,5 +50,6 @@ var (
 var (
 	errLevel       = errors.New("deflate: Level must be 0 (default) or 1–9")
 	errHistoryBits = errors.New("deflate: HistoryBits must be 0 (default) or 8–15")
+	errHistoryIdle = errors.New("deflate: HistoryIdle must not be negative")
 	errClientBits  = errors.New("deflate: ClientMaxWindowBits must be 0 (default) or 8–15")
 )

@@ -188,7 +188,7 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%+v: %v", c, err)
 		}
 	}
-	bad := []*Config{{Level: 10}, {Level: -1}, {HistoryBits: 7}, {HistoryBits: 16}, {ClientMaxWindowBits: 7}, {ClientMaxWindowBits: 16}}
+	bad := []*Config{{Level: 10}, {Level: -1}, {HistoryBits: 7}, {HistoryBits: 16}, {ClientMaxWindowBits: 7}, {ClientMaxWindowBits: 16}, {HistoryIdle: -1}}
 	for _, c := range bad {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v: no error", c)

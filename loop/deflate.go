@@ -1,6 +1,8 @@
 package loop
 
 import (
+	"time"
+
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/wsgate/wsgate/codec"
@@ -72,13 +74,27 @@ func (c *Conn) negotiate(dst, scratch []byte) []byte {
 	return resp
 }
 
-// state returns the connection's takeover state, allocating it.
+// takeover returns the connection's takeover state, allocating it.
 func (c *Conn) takeover() *deflateState {
 	x := c.x()
 	if x.dfl == nil {
 		x.dfl = new(deflateState)
 	}
 	return x.dfl
+}
+
+// sendHistory returns the History for the next message sent with server
+// context takeover and marks it used now. A History that was empty is
+// only now given a release deadline, which may be sooner than the
+// connection's next one. Event-loop only.
+func (c *Conn) sendHistory() *deflate.History {
+	d := c.takeover()
+	d.used = c.ls.wheel.now
+	if due := d.used + c.ls.srv.historyTicks + 1; d.send.Len() == 0 && due < c.due && c.state == stateOpen {
+		c.ls.wheel.remove(c)
+		c.ls.wheel.add(c, due)
+	}
+	return &d.send
 }
 
 // inflate decompresses a whole compressed message and delivers it.
@@ -127,9 +143,7 @@ func (c *Conn) compressFrames(chunk []byte) *bytebufferpool.ByteBuffer {
 		off = end
 		var hist *deflate.History
 		if c.dparams.ServerContextTakeover {
-			d := c.takeover()
-			d.used = ls.wheel.now
-			hist = &d.send
+			hist = c.sendHistory()
 		}
 		var ok bool
 		if z.B, ok = ls.compressor().AppendCompress(z.B[:0], msg, c.dparams, hist); ok {
@@ -140,6 +154,14 @@ func (c *Conn) compressFrames(chunk []byte) *bytebufferpool.ByteBuffer {
 	}
 	zbufPool.Put(z)
 	return out
+}
+
+// historyIdle is how long a connection keeps its send History.
+func historyIdle(cfg *deflate.Config) time.Duration {
+	if cfg == nil || cfg.HistoryIdle == 0 {
+		return deflate.DefaultHistoryIdle
+	}
+	return cfg.HistoryIdle
 }
 
 // releaseIdle frees the send History of a connection that has not sent a
@@ -153,5 +175,6 @@ func (c *Conn) releaseIdle(now, idle uint32) {
 	c.ext.dfl.send.Release()
 	if !c.dparams.ClientContextTakeover {
 		c.ext.dfl = nil
+		c.dropExt()
 	}
 }

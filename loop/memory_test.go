@@ -21,6 +21,9 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/deflate"
 )
 
 // The idle-memory test opens many connections from a separate process (the
@@ -37,7 +40,11 @@ func TestIdleClientProcess(t *testing.T) {
 		t.Skip("client process only")
 	}
 	n, _ := strconv.Atoi(os.Getenv("WSGATE_IDLE_N"))
-	upgradeFirst := os.Getenv("WSGATE_IDLE_UPGRADE") == "1"
+	upgradeFirst := os.Getenv("WSGATE_IDLE_UPGRADE") != ""
+	req := upgradeRequest
+	if os.Getenv("WSGATE_IDLE_UPGRADE") == "deflate" {
+		req = strings.Replace(req, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", 1)
+	}
 	tail := []byte(os.Getenv("WSGATE_IDLE_TAIL")) // bytes sent after the upgrade
 	conns := make([]net.Conn, n)
 	var wg sync.WaitGroup
@@ -48,7 +55,7 @@ func TestIdleClientProcess(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				c, err := dialIdle(addr, upgradeFirst, tail)
+				c, err := dialIdle(addr, upgradeFirst, req, tail)
 				if err != nil {
 					select {
 					case errs <- err:
@@ -79,13 +86,13 @@ func TestIdleClientProcess(t *testing.T) {
 	}
 }
 
-func dialIdle(addr string, upgradeFirst bool, tail []byte) (net.Conn, error) {
+func dialIdle(addr string, upgradeFirst bool, req string, tail []byte) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	if upgradeFirst {
-		if _, err := io.WriteString(c, upgradeRequest); err != nil {
+		if _, err := io.WriteString(c, req); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -114,14 +121,11 @@ func dialIdle(addr string, upgradeFirst bool, tail []byte) (net.Conn, error) {
 }
 
 // startClients runs the client process and waits until its n connections
-// are established; the returned func closes them.
-func startClients(t *testing.T, addr string, n int, upgradeFirst bool, tail []byte) func() {
+// are established; the returned func closes them. up is "" (no upgrade),
+// "1" (upgrade) or "deflate" (upgrade offering permessage-deflate).
+func startClients(t *testing.T, addr string, n int, up string, tail []byte) func() {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleClientProcess$", "-test.v")
-	up := "0"
-	if upgradeFirst {
-		up = "1"
-	}
 	cmd.Env = append(os.Environ(), "WSGATE_IDLE_ADDR="+addr, "WSGATE_IDLE_N="+strconv.Itoa(n),
 		"WSGATE_IDLE_UPGRADE="+up, "WSGATE_IDLE_TAIL="+string(tail))
 	stdin, _ := cmd.StdinPipe()
@@ -240,7 +244,7 @@ func TestIdleMemory(t *testing.T) {
 			}
 			defer s.Shutdown(context.Background())
 			before := sampleMem()
-			stop := startClients(t, addr, n, true, tc.tail)
+			stop := startClients(t, addr, n, "1", tc.tail)
 			defer stop()
 			waitFor(t, "connections", func() bool {
 				return s.Conns() == n && s.Stats().Subscriptions == int64(n*tc.topics)
@@ -278,12 +282,157 @@ func TestIdleMemory(t *testing.T) {
 				<-done
 			}()
 			before := sampleMem()
-			stop := startClients(t, addr, n, false, partial)
+			stop := startClients(t, addr, n, "", partial)
 			defer stop()
 			waitFor(t, "connections", func() bool { return r.eng.CountConnections() == n })
 			time.Sleep(200 * time.Millisecond)
 			after := sampleMem()
 			report(tc.name, before, after)
 		})
+	}
+}
+
+// greetHandler sends each connection one compressible message on open.
+type greetHandler struct{ nopHandler }
+
+// greeting is 2 KiB of market-data JSON: compressed when deflate is on.
+var greeting = []byte(strings.Repeat(`{"s":"BTC-USD","p":"97123.50","q":"0.0125","t":1732200000}`, 35))
+
+func (greetHandler) OnOpen(c *Conn) { _ = c.WriteMessage(codec.OpText, greeting) }
+
+// onLoops runs fn on each event loop of s and waits for all of them.
+func onLoops(s *Server, fn func(*loopState)) {
+	s.mu.Lock()
+	loops := s.loops
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, ls := range loops {
+		wg.Add(1)
+		_ = ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			defer wg.Done()
+			fn(ls)
+			return nil
+		}))
+	}
+	wg.Wait()
+}
+
+// countConns counts the open connections for which pred holds.
+func countConns(s *Server, pred func(*Conn) bool) int {
+	var n atomic.Int64
+	onLoops(s, func(ls *loopState) {
+		ls.wheel.each(func(c *Conn) {
+			if c.state == stateOpen && pred(c) {
+				n.Add(1)
+			}
+		})
+	})
+	return int(n.Load())
+}
+
+// TestIdleMemoryDeflate measures what permessage-deflate adds to an idle
+// connection: each connection gets one 2 KiB message on open, then stays
+// idle. Against the same run without deflate, no context takeover must add
+// nothing, and server context takeover nothing once the History has been
+// released (its size, 4 KiB, is held until then). Set WSGATE_IDLE_CONNS to
+// change the count (default 10,000).
+func TestIdleMemoryDeflate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 10,000 connections, four times")
+	}
+	n := 10000
+	if s := os.Getenv("WSGATE_IDLE_CONNS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	const idle = time.Second // HistoryIdle of the released case
+	type result struct {
+		heap, rss float64
+		ext, hist int // connections with extension state, with a History
+	}
+	run := func(t *testing.T, cfg *deflate.Config, wait time.Duration) result {
+		addr := freeAddr(t)
+		s, err := NewServer(greetHandler{}, Options{NumLoops: 2, Deflate: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(addr); err != nil {
+			t.Fatal(err)
+		}
+		defer s.Shutdown(context.Background())
+		up := "1"
+		if cfg != nil {
+			up = "deflate"
+		}
+		// Each loop's Compressor (a flate.Writer, ~0.8 MB) is allocated
+		// on its first message; it is per loop, not per connection, so
+		// it goes into the baseline: a few connections (gnet spreads
+		// them round-robin over the loops) get their greeting first.
+		req := upgradeRequest
+		if cfg != nil {
+			req = strings.Replace(req, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", 1)
+		}
+		for range 4 {
+			c, err := dialIdle(addr, true, req, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(make([]byte, 4096)); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+		}
+		waitFor(t, "warm-up connections closed", func() bool { return s.Conns() == 0 })
+		before := sampleMem()
+		stop := startClients(t, addr, n, up, nil)
+		defer stop()
+		waitFor(t, "connections", func() bool { return s.Conns() == n })
+		time.Sleep(wait)
+		after := sampleMem()
+		r := result{
+			heap: float64(after.heap-before.heap) / float64(n),
+			rss:  float64(after.rss-before.rss) / float64(n),
+			ext:  countConns(s, func(c *Conn) bool { return c.ext != nil }),
+			hist: countConns(s, func(c *Conn) bool { return c.ext != nil && c.ext.dfl != nil && c.ext.dfl.send.Len() > 0 }),
+		}
+		t.Logf("heap %7.0f B/conn  rss %7.0f B/conn  %d with extension state, %d with a History", r.heap, r.rss, r.ext, r.hist)
+		return r
+	}
+	var plain, again, noTakeover, held, released result
+	t.Run("plain", func(t *testing.T) { plain = run(t, nil, 200*time.Millisecond) })
+	t.Run("deflate", func(t *testing.T) { noTakeover = run(t, &deflate.Config{}, 200*time.Millisecond) })
+	t.Run("takeover held", func(t *testing.T) {
+		held = run(t, &deflate.Config{ServerContextTakeover: true}, 200*time.Millisecond)
+	})
+	t.Run("takeover released", func(t *testing.T) {
+		released = run(t, &deflate.Config{ServerContextTakeover: true, HistoryIdle: idle}, idle+500*time.Millisecond)
+	})
+	t.Run("plain again", func(t *testing.T) { again = run(t, nil, 200*time.Millisecond) })
+	t.Logf("per connection against plain: deflate %+.0f B heap %+.0f B rss; takeover with History %+.0f / %+.0f; "+
+		"after release %+.0f / %+.0f; plain again (noise) %+.0f / %+.0f",
+		noTakeover.heap-plain.heap, noTakeover.rss-plain.rss, held.heap-plain.heap, held.rss-plain.rss,
+		released.heap-plain.heap, released.rss-plain.rss, again.heap-plain.heap, again.rss-plain.rss)
+
+	// The exact claim is structural: a deflate connection without a
+	// History has no state beyond a plain one (its Params sit in padding
+	// of Conn, and ext stays nil). The heap figures come from separate
+	// runs, which differ by a few tens of bytes per connection even when
+	// identical ("plain again"); they must agree within that.
+	const noise = 64
+	if n := plain.ext + noTakeover.ext + released.ext + again.ext; n != 0 {
+		t.Errorf("connections with extension state: plain %d, deflate %d, takeover released %d, plain again %d; want 0",
+			plain.ext, noTakeover.ext, released.ext, again.ext)
+	}
+	if held.hist != n {
+		t.Errorf("takeover: %d of %d connections hold a History before the release; the test measures nothing", held.hist, n)
+	}
+	if d := noTakeover.heap - plain.heap; d > noise || d < -noise {
+		t.Errorf("deflate without takeover adds %.0f B heap per idle connection; want 0 (±%d)", d, noise)
+	}
+	if d := released.heap - plain.heap; d > noise || d < -noise {
+		t.Errorf("takeover after the idle release adds %.0f B heap per connection; want 0 (±%d)", d, noise)
+	}
+	if d := held.heap - plain.heap; d < 4096 {
+		t.Errorf("takeover with a 4 KiB History adds only %.0f B per connection: the History is not measured", d)
 	}
 }

@@ -121,6 +121,13 @@ func (c *Conn) x() *connExt {
 	return c.ext
 }
 
+// dropExt frees c.ext once it holds nothing. Event-loop only.
+func (c *Conn) dropExt() {
+	if x := c.ext; x != nil && x.dfl == nil && len(x.topics) == 0 && x.keys == nil {
+		c.ext = nil
+	}
+}
+
 // delivery is a published message waiting in a loop's inbox.
 type delivery struct {
 	topic string // "" = every connection
@@ -164,6 +171,7 @@ func (s *Server) Unsubscribe(c *Conn, name string) error {
 	return c.ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 		if t := c.ls.topics[name]; t != nil {
 			c.ls.unsubscribe(c, t)
+			c.dropExt()
 		}
 		return nil
 	}))
@@ -330,7 +338,7 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 	}
 	c.mu.Unlock()
 	if takeover {
-		c.takeover().send.Add(pm.payload, c.dparams)
+		c.sendHistory().Add(pm.payload, c.dparams)
 	}
 	s.stats.delivered.Add(1)
 	ls.touch(c)

@@ -89,7 +89,7 @@ func NewServer(h Handler, opts Options) (*Server, error) {
 		pingTicks:    ticks(o.PingInterval),
 		idleTicks:    ticks(o.IdleTimeout),
 		hsTicks:      ticks(o.HandshakeTimeout),
-		historyTicks: ticks(DefaultPingInterval),
+		historyTicks: ticks(historyIdle(o.Deflate)),
 		booted:       make(chan struct{}),
 		finished:     make(chan struct{}),
 		stop:         make(chan struct{}),
@@ -297,6 +297,9 @@ func (c *Conn) nextDeadline() uint32 {
 	}
 	if s.pingTicks > 0 {
 		due = min(due, max(c.lastRead, c.lastPing)+s.pingTicks+1)
+	}
+	if c.ext != nil && c.ext.dfl != nil && c.ext.dfl.send.Len() > 0 {
+		due = min(due, c.ext.dfl.used+s.historyTicks+1)
 	}
 	return due
 }
