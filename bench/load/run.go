@@ -27,6 +27,7 @@ type Config struct {
 	InFlight int           // echo: messages in flight per connection
 	Text     bool          // echo: send text messages (default binary)
 	PubRate  float64       // fanout: broadcasts per second
+	Stalled  int           // fanout: extra subscribers that upgrade and then never read
 	Duration time.Duration // echo, fanout, storm: the measuring window
 	Warmup   time.Duration // echo, fanout, storm: traffic before the window opens
 	Hold     time.Duration // idle: how long connections are held before the server is measured
@@ -60,6 +61,7 @@ type Result struct {
 	Size      int     `json:"size,omitempty"`
 	InFlight  int     `json:"inflight,omitempty"`
 	PubRate   float64 `json:"pub_rate,omitempty"`
+	Stalled   int     `json:"stalled,omitempty"`
 	Workers   int     `json:"workers"`
 	WindowSec float64 `json:"window_sec,omitempty"`
 
@@ -186,6 +188,9 @@ func (c *Config) normalize() error {
 	if c.Scenario == ScenarioFanout && c.PubRate <= 0 {
 		c.PubRate = 10
 	}
+	if c.Stalled < 0 || c.Stalled > 0 && c.Scenario != ScenarioFanout {
+		return errors.New("load: stalled subscribers are for the fanout scenario")
+	}
 	if c.MaxConnsPerWorker <= 0 {
 		c.MaxConnsPerWorker = 8000
 	}
@@ -216,7 +221,7 @@ func (r *runner) run(ctx context.Context, timeout time.Duration) (*Result, error
 		res.InFlight = cfg.InFlight
 	}
 	if cfg.Scenario == ScenarioFanout {
-		res.PubRate = cfg.PubRate
+		res.PubRate, res.Stalled = cfg.PubRate, cfg.Stalled
 	}
 	if haveStats {
 		var err error
@@ -390,11 +395,14 @@ func (r *runner) aggregate(res *Result, winStart, winEnd time.Time) {
 			}
 		}
 	}
-	// Open was a gauge at the end (after closing); report what was open
-	// when the connect phase ended instead.
-	res.Counters.Open = 0
+	// Open and Stalled were gauges at the end (after closing); report
+	// what was open when the connect phase ended instead.
+	res.Counters.Open, res.Counters.Stalled = 0, 0
 	for _, w := range r.workers {
 		res.Counters.Open += w.readyOpen()
+		if w.result != nil {
+			res.Counters.Stalled += w.readyCounters.Stalled
+		}
 	}
 	res.Errors = res.Counters.Errors()
 	if !winStart.IsZero() {
@@ -442,6 +450,10 @@ func (r *runner) spawn(timeout time.Duration) error {
 		if i < extra {
 			n++
 		}
+		stalled := cfg.Stalled / cfg.Workers
+		if i < cfg.Stalled%cfg.Workers {
+			stalled++
+		}
 		spec := Spec{
 			Scenario:         cfg.Scenario,
 			URL:              cfg.URL,
@@ -450,6 +462,7 @@ func (r *runner) spawn(timeout time.Duration) error {
 			Deflate:          cfg.Deflate,
 			Conns:            n,
 			Publisher:        cfg.Scenario == ScenarioFanout && i == 0,
+			Stalled:          stalled,
 			DialRate:         cfg.DialRate / float64(cfg.Workers),
 			Dialers:          cfg.Dialers,
 			Size:             cfg.Size,

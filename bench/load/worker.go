@@ -55,6 +55,7 @@ type Spec struct {
 	Deflate          bool          `json:"deflate,omitempty"`
 	Conns            int           `json:"conns"` // connections (storm: concurrent connections)
 	Publisher        bool          `json:"publisher,omitempty"`
+	Stalled          int           `json:"stalled,omitempty"` // fanout: subscribers that never read (see stalled.go)
 	Sources          []string      `json:"sources,omitempty"` // local addresses to dial from, round robin
 	DialRate         float64       `json:"dial_rate"`         // connections per second, 0: unlimited
 	Dialers          int           `json:"dialers"`
@@ -71,6 +72,7 @@ type Spec struct {
 // Counters are a worker's running totals.
 type Counters struct {
 	Open          int64 `json:"open"`           // upgraded connections now open (a gauge)
+	Stalled       int64 `json:"stalled"`        // stalled subscribers open (a gauge)
 	Handshakes    int64 `json:"handshakes"`     // verified 101 responses
 	HSFailed      int64 `json:"hs_failed"`      // dial errors, bad or missing 101s, timeouts
 	Sent          int64 `json:"sent"`           // messages sent
@@ -94,6 +96,7 @@ func (c *Counters) Errors() int64 {
 
 func (c *Counters) add(o *Counters) {
 	c.Open += o.Open
+	c.Stalled += o.Stalled
 	c.Handshakes += o.Handshakes
 	c.HSFailed += o.HSFailed
 	c.Sent += o.Sent
@@ -141,12 +144,14 @@ type worker struct {
 	tmpl    *template
 	pubTmpl *template
 	dialers []*net.Dialer
+	stalled []net.Conn // fanout: stalled subscribers
 
 	mu    sync.Mutex
 	loops map[gnet.EventLoop]*loopState
 	list  []*loopState
 
 	live      atomic.Int64 // registered with gnet and not yet closed
+	nStalled  atomic.Int64 // len(stalled), for snapshot
 	open      atomic.Int64 // upgraded and not yet closed
 	running   atomic.Bool  // send traffic
 	measuring atomic.Bool  // count into the window
@@ -232,6 +237,9 @@ func runWorker(in io.Reader, out io.Writer) int {
 	if w.spec.Scenario != ScenarioStorm {
 		w.connectAll(ctx)
 	}
+	if w.spec.Scenario == ScenarioFanout {
+		w.stallAll(ctx)
+	}
 	w.sampleMu.Lock()
 	samples := append([]string(nil), w.samples...)
 	w.sampleMu.Unlock()
@@ -299,6 +307,7 @@ loop:
 	pubDone.Wait()
 	stormWG.Wait()
 	w.closeAll(3 * time.Second)
+	w.closeStalled()
 	_ = w.cli.Stop()
 	close(stopProgress)
 	<-progressDone
@@ -718,6 +727,7 @@ func (w *worker) snapshot() Counters {
 	c := &w.count
 	return Counters{
 		Open:          w.open.Load(),
+		Stalled:       w.nStalled.Load(),
 		Handshakes:    c.Handshakes.Load(),
 		HSFailed:      c.HSFailed.Load(),
 		Sent:          c.Sent.Load(),

@@ -35,10 +35,11 @@ type benchCase struct {
 	Scenario string `json:"scenario"`
 	Size     int    `json:"size,omitempty"`
 	Deflate  bool   `json:"deflate"`
+	Stalled  int    `json:"stalled,omitempty"` // fanout: subscribers among FanoutSubs that never read
 }
 
 func (c benchCase) id() string {
-	s := strings.ReplaceAll(c.Name, " ", "")
+	s := strings.NewReplacer(" ", "", "%", "pct").Replace(c.Name)
 	if c.Deflate {
 		s += "-deflate"
 	}
@@ -83,6 +84,7 @@ type compareSettings struct {
 	FanoutSubs  int           `json:"fanout_subscribers"`
 	FanoutRate  float64       `json:"fanout_rate"`
 	FanoutSize  int           `json:"fanout_size"`
+	Stalled     float64       `json:"fanout_stalled"`
 	StormConns  int           `json:"storm_conns"`
 	Duration    time.Duration `json:"duration_ns"`
 	Warmup      time.Duration `json:"warmup_ns"`
@@ -114,6 +116,7 @@ func compareMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.IntVar(&st.FanoutSubs, "fanout-subs", 0, "fanout subscribers (default 10000; quick 50)")
 	fs.Float64Var(&st.FanoutRate, "fanout-rate", 0, "broadcasts per second (default 10; quick 50)")
 	fs.IntVar(&st.FanoutSize, "fanout-size", 64, "broadcast message size in bytes")
+	fs.Float64Var(&st.Stalled, "fanout-stalled", 0.1, "fanout is run again with this fraction of the subscribers stalled (never reading); 0: not")
 	fs.IntVar(&st.StormConns, "storm-conns", 0, "storm connections in flight (default 64; quick 8)")
 	fs.DurationVar(&st.Duration, "duration", 0, "measuring window (default 10s; quick 1s)")
 	fs.DurationVar(&st.Warmup, "warmup", 0, "traffic before the window (default 1s; quick 300ms)")
@@ -192,6 +195,10 @@ func compareMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				}
 			case load.ScenarioFanout:
 				cases = append(cases, benchCase{Name: "fanout", Scenario: sc, Size: st.FanoutSize, Deflate: z})
+				if n := int(st.Stalled * float64(st.FanoutSubs)); n > 0 && n < st.FanoutSubs {
+					cases = append(cases, benchCase{Name: fmt.Sprintf("fanout %g%% stalled", 100*st.Stalled),
+						Scenario: sc, Size: st.FanoutSize, Deflate: z, Stalled: n})
+				}
 			case load.ScenarioStorm:
 				cases = append(cases, benchCase{Name: "storm", Scenario: sc, Deflate: z})
 			default:
@@ -445,7 +452,7 @@ func runCase(ctx context.Context, bin, name string, c benchCase, st *compareSett
 	case load.ScenarioEcho:
 		cfg.Conns = st.EchoConns
 	case load.ScenarioFanout:
-		cfg.Conns = st.FanoutSubs
+		cfg.Conns, cfg.Stalled = st.FanoutSubs-c.Stalled, c.Stalled
 	case load.ScenarioStorm:
 		cfg.Conns = st.StormConns
 	}

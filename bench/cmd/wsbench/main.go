@@ -101,6 +101,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.InFlight, "inflight", 1, "echo: messages in flight per connection")
 	fs.BoolVar(&cfg.Text, "text", false, "echo: send text messages instead of binary")
 	fs.Float64Var(&cfg.PubRate, "rate", 10, "fanout: broadcasts per second")
+	fs.IntVar(&cfg.Stalled, "stalled", 0, "fanout: extra subscribers that upgrade and then never read (a 4 KiB receive buffer)")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "measuring window of echo, fanout and storm (0: 10s)")
 	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "traffic before the window opens")
 	fs.DurationVar(&cfg.Hold, "hold", 2*time.Second, "idle: hold the connections this long before measuring")
@@ -172,6 +173,9 @@ func printResult(w io.Writer, r *load.Result) {
 		fmt.Fprintf(w, ", %.0f handshakes/s", r.HandshakesPerSec)
 	}
 	fmt.Fprintf(w, " (handshake p50 %s, p99 %s)\n", fmtUs(r.HandshakeP50), fmtUs(r.HandshakeP99))
+	if r.Stalled > 0 {
+		fmt.Fprintf(w, "stalled    %d requested, %d open (upgraded, then never read)\n", r.Stalled, c.Stalled)
+	}
 	switch r.Scenario {
 	case load.ScenarioEcho, load.ScenarioFanout:
 		what := "round trips"

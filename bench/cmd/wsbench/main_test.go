@@ -117,6 +117,14 @@ func TestScenarios(t *testing.T) {
 		{"fanout", func(c *load.Config) {
 			c.Scenario, c.Conns, c.PubRate, c.Workers = load.ScenarioFanout, 20, 40, 2
 		}, wantMessages},
+		{"fanout with stalled subscribers", func(c *load.Config) {
+			c.Scenario, c.Conns, c.Stalled, c.PubRate, c.Size, c.Workers = load.ScenarioFanout, 10, 5, 100, 4096, 2
+		}, func(t *testing.T, r *load.Result) {
+			wantMessages(t, r)
+			if r.Counters.Stalled != 5 {
+				t.Errorf("%d stalled subscribers open; want 5", r.Counters.Stalled)
+			}
+		}},
 		{"storm", func(c *load.Config) { c.Scenario, c.Conns = load.ScenarioStorm, 4 }, func(t *testing.T, r *load.Result) {
 			if r.Counters.WinHandshakes == 0 || r.HandshakesPerSec <= 0 {
 				t.Errorf("no handshakes in the window: %+v", r.Counters)

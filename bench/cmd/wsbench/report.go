@@ -51,6 +51,9 @@ var (
 	mCores           = metric{"server cores", "", "", func(r *load.Result) (float64, bool) {
 		return srv(r, func(s *load.ServerFigures) float64 { return s.CPUUtilization })
 	}, fmtFloat}
+	mRSS = metric{"server RSS", "MiB", "", func(r *load.Result) (float64, bool) {
+		return srv(r, func(s *load.ServerFigures) float64 { return float64(s.After.RSSBytes) / (1 << 20) })
+	}, fmtFloat}
 	mFailures = metric{"failures", "", "", func(r *load.Result) (float64, bool) {
 		return float64(r.Counters.WinHSFailed), true
 	}, fmtInt}
@@ -114,7 +117,7 @@ func columns(scenario string, deflate bool) []metric {
 	case load.ScenarioEcho:
 		m = []metric{mMsgsPerSec, mP50, mP99, mP999, mCPUPerMsg, mCores, mErrors}
 	case load.ScenarioFanout:
-		m = []metric{mDeliveries, mP50, mP99, mCPUPerDelivery, mCores, mErrors}
+		m = []metric{mDeliveries, mP50, mP99, mCPUPerDelivery, mCores, mRSS, mErrors}
 	case load.ScenarioStorm:
 		m = []metric{mHandshakes, mHSP99, mFailures, mCPUPerHandshake, mCores, mErrors}
 	}
@@ -294,7 +297,11 @@ func caseTitle(c benchCase, st compareSettings) string {
 	case load.ScenarioEcho:
 		return fmt.Sprintf("Echo %s: %d connections × %d in flight, %s", sizeName(c.Size), st.EchoConns, st.InFlight, z)
 	case load.ScenarioFanout:
-		return fmt.Sprintf("Fanout: %s subscribers, %s broadcasts/s of %s, %s", fmtInt(float64(st.FanoutSubs)), fmtFloat(st.FanoutRate), sizeName(c.Size), z)
+		stalled := ""
+		if c.Stalled > 0 {
+			stalled = fmt.Sprintf(" (%s of them stalled: they never read)", fmtInt(float64(c.Stalled)))
+		}
+		return fmt.Sprintf("Fanout: %s subscribers%s, %s broadcasts/s of %s, %s", fmtInt(float64(st.FanoutSubs)), stalled, fmtFloat(st.FanoutRate), sizeName(c.Size), z)
 	case load.ScenarioStorm:
 		return fmt.Sprintf("Storm: connect/close churn, %d in flight, %s", st.StormConns, z)
 	}
