@@ -43,7 +43,7 @@ func TestIdleClientProcess(t *testing.T) {
 	upgradeFirst := os.Getenv("WSGATE_IDLE_UPGRADE") != ""
 	req := upgradeRequest
 	if os.Getenv("WSGATE_IDLE_UPGRADE") == "deflate" {
-		req = strings.Replace(req, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", 1)
+		req = withDeflateOffer(req)
 	}
 	tail := []byte(os.Getenv("WSGATE_IDLE_TAIL")) // bytes sent after the upgrade
 	conns := make([]net.Conn, n)
@@ -201,18 +201,34 @@ func (r *rawServer) OnTraffic(c gnet.Conn) gnet.Action {
 	return gnet.None
 }
 
+// idleConns is the number of connections of a memory test: 10,000 or
+// WSGATE_IDLE_CONNS. Such tests do not run with -short.
+func idleConns(t *testing.T) int {
+	if testing.Short() {
+		t.Skip("opens 10,000 connections")
+	}
+	if s := os.Getenv("WSGATE_IDLE_CONNS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			t.Fatalf("WSGATE_IDLE_CONNS=%q: want a positive number", s)
+		}
+		return n
+	}
+	return 10000
+}
+
+// withDeflateOffer returns the upgrade request req with a
+// permessage-deflate offer.
+func withDeflateOffer(req string) string {
+	return strings.Replace(req, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", 1)
+}
+
 // TestIdleMemory measures heap and RSS per idle connection for wsgate
 // (idle after the upgrade, and holding a partial frame header), and for a
 // bare gnet server that consumes all input or leaves a partial frame in
 // gnet. Set WSGATE_IDLE_CONNS to change the count (default 10,000).
 func TestIdleMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("opens 10,000 connections")
-	}
-	n := 10000
-	if s := os.Getenv("WSGATE_IDLE_CONNS"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
+	n := idleConns(t)
 	partial := []byte{0x82, 0x85, 1} // 3 of the 6 header bytes of a masked frame
 	report := func(name string, before, after memSample) {
 		heap := float64(after.heap-before.heap) / float64(n)
@@ -256,7 +272,7 @@ func TestIdleMemory(t *testing.T) {
 			if d := after.goroutines - before.goroutines; d > 4 {
 				t.Errorf("goroutines grew by %d with %d connections", d, n)
 			}
-			if heap := (after.heap - before.heap) / int64(n); tc.tail == nil && heap > 1024 {
+			if heap := (after.heap - before.heap) / int64(n); tc.tail == nil && tc.topics == 0 && heap > 1024 {
 				t.Errorf("heap per idle connection = %d B; want <= 1 KiB", heap)
 			}
 		})
@@ -337,13 +353,7 @@ func countConns(s *Server, pred func(*Conn) bool) int {
 // released (its size, 4 KiB, is held until then). Set WSGATE_IDLE_CONNS to
 // change the count (default 10,000).
 func TestIdleMemoryDeflate(t *testing.T) {
-	if testing.Short() {
-		t.Skip("opens 10,000 connections, four times")
-	}
-	n := 10000
-	if s := os.Getenv("WSGATE_IDLE_CONNS"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
+	n := idleConns(t)
 	const idle = time.Second // HistoryIdle of the released case
 	type result struct {
 		heap, rss float64
@@ -369,7 +379,7 @@ func TestIdleMemoryDeflate(t *testing.T) {
 		// them round-robin over the loops) get their greeting first.
 		req := upgradeRequest
 		if cfg != nil {
-			req = strings.Replace(req, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", 1)
+			req = withDeflateOffer(req)
 		}
 		for range 4 {
 			c, err := dialIdle(addr, true, req, nil)
@@ -417,8 +427,9 @@ func TestIdleMemoryDeflate(t *testing.T) {
 	// History has no state beyond a plain one (its Params sit in padding
 	// of Conn, and ext stays nil). The heap figures come from separate
 	// runs, which differ by a few tens of bytes per connection even when
-	// identical ("plain again"); they must agree within that.
-	const noise = 64
+	// identical ("plain again": up to ~300 KB in all); they must agree
+	// within that.
+	noise := max(64.0, 400e3/float64(n))
 	if n := plain.ext + noTakeover.ext + released.ext + again.ext; n != 0 {
 		t.Errorf("connections with extension state: plain %d, deflate %d, takeover released %d, plain again %d; want 0",
 			plain.ext, noTakeover.ext, released.ext, again.ext)
@@ -427,10 +438,10 @@ func TestIdleMemoryDeflate(t *testing.T) {
 		t.Errorf("takeover: %d of %d connections hold a History before the release; the test measures nothing", held.hist, n)
 	}
 	if d := noTakeover.heap - plain.heap; d > noise || d < -noise {
-		t.Errorf("deflate without takeover adds %.0f B heap per idle connection; want 0 (±%d)", d, noise)
+		t.Errorf("deflate without takeover adds %.0f B heap per idle connection; want 0 (±%.0f)", d, noise)
 	}
 	if d := released.heap - plain.heap; d > noise || d < -noise {
-		t.Errorf("takeover after the idle release adds %.0f B heap per connection; want 0 (±%d)", d, noise)
+		t.Errorf("takeover after the idle release adds %.0f B heap per connection; want 0 (±%.0f)", d, noise)
 	}
 	if d := held.heap - plain.heap; d < 4096 {
 		t.Errorf("takeover with a 4 KiB History adds only %.0f B per connection: the History is not measured", d)

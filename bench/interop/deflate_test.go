@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
-	"encoding/json"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -334,26 +331,7 @@ func TestDeflateNode(t *testing.T) {
 	ts := startServer(t, nil, wsgate.WithDeflate(&deflate.Config{}))
 	sn := startSniffer(t, ts.addr)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, filepath.Join("testdata", "node_client.mjs"), "ws://"+sn.addr+"/", "deflate")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	var sum nodeSummary
-	line := bytes.TrimSpace(stdout.Bytes())
-	if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
-		line = line[i+1:]
-	}
-	if err := json.Unmarshal(line, &sum); err != nil {
-		t.Fatalf("node client: %v; no JSON summary (%v)\nstdout:\n%s\nstderr:\n%s", runErr, err, stdout.Bytes(), stderr.Bytes())
-	}
-	for _, e := range sum.Errors {
-		t.Errorf("node client: %s", e)
-	}
-	if runErr != nil || !sum.OK {
-		t.Errorf("node client: exit %v, ok=%v\nstderr:\n%s", runErr, sum.OK, stderr.Bytes())
-	}
+	sum := runNodeClient(t, node, "ws://"+sn.addr+"/", "deflate")
 	// 9 sizes × text and binary, 5 JSON messages; 3 pings; close 1000.
 	if sum.RoundTrips != 23 || sum.Pongs != 3 || sum.CloseCode != 1000 {
 		t.Errorf("node client: %d round trips, %d pongs, close %d; want 23, 3, 1000", sum.RoundTrips, sum.Pongs, sum.CloseCode)

@@ -51,18 +51,16 @@ func ensureNodeWS(t *testing.T) string {
 	return node
 }
 
-func TestNodeWS(t *testing.T) {
-	t.Parallel()
-	node := ensureNodeWS(t)
-	ts := startServer(t, nil)
-
+// runNodeClient runs testdata/node_client.mjs with args and returns the
+// JSON summary it prints last; the errors it reports fail t.
+func runNodeClient(t *testing.T, node string, args ...string) nodeSummary {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, filepath.Join("testdata", "node_client.mjs"), ts.url)
+	cmd := exec.CommandContext(ctx, node, append([]string{filepath.Join("testdata", "node_client.mjs")}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
-
 	var sum nodeSummary
 	line := bytes.TrimSpace(stdout.Bytes())
 	if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
@@ -71,14 +69,23 @@ func TestNodeWS(t *testing.T) {
 	if err := json.Unmarshal(line, &sum); err != nil {
 		t.Fatalf("node client: %v; no JSON summary (%v)\nstdout:\n%s\nstderr:\n%s", runErr, err, stdout.Bytes(), stderr.Bytes())
 	}
-	t.Logf("node client (ws %s): %d round trips, %d bytes, %d pongs, close %d %q",
-		sum.WS, sum.RoundTrips, sum.Bytes, sum.Pongs, sum.CloseCode, sum.CloseReason)
 	for _, e := range sum.Errors {
 		t.Errorf("node client: %s", e)
 	}
 	if runErr != nil || !sum.OK {
 		t.Errorf("node client: exit %v, ok=%v\nstderr:\n%s", runErr, sum.OK, stderr.Bytes())
 	}
+	return sum
+}
+
+func TestNodeWS(t *testing.T) {
+	t.Parallel()
+	node := ensureNodeWS(t)
+	ts := startServer(t, nil)
+
+	sum := runNodeClient(t, node, ts.url)
+	t.Logf("node client (ws %s): %d round trips, %d bytes, %d pongs, close %d %q",
+		sum.WS, sum.RoundTrips, sum.Bytes, sum.Pongs, sum.CloseCode, sum.CloseReason)
 	// 9 sizes × text and binary; 3 pings; close answered with 1000.
 	if sum.RoundTrips != 18 || sum.Pongs != 3 || sum.CloseCode != 1000 {
 		t.Errorf("node client: %d round trips, %d pongs, close %d; want 18, 3, 1000",
