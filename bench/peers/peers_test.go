@@ -173,16 +173,7 @@ func testDeflate(t *testing.T, name, bin string) {
 		}
 		return
 	}
-	if name == "wsgate" {
-		if err := p.waitExitOrReady(t); err != nil {
-			if strings.Contains(p.stderr.String(), "flag provided but not defined: -deflate") {
-				t.Skip("cmd/wsgate has no -deflate flag (contract gap, reported to its owner)")
-			}
-			t.Fatalf("-deflate: exit %v, stderr %q", err, p.stderr.String())
-		}
-	} else {
-		p.waitReady(t)
-	}
+	p.waitReady(t)
 
 	d := websocket.Dialer{HandshakeTimeout: waitTimeout, EnableCompression: true}
 	c, resp, err := d.Dial(p.url(), nil)
@@ -300,20 +291,11 @@ func (p *proc) url() string { return "ws://" + p.addr + "/" }
 // and checks that the listen address was logged.
 func (p *proc) waitReady(t *testing.T) {
 	t.Helper()
-	if err := p.waitExitOrReady(t); err != nil {
-		t.Fatalf("server exited before it was ready: %v", err)
-	}
-}
-
-// waitExitOrReady is waitReady that returns the exit status instead of
-// failing when the process exits first.
-func (p *proc) waitExitOrReady(t *testing.T) error {
-	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for {
 		select {
 		case <-p.done:
-			return fmt.Errorf("exit: %v", p.err)
+			t.Fatalf("server exited before it was ready: %v", p.err)
 		default:
 		}
 		if p.ready() {
@@ -327,7 +309,6 @@ func (p *proc) waitExitOrReady(t *testing.T) error {
 	if !strings.Contains(p.stderr.String(), p.addr) {
 		t.Errorf("stderr does not log the listen address %s:\n%s", p.addr, p.stderr.String())
 	}
-	return nil
 }
 
 func (p *proc) ready() bool {
