@@ -58,7 +58,7 @@ func (c *Conn) negotiate(dst, scratch []byte) []byte {
 	if cfg == nil {
 		return dst
 	}
-	offers := c.req.AppendExtensions(scratch[:0])
+	offers := c.rd.req.AppendExtensions(scratch[:0])
 	if len(offers) == 0 {
 		return dst
 	}

@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
 
 	"github.com/wsgate/wsgate/codec"
 	"github.com/wsgate/wsgate/upgrade"
@@ -16,27 +17,29 @@ import (
 // gnet costs a ≥1 KiB ring per connection (1.5 KB instead of 0.45 KB).
 func (c *Conn) read(data []byte) gnet.Action {
 	buf := data
-	if c.in != nil {
-		c.in.B = append(c.in.B, data...)
-		buf = c.in.B
+	var in *bytebufferpool.ByteBuffer
+	if c.rd != nil && c.rd.in != nil {
+		in = c.rd.in
+		in.B = append(in.B, data...)
+		buf = in.B
 	}
 	n, act := c.consume(buf)
 	rest := buf[n:]
 	switch {
 	case act != gnet.None || c.state == stateClosed:
-		if c.in != nil {
-			inPool.Put(c.in)
-			c.in = nil
-		}
-	case c.in != nil && len(rest) == 0:
-		inPool.Put(c.in)
-		c.in = nil
-	case c.in != nil:
-		c.in.B = c.in.B[:copy(c.in.B, rest)]
+		c.releaseReader()
+		return act
+	case in != nil && len(rest) == 0:
+		inPool.Put(in)
+		c.rd.in = nil
+	case in != nil:
+		in.B = in.B[:copy(in.B, rest)]
 	case len(rest) > 0:
-		c.in = inPool.Get()
-		c.in.B = append(c.in.B[:0], rest...)
+		in = inPool.Get()
+		in.B = append(in.B[:0], rest...)
+		c.r().in = in
 	}
+	c.trimReader()
 	return act
 }
 
@@ -44,7 +47,7 @@ func (c *Conn) read(data []byte) gnet.Action {
 // used.
 func (c *Conn) consume(buf []byte) (int, gnet.Action) {
 	if c.state == stateHandshake {
-		n, err := c.req.Parse(buf)
+		n, err := c.rd.req.Parse(buf)
 		if err != nil {
 			c.reject(err)
 			return len(buf), gnet.Close
@@ -77,10 +80,10 @@ func (c *Conn) reject(err error) {
 }
 
 func (c *Conn) releaseReq() {
-	if c.req != nil {
-		c.req.Reset(nil) // drop its reference to the input buffer
-		reqPool.Put(c.req)
-		c.req = nil
+	if c.rd != nil && c.rd.req != nil {
+		c.rd.req.Reset(nil) // drop its reference to the input buffer
+		reqPool.Put(c.rd.req)
+		c.rd.req = nil
 	}
 }
 
@@ -89,7 +92,7 @@ func (c *Conn) releaseReq() {
 // was rejected.
 func (c *Conn) accept() bool {
 	s := c.ls.srv
-	r := c.req
+	r := c.rd.req
 	if !s.originAllowed(r) {
 		c.reject(upgrade.ErrOrigin)
 		return false
@@ -156,15 +159,16 @@ func (c *Conn) readFrames(p []byte) (int, gnet.Action) {
 			return len(p), gnet.None
 		}
 		if c.rflags&rInFrame != 0 {
-			k := int(min(c.fleft, int64(len(p)-off)))
+			rd := c.rd
+			k := int(min(rd.fleft, int64(len(p)-off)))
 			chunk := p[off : off+k]
 			off += k
-			c.fpos = uint8(codec.Mask(chunk, c.fkey, int(c.fpos)))
-			c.fleft -= int64(k)
+			rd.fpos = uint8(codec.Mask(chunk, rd.fkey, int(rd.fpos)))
+			rd.fleft -= int64(k)
 			if !c.payload(chunk) {
 				continue
 			}
-			if c.fleft == 0 {
+			if rd.fleft == 0 {
 				c.endFrame()
 			}
 			continue
@@ -178,7 +182,9 @@ func (c *Conn) readFrames(p []byte) (int, gnet.Action) {
 		if n > 0 {
 			if err := c.stream.Next(h, rules); err != nil {
 				c.fail(err)
-				c.fleft = h.Length // framing is intact: skip the payload
+				if h.Length > 0 {
+					c.r().fleft = h.Length // framing is intact: skip the payload
+				}
 				off += n
 				continue
 			}
@@ -221,12 +227,13 @@ func (c *Conn) readFrames(p []byte) (int, gnet.Action) {
 			continue
 		}
 		// Stream the payload into the message buffer as it arrives.
+		rd := c.r()
 		if h.OpCode != codec.OpContinuation {
-			c.mop = h.OpCode
-			c.utf8.Reset()
-			c.msg = msgPool.Get()
+			rd.mop = h.OpCode
+			rd.utf8.Reset()
+			rd.msg = msgPool.Get()
 		}
-		c.fkey, c.fpos, c.fleft = h.Mask, 0, h.Length
+		rd.fkey, rd.fpos, rd.fleft = h.Mask, 0, h.Length
 		c.rflags |= rInFrame
 		if h.Fin {
 			c.rflags |= rFin
@@ -252,10 +259,10 @@ func (c *Conn) discard(p []byte) (int, gnet.Action) {
 	}
 	off := 0
 	for off < len(p) {
-		if c.fleft > 0 {
-			k := int(min(c.fleft, int64(len(p)-off)))
+		if rd := c.rd; rd != nil && rd.fleft > 0 {
+			k := int(min(rd.fleft, int64(len(p)-off)))
 			off += k
-			c.fleft -= int64(k)
+			rd.fleft -= int64(k)
 			continue
 		}
 		h, n, err := codec.ParseHeader(p[off:])
@@ -266,7 +273,9 @@ func (c *Conn) discard(p []byte) (int, gnet.Action) {
 			return off, gnet.None // keep the partial header
 		}
 		off += n
-		c.fleft = h.Length
+		if h.Length > 0 {
+			c.r().fleft = h.Length
+		}
 	}
 	return off, gnet.None
 }
@@ -274,11 +283,12 @@ func (c *Conn) discard(p []byte) (int, gnet.Action) {
 // payload takes the next unmasked chunk of a streamed data frame. A text
 // message fails with 1007 as soon as its bytes cannot be UTF-8.
 func (c *Conn) payload(chunk []byte) bool {
-	if c.mop == codec.OpText && !c.stream.Compressed() && !c.utf8.Write(chunk) {
+	rd := c.rd
+	if rd.mop == codec.OpText && !c.stream.Compressed() && !rd.utf8.Write(chunk) {
 		c.fail(codec.ErrInvalidUTF8)
 		return false
 	}
-	c.msg.B = append(c.msg.B, chunk...)
+	rd.msg.B = append(rd.msg.B, chunk...)
 	return true
 }
 
@@ -290,19 +300,20 @@ func (c *Conn) endFrame() {
 	if !fin {
 		return // more fragments to come
 	}
-	msg := c.msg
-	c.msg = nil
+	rd := c.rd
+	msg, op := rd.msg, rd.mop
+	rd.msg = nil
 	if c.stream.Compressed() {
-		c.inflate(c.mop, msg.B)
+		c.inflate(op, msg.B)
 		msgPool.Put(msg)
 		return
 	}
-	if c.mop == codec.OpText && !c.utf8.Complete() {
+	if op == codec.OpText && !rd.utf8.Complete() {
 		msgPool.Put(msg)
 		c.fail(codec.ErrInvalidUTF8)
 		return
 	}
-	c.deliver(c.mop, msg.B)
+	c.deliver(op, msg.B)
 	msgPool.Put(msg) // returned as soon as the handler has returned
 }
 
@@ -362,9 +373,9 @@ func (c *Conn) fail(err error) {
 	}
 	c.rflags |= rFailed
 	c.rflags &^= rInFrame | rFin
-	if c.msg != nil {
-		msgPool.Put(c.msg)
-		c.msg = nil
+	if c.rd != nil && c.rd.msg != nil {
+		msgPool.Put(c.rd.msg)
+		c.rd.msg = nil
 	}
 	if err == ErrSlowConsumer {
 		c.ls.srv.stats.slowClosed.Add(1)

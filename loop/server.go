@@ -192,8 +192,10 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	ls := s.loopOf(gc)
-	c := &Conn{gc: gc, ls: ls, req: reqPool.Get().(*upgrade.Request)}
-	c.req.Reset(&s.opts.Upgrade)
+	c := &Conn{gc: gc, ls: ls}
+	req := reqPool.Get().(*upgrade.Request)
+	req.Reset(&s.opts.Upgrade)
+	c.r().req = req
 	c.lastRead = ls.wheel.now
 	c.closeAt = ls.clock() + s.hsTicks + 1 // +1: never early
 	ls.wheel.add(c, c.closeAt)
@@ -247,15 +249,7 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if ctrl != nil {
 		ctrlPool.Put(ctrl)
 	}
-	if c.in != nil {
-		inPool.Put(c.in)
-		c.in = nil
-	}
-	if c.msg != nil {
-		msgPool.Put(c.msg)
-		c.msg = nil
-	}
-	c.releaseReq()
+	c.releaseReader()
 	c.ls.unsubscribeAll(c)
 	c.ext = nil
 	if c.rflags&rUpgraded == 0 {
