@@ -179,8 +179,16 @@ func (c *Conn) readFrames(p []byte) (int, gnet.Action) {
 			c.fail(err)
 			return len(p), gnet.None
 		}
+		// Between messages the frame sequence is in its zero state, so a
+		// connection without a reader checks against a zero Stream, kept
+		// below only if the frame leaves a message open.
+		var idle codec.Stream
+		st := &idle
+		if c.rd != nil {
+			st = &c.rd.stream
+		}
 		if n > 0 {
-			if err := c.stream.Next(h, rules); err != nil {
+			if err := st.Next(h, rules); err != nil {
 				c.fail(err)
 				if h.Length > 0 {
 					c.r().fleft = h.Length // framing is intact: skip the payload
@@ -228,6 +236,9 @@ func (c *Conn) readFrames(p []byte) (int, gnet.Action) {
 		}
 		// Stream the payload into the message buffer as it arrives.
 		rd := c.r()
+		if st == &idle {
+			rd.stream = idle
+		}
 		if h.OpCode != codec.OpContinuation {
 			rd.mop = h.OpCode
 			rd.utf8.Reset()
@@ -284,7 +295,7 @@ func (c *Conn) discard(p []byte) (int, gnet.Action) {
 // message fails with 1007 as soon as its bytes cannot be UTF-8.
 func (c *Conn) payload(chunk []byte) bool {
 	rd := c.rd
-	if rd.mop == codec.OpText && !c.stream.Compressed() && !rd.utf8.Write(chunk) {
+	if rd.mop == codec.OpText && !rd.stream.Compressed() && !rd.utf8.Write(chunk) {
 		c.fail(codec.ErrInvalidUTF8)
 		return false
 	}
@@ -303,7 +314,7 @@ func (c *Conn) endFrame() {
 	rd := c.rd
 	msg, op := rd.msg, rd.mop
 	rd.msg = nil
-	if c.stream.Compressed() {
+	if rd.stream.Compressed() {
 		c.inflate(op, msg.B)
 		msgPool.Put(msg)
 		return
