@@ -215,6 +215,19 @@ func (c *Conn) pendingLocked() int {
 // ErrSlowConsumer when the pending bytes would exceed MaxPendingBytes (the
 // connection is then closed with 1008).
 func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) error {
+	return c.writeMessage(op, payload, true)
+}
+
+// WriteUncompressed is WriteMessage for a message that is sent without
+// permessage-deflate even where it was negotiated: one that is known not
+// to compress (already compressed media, random bytes), or that must cost
+// no compression time. Without deflate it is WriteMessage. Safe from any
+// goroutine.
+func (c *Conn) WriteUncompressed(op codec.OpCode, payload []byte) error {
+	return c.writeMessage(op, payload, false)
+}
+
+func (c *Conn) writeMessage(op codec.OpCode, payload []byte, compress bool) error {
 	if op != codec.OpText && op != codec.OpBinary {
 		return ErrNotData
 	}
@@ -231,7 +244,7 @@ func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) error {
 	if c.out == nil {
 		c.out = outPool.Get()
 	}
-	if c.wflags&wDeflate != 0 {
+	if compress && c.wflags&wDeflate != 0 {
 		// compressed on the loop by flush; see deflate.go
 		c.out.B = codec.AppendFrame(c.out.B, codec.Header{Fin: true, Rsv: rsvDeflate, OpCode: op}, payload)
 		c.wflags |= wMarkers

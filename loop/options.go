@@ -103,7 +103,8 @@ type Options struct {
 	// compression memory per connection, one ~0.8 MB flate.Writer and one
 	// ~36 KB reader per event loop, created on first use. With
 	// ServerContextTakeover a connection keeps up to 2^HistoryBits bytes
-	// (4 KiB) of history, freed after 30 s without compressed messages.
+	// (4 KiB) of history, freed after deflate.Config.HistoryIdle (30 s)
+	// without compressed messages.
 	Deflate *deflate.Config
 
 	// Protocols are the subprotocols the server speaks, in no particular

@@ -246,6 +246,59 @@ func TestDeflateGorilla(t *testing.T) {
 	}
 }
 
+// TestDeflateUncompressed: Conn.WriteUncompressed sends a compressible
+// message without RSV1 on a deflate connection, also when it is
+// fragmented, while WriteMessage still compresses, before and after it.
+func TestDeflateUncompressed(t *testing.T) {
+	t.Parallel()
+	h := newRecorder(t)
+	h.onMessage = func(c *wsgate.Conn, op wsgate.OpCode, p []byte) {
+		write := c.WriteMessage
+		if bytes.HasPrefix(p, []byte("raw:")) {
+			write = c.WriteUncompressed
+		}
+		if err := write(op, p); err != nil {
+			t.Errorf("write: %v", err)
+		}
+	}
+	ts := startServer(t, h, wsgate.WithDeflate(&deflate.Config{}))
+	sn := startSniffer(t, ts.addr)
+	conn, _ := dialGorilla(t, proxiedVia(ts, sn), &websocket.Dialer{EnableCompression: true})
+	ts.h.nextOpen(t)
+	msgs := [][]byte{
+		jsonPayload(4096, 1),
+		append([]byte("raw:"), jsonPayload(4096, 2)...),
+		append([]byte("raw:"), wordsPayload(200<<10, 3)...), // fragmented at 64 KiB
+		jsonPayload(4096, 4),
+	}
+	for i, m := range msgs {
+		conn.SetWriteDeadline(time.Now().Add(waitTimeout))
+		if err := conn.WriteMessage(websocket.TextMessage, m); err != nil {
+			t.Fatalf("message %d: write: %v", i, err)
+		}
+		conn.SetReadDeadline(time.Now().Add(waitTimeout))
+		if _, got, err := conn.ReadMessage(); err != nil || !bytes.Equal(got, m) {
+			t.Fatalf("message %d: echo of %d bytes, %v; want the %d bytes sent", i, len(got), err, len(m))
+		}
+	}
+	gorillaClose(t, conn, websocket.CloseNormalClosure, "")
+	expectClose(t, ts.h.nextClose(t), 1000, "", true)
+
+	s := decodeSniffed(t, sn.conn(0), false, 0)
+	checkEchoes(t, s, msgs)
+	if len(s.toClient) != len(msgs) {
+		t.Fatalf("wire: %d server messages; want %d", len(s.toClient), len(msgs))
+	}
+	for i, want := range []bool{true, false, false, true} {
+		if got := s.toClient[i].compressed; got != want {
+			t.Errorf("server message %d: compressed %v; want %v", i, got, want)
+		}
+	}
+	if n := len(s.toClient[2].frames); n < 2 {
+		t.Errorf("200 KiB uncompressed message in %d frame(s); want it fragmented", n)
+	}
+}
+
 // TestDeflateCoderTakeover: coder/websocket with context takeover against
 // a server with ServerContextTakeover.
 func TestDeflateCoderTakeover(t *testing.T) {
