@@ -2,6 +2,7 @@ package loop
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/deflate"
 )
 
 // wsClient is a minimal WebSocket client over a real socket, for the
@@ -29,6 +31,12 @@ type wsClient struct {
 // server quickly).
 func dialWS(t *testing.T, addr string, rcvbuf int) *wsClient {
 	t.Helper()
+	return dialWSRequest(t, addr, upgradeRequest, rcvbuf)
+}
+
+// dialWSRequest is dialWS with the upgrade request req.
+func dialWSRequest(t *testing.T, addr, req string, rcvbuf int) *wsClient {
+	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second}
 	if rcvbuf > 0 {
 		d.Control = func(_, _ string, rc syscall.RawConn) error {
@@ -42,7 +50,7 @@ func dialWS(t *testing.T, addr string, rcvbuf int) *wsClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if _, err := io.WriteString(c, upgradeRequest); err != nil {
+	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(c)
@@ -399,4 +407,51 @@ func TestSlowPolicies(t *testing.T) {
 
 func (p SlowPolicy) String() string {
 	return [...]string{"disconnect", "drop-newest", "drop-oldest", "conflate"}[p]
+}
+
+// TestBroadcastTakeoverOnce: a broadcast to a connection with server
+// context takeover starts its History, which gives the connection a
+// release deadline; moving it in the timing wheel while the broadcast
+// walks the wheel must not deliver the message to it twice. The case of
+// the deadline being a lap away (pings off, or a 2-minute interval) made
+// it certain before the fix.
+func TestBroadcastTakeoverOnce(t *testing.T) {
+	for _, ping := range []time.Duration{-1, 2 * time.Minute} {
+		t.Run(ping.String(), func(t *testing.T) {
+			o := Options{NumLoops: 1, PingInterval: ping, IdleTimeout: ping,
+				Deflate: &deflate.Config{ServerContextTakeover: true, HistoryIdle: time.Second}}
+			if ping < 0 {
+				o.IdleTimeout = -1
+			}
+			addr := freeAddr(t)
+			s, err := NewServer(nopHandler{}, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Start(addr); err != nil {
+				t.Fatal(err)
+			}
+			defer s.Shutdown(context.Background())
+			time.Sleep(300 * time.Millisecond) // the wheel's clock moves off 0
+			w := dialWSRequest(t, addr, withDeflateOffer(upgradeRequest), 0)
+			waitFor(t, "connection", func() bool { return s.Conns() == 1 })
+			if err := s.Broadcast(codec.OpText, bytes.Repeat([]byte("tick "), 1000)); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for {
+				if _, _, err := w.next(500 * time.Millisecond); err != nil {
+					break
+				}
+				n++
+			}
+			w.c.Close() // Shutdown need not wait for its close frame
+			if n != 1 {
+				t.Errorf("the connection got %d copies of one broadcast; want 1", n)
+			}
+			if d := s.Stats().Delivered; d != 1 {
+				t.Errorf("Stats().Delivered = %d; want 1", d)
+			}
+		})
+	}
 }

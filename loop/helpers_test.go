@@ -2,6 +2,7 @@ package loop
 
 import (
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,12 @@ import (
 
 const upgradeRequest = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n" +
 	"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+// withDeflateOffer returns the upgrade request req with a
+// permessage-deflate offer.
+func withDeflateOffer(req string) string {
+	return strings.Replace(req, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", 1)
+}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()

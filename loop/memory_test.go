@@ -217,12 +217,6 @@ func idleConns(t *testing.T) int {
 	return 10000
 }
 
-// withDeflateOffer returns the upgrade request req with a
-// permessage-deflate offer.
-func withDeflateOffer(req string) string {
-	return strings.Replace(req, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", 1)
-}
-
 // TestIdleMemory measures heap and RSS per idle connection for wsgate
 // (idle after the upgrade, and holding a partial frame header), and for a
 // bare gnet server that consumes all input or leaves a partial frame in

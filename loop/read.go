@@ -384,9 +384,12 @@ func (c *Conn) fail(err error) {
 	}
 	c.rflags |= rFailed
 	c.rflags &^= rInFrame | rFin
-	if c.rd != nil && c.rd.msg != nil {
-		msgPool.Put(c.rd.msg)
-		c.rd.msg = nil
+	if rd := c.rd; rd != nil {
+		if rd.msg != nil {
+			msgPool.Put(rd.msg)
+			rd.msg = nil
+		}
+		rd.stream.Reset() // nothing more is validated; the reader may go
 	}
 	if err == ErrSlowConsumer {
 		c.ls.srv.stats.slowClosed.Add(1)

@@ -160,6 +160,7 @@ type loopState struct {
 	dec     *deflate.Decompressor // created on first use
 	topics  map[string]*topic
 	touched []*Conn // connections given messages by the current drain
+	all     []*Conn // snapshot of the connections, reused
 
 	inboxMu sync.Mutex
 	inbox   []delivery // published messages for this loop
@@ -429,7 +430,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	for _, ls := range loops {
 		_ = ls.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
-			ls.wheel.each(func(c *Conn) {
+			for _, c := range ls.snapshot() { // startClose reschedules c
 				switch c.state {
 				case stateOpen:
 					c.startClose(codec.StatusGoingAway, "server shutting down", ErrShutdown, false)
@@ -437,7 +438,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				case stateHandshake:
 					_ = ls.el.Close(c.gc)
 				}
-			})
+			}
 			return nil
 		}))
 	}
