@@ -84,17 +84,27 @@ func (c *Conn) takeover() *deflateState {
 }
 
 // sendHistory returns the History for the next message sent with server
-// context takeover and marks it used now. A History that was empty is
-// only now given a release deadline, which may be sooner than the
-// connection's next one. Event-loop only.
+// context takeover and marks it used now. Event-loop only.
 func (c *Conn) sendHistory() *deflate.History {
 	d := c.takeover()
 	d.used = c.ls.wheel.now
-	if due := d.used + c.ls.srv.historyTicks + 1; d.send.Len() == 0 && due < c.due && c.state == stateOpen {
+	return &d.send
+}
+
+// historyDue moves c to its History's release deadline if that comes
+// before the connection's next one (a History just started). flush calls
+// it after compressing, and a broadcast after its walk of the wheel: it
+// must not run inside wheel.each, which would meet c again in its new slot
+// (and deliver the broadcast twice). Event-loop only.
+func (c *Conn) historyDue() {
+	x := c.ext
+	if x == nil || x.dfl == nil || x.dfl.send.Len() == 0 || c.state != stateOpen {
+		return
+	}
+	if due := x.dfl.used + c.ls.srv.historyTicks + 1; due < c.due {
 		c.ls.wheel.remove(c)
 		c.ls.wheel.add(c, due)
 	}
-	return &d.send
 }
 
 // inflate decompresses a whole compressed message and delivers it.
@@ -153,6 +163,7 @@ func (c *Conn) compressFrames(chunk []byte) *bytebufferpool.ByteBuffer {
 		}
 	}
 	zbufPool.Put(z)
+	c.historyDue()
 	return out
 }
 

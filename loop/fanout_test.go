@@ -445,13 +445,22 @@ func TestBroadcastTakeoverOnce(t *testing.T) {
 				}
 				n++
 			}
-			w.c.Close() // Shutdown need not wait for its close frame
 			if n != 1 {
 				t.Errorf("the connection got %d copies of one broadcast; want 1", n)
 			}
 			if d := s.Stats().Delivered; d != 1 {
 				t.Errorf("Stats().Delivered = %d; want 1", d)
 			}
+			// The History the broadcast started is released after
+			// HistoryIdle, long before the connection's next ping.
+			start := time.Now()
+			waitFor(t, "History released", func() bool {
+				return countConns(s, func(c *Conn) bool { return c.ext != nil && c.ext.dfl != nil }) == 0
+			})
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("History released after %v; want about HistoryIdle (1 s)", d)
+			}
+			w.c.Close() // Shutdown need not wait for its close frame
 		})
 	}
 }

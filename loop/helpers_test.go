@@ -1,10 +1,15 @@
 package loop
 
 import (
+	"context"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/wsgate/wsgate/codec"
 )
@@ -44,3 +49,33 @@ type nopHandler struct{}
 func (nopHandler) OnOpen(*Conn)                          {}
 func (nopHandler) OnMessage(*Conn, codec.OpCode, []byte) {}
 func (nopHandler) OnClose(*Conn, error)                  {}
+
+// onLoops runs fn on each event loop of s and waits for all of them.
+func onLoops(s *Server, fn func(*loopState)) {
+	s.mu.Lock()
+	loops := s.loops
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, ls := range loops {
+		wg.Add(1)
+		_ = ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			defer wg.Done()
+			fn(ls)
+			return nil
+		}))
+	}
+	wg.Wait()
+}
+
+// countConns counts the open connections for which pred holds.
+func countConns(s *Server, pred func(*Conn) bool) int {
+	var n atomic.Int64
+	onLoops(s, func(ls *loopState) {
+		ls.wheel.each(func(c *Conn) {
+			if c.state == stateOpen && pred(c) {
+				n.Add(1)
+			}
+		})
+	})
+	return int(n.Load())
+}

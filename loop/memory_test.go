@@ -310,36 +310,6 @@ var greeting = []byte(strings.Repeat(`{"s":"BTC-USD","p":"97123.50","q":"0.0125"
 
 func (greetHandler) OnOpen(c *Conn) { _ = c.WriteMessage(codec.OpText, greeting) }
 
-// onLoops runs fn on each event loop of s and waits for all of them.
-func onLoops(s *Server, fn func(*loopState)) {
-	s.mu.Lock()
-	loops := s.loops
-	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, ls := range loops {
-		wg.Add(1)
-		_ = ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			defer wg.Done()
-			fn(ls)
-			return nil
-		}))
-	}
-	wg.Wait()
-}
-
-// countConns counts the open connections for which pred holds.
-func countConns(s *Server, pred func(*Conn) bool) int {
-	var n atomic.Int64
-	onLoops(s, func(ls *loopState) {
-		ls.wheel.each(func(c *Conn) {
-			if c.state == stateOpen && pred(c) {
-				n.Add(1)
-			}
-		})
-	})
-	return int(n.Load())
-}
-
 // TestIdleMemoryDeflate measures what permessage-deflate adds to an idle
 // connection: each connection gets one 2 KiB message on open, then stays
 // idle. Against the same run without deflate, no context takeover must add

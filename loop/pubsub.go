@@ -242,18 +242,6 @@ func (s *Server) publish(topic string, pm *PreparedMessage) error {
 	return err
 }
 
-// snapshot returns the loop's connections, in a slice reused until the
-// next call. Walk it rather than the wheel when what is done to a
-// connection may reschedule it: the wheel would meet it again in a later
-// slot (a broadcast that starts a History moves the connection to the
-// History's release deadline). Event-loop only.
-func (ls *loopState) snapshot() []*Conn {
-	clear(ls.all) // no stale references to closed connections
-	ls.all = ls.all[:0]
-	ls.wheel.each(func(c *Conn) { ls.all = append(ls.all, c) })
-	return ls.all
-}
-
 // drain delivers the loop's inbox. Event-loop only.
 func (ls *loopState) drain(context.Context) error {
 	ls.inboxMu.Lock()
@@ -262,9 +250,7 @@ func (ls *loopState) drain(context.Context) error {
 	ls.inboxMu.Unlock()
 	for i, d := range batch {
 		if d.topic == "" {
-			for _, c := range ls.snapshot() {
-				ls.deliver(c, d.pm)
-			}
+			ls.wheel.each(func(c *Conn) { ls.deliver(c, d.pm) })
 		} else if t := ls.topics[d.topic]; t != nil {
 			for _, c := range t.subs {
 				ls.deliver(c, d.pm)
@@ -276,6 +262,7 @@ func (ls *loopState) drain(context.Context) error {
 	for _, c := range ls.touched {
 		c.rflags &^= rTouched
 		if c.state != stateClosed {
+			c.historyDue() // not while walking the wheel above
 			ls.flushConn(c)
 		}
 	}

@@ -160,7 +160,6 @@ type loopState struct {
 	dec     *deflate.Decompressor // created on first use
 	topics  map[string]*topic
 	touched []*Conn // connections given messages by the current drain
-	all     []*Conn // snapshot of the connections, reused
 
 	inboxMu sync.Mutex
 	inbox   []delivery // published messages for this loop
@@ -430,7 +429,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	for _, ls := range loops {
 		_ = ls.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
-			for _, c := range ls.snapshot() { // startClose reschedules c
+			// startClose reschedules c: walk a copy, not the wheel.
+			var conns []*Conn
+			ls.wheel.each(func(c *Conn) { conns = append(conns, c) })
+			for _, c := range conns {
 				switch c.state {
 				case stateOpen:
 					c.startClose(codec.StatusGoingAway, "server shutting down", ErrShutdown, false)

@@ -74,8 +74,7 @@ func (w *wheel) advance(now uint32, fire func(*Conn)) {
 }
 
 // each calls fn for every linked connection. fn must not move a
-// connection to a later slot, or each meets it again: to act on every
-// connection, walk loopState.snapshot instead.
+// connection to a later slot, or each meets it again.
 func (w *wheel) each(fn func(*Conn)) {
 	for i := range w.slots {
 		for c := w.slots[i]; c != nil; {
