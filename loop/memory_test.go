@@ -325,7 +325,8 @@ func TestIdleMemoryDeflate(t *testing.T) {
 	}
 	run := func(t *testing.T, cfg *deflate.Config, wait time.Duration) result {
 		addr := freeAddr(t)
-		s, err := NewServer(greetHandler{}, Options{NumLoops: 2, Deflate: cfg})
+		const loops = 2
+		s, err := NewServer(greetHandler{}, Options{NumLoops: loops, Deflate: cfg})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -339,13 +340,26 @@ func TestIdleMemoryDeflate(t *testing.T) {
 		}
 		// Each loop's Compressor (a flate.Writer, ~0.8 MB) is allocated
 		// on its first message; it is per loop, not per connection, so
-		// it goes into the baseline: a few connections (gnet spreads
-		// them round-robin over the loops) get their greeting first.
+		// it goes into the baseline: connections get their greeting until
+		// every loop has seen one (the kernel spreads them over the loops'
+		// SO_REUSEPORT listeners by hash, so it may take a few).
 		req := upgradeRequest
 		if cfg != nil {
 			req = withDeflateOffer(req)
 		}
-		for range 4 {
+		warm := func() bool {
+			n := 0
+			onLoops(s, func(ls *loopState) {
+				if cfg == nil || ls.comp != nil {
+					n++
+				}
+			})
+			return n == loops
+		}
+		for i := 0; !warm(); i++ {
+			if i == 64 {
+				t.Fatalf("64 warm-up connections did not reach all %d loops", loops)
+			}
 			c, err := dialIdle(addr, true, req, nil)
 			if err != nil {
 				t.Fatal(err)
