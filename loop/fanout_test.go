@@ -115,14 +115,20 @@ func (w *wsClient) next(timeout time.Duration) (codec.OpCode, []byte, error) {
 // subHandler subscribes every connection to "t" and records closes.
 type subHandler struct {
 	srv    *Server
-	policy SlowPolicy
+	policy SlowPolicy // set with Conn.SetSlowPolicy unless it is 0xff
 	mu     sync.Mutex
 	opened []*Conn
 	closes []*CloseError
 }
 
+// serverPolicy in subHandler.policy: the connections keep the server's
+// Options.SlowPolicy.
+const serverPolicy SlowPolicy = 0xff
+
 func (h *subHandler) OnOpen(c *Conn) {
-	c.SetSlowPolicy(h.policy)
+	if h.policy != serverPolicy {
+		c.SetSlowPolicy(h.policy)
+	}
 	if err := h.srv.Subscribe(c, "t"); err != nil {
 		panic(err)
 	}
@@ -265,7 +271,15 @@ func TestSlowPolicies(t *testing.T) {
 	)
 	for _, policy := range []SlowPolicy{SlowDisconnect, SlowDropNewest, SlowDropOldest, SlowConflate} {
 		t.Run(fmt.Sprint(policy), func(t *testing.T) {
-			s, h, addr := startSubServer(t, policy, Options{HighWaterBytes: hw, SocketSendBuffer: 16 << 10})
+			// The drop policies come from Options.SlowPolicy; disconnect
+			// and conflate are set per connection, overriding a server
+			// default of drop-newest.
+			o := Options{HighWaterBytes: hw, SocketSendBuffer: 16 << 10, SlowPolicy: policy}
+			connPolicy := serverPolicy
+			if policy == SlowDisconnect || policy == SlowConflate {
+				o.SlowPolicy, connPolicy = SlowDropNewest, policy
+			}
+			s, h, addr := startSubServer(t, connPolicy, o)
 			healthy := dialWS(t, addr, 0)
 			stalled := dialWS(t, addr, 4096)
 			waitFor(t, "subscriptions", func() bool { return s.Stats().Subscriptions == 2 })

@@ -192,7 +192,7 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	ls := s.loopOf(gc)
-	c := &Conn{gc: gc, ls: ls}
+	c := &Conn{gc: gc, ls: ls, policy: uint8(s.opts.SlowPolicy)}
 	req := reqPool.Get().(*upgrade.Request)
 	req.Reset(&s.opts.Upgrade)
 	c.r().req = req

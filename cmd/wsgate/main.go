@@ -36,6 +36,8 @@ func main() {
 		origins   = flag.String("origins", "", "comma-separated extra allowed Origin values (* for any)")
 		compress  = flag.Bool("deflate", false, "negotiate permessage-deflate (no context takeover) with clients that offer it")
 		takeover  = flag.Bool("deflate-takeover", false, "with -deflate: server context takeover (4 KiB history per connection, freed when idle)")
+		slow      = flag.String("slow", "disconnect", "what a -broadcast does for a connection past -high-water: disconnect (1008), drop-newest or drop-oldest")
+		highWater = flag.Int("high-water", 0, "queued bytes per connection past which -slow applies (0: max-pending/4)")
 		verbose   = flag.Bool("v", false, "debug logging")
 	)
 	flag.Parse()
@@ -48,6 +50,12 @@ func main() {
 
 	checkFileLimit(log, *maxConns)
 
+	policy, ok := slowPolicies[*slow]
+	if !ok {
+		log.Error("bad -slow: want disconnect, drop-newest or drop-oldest", "slow", *slow)
+		os.Exit(2)
+	}
+
 	h := &echo{broadcast: *broadcast}
 	opts := []wsgate.Option{
 		wsgate.WithLogger(log),
@@ -56,6 +64,7 @@ func main() {
 		wsgate.WithMaxMessageSize(*maxMsg),
 		wsgate.WithMaxConns(*maxConns),
 		wsgate.WithMaxPendingBytes(*maxPend),
+		wsgate.WithSlowPolicy(policy, *highWater),
 	}
 	if *compress {
 		opts = append(opts, wsgate.WithDeflate(&deflate.Config{ServerContextTakeover: *takeover}))
@@ -146,4 +155,12 @@ func checkFileLimit(log *slog.Logger, maxConns int) {
 	} else if uint64(maxConns)+64 > rl.Cur {
 		log.Warn("open-file limit is below -max-conns", "limit", rl.Cur, "max_conns", maxConns)
 	}
+}
+
+// slowPolicies are the -slow values. Conflation needs a key per message,
+// which BCAST messages do not carry.
+var slowPolicies = map[string]wsgate.SlowPolicy{
+	"disconnect":  wsgate.SlowDisconnect,
+	"drop-newest": wsgate.SlowDropNewest,
+	"drop-oldest": wsgate.SlowDropOldest,
 }
