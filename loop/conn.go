@@ -420,21 +420,30 @@ func (c *Conn) flush() (backlog bool) {
 		defer zbufPool.Put(z)
 		chunk = z.B
 	}
+	// A write that fails makes gnet close the connection at once: OnClose
+	// runs inside Write, returns c.out (which chunk may point into) to its
+	// pool and the descriptor is closed, so nothing more may touch them.
 	if ctrl != nil {
 		_, _ = c.gc.Write(ctrl.B)
 		ctrlPool.Put(ctrl)
 	}
-	if len(chunk) > 0 {
+	if len(chunk) > 0 && c.state != stateClosed {
 		_, _ = c.gc.Write(chunk)
 	}
 	if done != nil {
 		outPool.Put(done)
 	}
+	if c.state == stateClosed {
+		return false
+	}
 
 	out := c.gc.OutboundBuffered()
 	c.mu.Lock()
 	c.outbound = int32(out)
-	backlog = c.out != nil
+	// gnet drains its buffer without telling us: while it holds bytes,
+	// come back (the loop's backlog, every 10 ms) so that outbound, and
+	// with it PendingBytes and the slow-consumer checks, follow it to 0.
+	backlog = c.out != nil || out > 0
 	closeSent := c.wflags&wCloseSent != 0
 	c.mu.Unlock()
 	if closeSent && c.rflags&rShutWr == 0 {
@@ -452,7 +461,8 @@ func (c *Conn) flush() (backlog bool) {
 
 // frameBoundary returns the end of the last whole frame in b[from:] that
 // keeps the chunk within limit bytes (at least one frame is taken), and
-// whether that frame ends its message.
+// whether that frame ends its message. It clears the queue's marks
+// (rsvDroppable) in the frames it takes.
 func frameBoundary(b []byte, from, limit int) (end int, fin bool) {
 	end, fin = from, true
 	for end < len(b) {
@@ -461,6 +471,7 @@ func frameBoundary(b []byte, from, limit int) (end int, fin bool) {
 		if next-from > limit && end > from {
 			break
 		}
+		b[end] &^= rsvDroppable // a mark for the queue only, never sent
 		end, fin = next, h.Fin
 	}
 	return end, fin

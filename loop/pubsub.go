@@ -4,8 +4,6 @@ import (
 	"context"
 	"sync"
 
-	"github.com/panjf2000/gnet/v2"
-
 	"github.com/wsgate/wsgate/codec"
 	"github.com/wsgate/wsgate/deflate"
 )
@@ -35,8 +33,9 @@ const (
 	SlowDisconnect SlowPolicy = iota
 	// SlowDropNewest drops the new message.
 	SlowDropNewest
-	// SlowDropOldest drops queued whole messages, oldest first, until the
-	// new one fits; if nothing droppable is queued the new one is dropped.
+	// SlowDropOldest drops queued whole published messages, oldest first,
+	// until the new one fits; if not enough of them are queued the new one
+	// is dropped.
 	SlowDropOldest
 	// SlowConflate keeps only the latest message per key while the
 	// connection is behind (gnet holds bytes the kernel would not take): a
@@ -128,10 +127,20 @@ func (c *Conn) dropExt() {
 	}
 }
 
+// rsvDroppable marks, in the queue, the first frame of a published
+// message: a policy may drop it, never one queued by WriteMessage. It is
+// RSV3 in the frame's first byte, a bit never negotiated; flush clears it
+// (frameBoundary) before the frame is handed to gnet.
+const rsvDroppable = 0x10
+
 // delivery is a published message waiting in a loop's inbox.
 type delivery struct {
 	topic string // "" = every connection
 	pm    *PreparedMessage
+	// A subscription change instead of a message: it goes through the
+	// inbox so that it keeps its order with Publish.
+	c   *Conn
+	sub bool // subscribe (else unsubscribe) c to topic
 }
 
 // SetSlowPolicy sets what happens to published messages when c is slow.
@@ -141,40 +150,36 @@ func (c *Conn) SetSlowPolicy(p SlowPolicy) { c.policy = uint8(p) }
 // Subscribe adds c to topic. Safe from any goroutine; it takes effect on
 // c's event loop, before any message published after it returns.
 func (s *Server) Subscribe(c *Conn, name string) error {
-	return c.ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		if c.state >= stateClosing {
-			return nil
-		}
-		ls := c.ls
-		t := ls.topics[name]
-		if t == nil {
-			t = &topic{name: name, idx: make(map[*Conn]int32)}
-			if ls.topics == nil {
-				ls.topics = make(map[string]*topic)
-			}
-			ls.topics[name] = t
-		}
-		if _, ok := t.idx[c]; ok {
-			return nil
-		}
-		t.idx[c] = int32(len(t.subs))
-		t.subs = append(t.subs, c)
-		s.stats.subs.Add(1)
-		x := c.x()
-		x.topics = append(x.topics, t)
-		return nil
-	}))
+	return c.ls.enqueue(delivery{topic: name, c: c, sub: true})
 }
 
-// Unsubscribe removes c from topic. Safe from any goroutine.
+// Unsubscribe removes c from topic. Safe from any goroutine; no message
+// published after it returns reaches c through topic.
 func (s *Server) Unsubscribe(c *Conn, name string) error {
-	return c.ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		if t := c.ls.topics[name]; t != nil {
-			c.ls.unsubscribe(c, t)
-			c.dropExt()
+	return c.ls.enqueue(delivery{topic: name, c: c})
+}
+
+// subscribe adds c to the topic name. Event-loop only.
+func (ls *loopState) subscribe(c *Conn, name string) {
+	if c.state >= stateClosing {
+		return
+	}
+	t := ls.topics[name]
+	if t == nil {
+		t = &topic{name: name, idx: make(map[*Conn]int32)}
+		if ls.topics == nil {
+			ls.topics = make(map[string]*topic)
 		}
-		return nil
-	}))
+		ls.topics[name] = t
+	}
+	if _, ok := t.idx[c]; ok {
+		return
+	}
+	t.idx[c] = int32(len(t.subs))
+	t.subs = append(t.subs, c)
+	ls.srv.stats.subs.Add(1)
+	x := c.x()
+	x.topics = append(x.topics, t)
 }
 
 // unsubscribe removes c from t, and t from c's list. Event-loop only.
@@ -229,17 +234,24 @@ func (s *Server) publish(topic string, pm *PreparedMessage) error {
 	s.mu.Unlock()
 	var err error
 	for _, ls := range loops {
-		ls.inboxMu.Lock()
-		ls.inbox = append(ls.inbox, delivery{topic, pm})
-		schedule := len(ls.inbox) == 1
-		ls.inboxMu.Unlock()
-		if schedule {
-			if e := ls.el.Execute(context.Background(), ls.drainer); e != nil {
-				err = e
-			}
+		if e := ls.enqueue(delivery{topic: topic, pm: pm}); e != nil {
+			err = e
 		}
 	}
 	return err
+}
+
+// enqueue adds d to the loop's inbox, and schedules a drain if it is the
+// first: one hand-off to the loop per batch. Safe from any goroutine.
+func (ls *loopState) enqueue(d delivery) error {
+	ls.inboxMu.Lock()
+	ls.inbox = append(ls.inbox, d)
+	schedule := len(ls.inbox) == 1
+	ls.inboxMu.Unlock()
+	if schedule {
+		return ls.el.Execute(context.Background(), ls.drainer)
+	}
+	return nil
 }
 
 // drain delivers the loop's inbox. Event-loop only.
@@ -249,11 +261,21 @@ func (ls *loopState) drain(context.Context) error {
 	ls.inbox = ls.spare[:0]
 	ls.inboxMu.Unlock()
 	for i, d := range batch {
-		if d.topic == "" {
+		switch {
+		case d.c != nil && d.sub:
+			ls.subscribe(d.c, d.topic)
+		case d.c != nil:
+			if t := ls.topics[d.topic]; t != nil {
+				ls.unsubscribe(d.c, t)
+				d.c.dropExt()
+			}
+		case d.topic == "":
 			ls.wheel.each(func(c *Conn) { ls.deliver(c, d.pm) })
-		} else if t := ls.topics[d.topic]; t != nil {
-			for _, c := range t.subs {
-				ls.deliver(c, d.pm)
+		default:
+			if t := ls.topics[d.topic]; t != nil {
+				for _, c := range t.subs {
+					ls.deliver(c, d.pm)
+				}
 			}
 		}
 		batch[i] = delivery{}
@@ -302,12 +324,15 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 		takeover, marker = false, true
 	}
 	conflate := policy == SlowConflate && pm.key != "" && c.outbound > 0
-	if conflate && c.unqueueKeyLocked(pm.key) {
+	replaced := conflate && c.unqueueKeyLocked(pm.key)
+	if replaced {
 		s.stats.conflated.Add(1)
 	}
-	// Above the high-water mark the policy decides.
+	// Above the high-water mark the policy decides; a message that
+	// replaced its key's queued one is kept (dropping it too would lose
+	// the key's latest value).
 	over := c.queuedLocked() + len(frames) - s.opts.HighWaterBytes
-	if hard := c.pendingLocked()+len(frames) > s.opts.MaxPendingBytes; over > 0 || hard {
+	if hard := c.pendingLocked()+len(frames) > s.opts.MaxPendingBytes; over > 0 && !replaced || hard {
 		switch {
 		case policy == SlowDisconnect || hard:
 			c.wflags |= wSlow // flush fails it with 1008
@@ -327,6 +352,7 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 	}
 	at := len(c.out.B)
 	c.out.B = append(c.out.B, frames...)
+	c.out.B[at] |= rsvDroppable
 	if marker {
 		c.wflags |= wMarkers
 	}
@@ -372,9 +398,10 @@ func (c *Conn) unqueueKeyLocked(key string) bool {
 	return true
 }
 
-// dropOldestLocked removes whole messages from the front of the queue
-// (after any message gnet is in the middle of) until need bytes are free.
-// It reports whether it freed that much.
+// dropOldestLocked removes whole published messages from the front of the
+// queue (after any message gnet is in the middle of; messages queued by
+// WriteMessage stay) until need bytes are free. It reports whether it
+// freed that much.
 func (c *Conn) dropOldestLocked(need int) bool {
 	if c.out == nil {
 		return false
@@ -383,20 +410,27 @@ func (c *Conn) dropOldestLocked(need int) bool {
 	if c.wflags&wMidMsg != 0 { // the message at head is partly sent: keep its rest
 		at = messageEnd(c.out.B, at)
 	}
-	end, dropped := at, 0
-	for end < len(c.out.B) && end-at < need {
-		if h, _, _ := codec.ParseHeader(c.out.B[end:]); h.OpCode == codec.OpClose {
-			break
+	freed, dropped := 0, 0
+	for at < len(c.out.B) && freed < need {
+		// A run of published messages, up to the next one queued by
+		// WriteMessage (or our close frame), which stays.
+		end := at
+		for end < len(c.out.B) && freed+end-at < need && c.out.B[end]&rsvDroppable != 0 {
+			end = messageEnd(c.out.B, end)
+			dropped++
 		}
-		end = messageEnd(c.out.B, end)
-		dropped++
+		if end > at {
+			c.removeLocked(at, end)
+			freed += end - at
+			continue
+		}
+		at = messageEnd(c.out.B, at)
 	}
 	if dropped == 0 {
 		return false
 	}
-	c.removeLocked(at, end)
 	c.ls.srv.stats.dropped.Add(int64(dropped))
-	return end-at >= need
+	return freed >= need
 }
 
 // messageEnd returns the end of the message whose first frame starts at

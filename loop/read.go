@@ -278,8 +278,10 @@ func (c *Conn) discard(p []byte) (int, gnet.Action) {
 		}
 		h, n, err := codec.ParseHeader(p[off:])
 		switch {
-		case err != nil || h.OpCode == codec.OpClose:
+		case err != nil:
 			return len(p), gnet.Close
+		case h.OpCode == codec.OpClose:
+			return len(p), c.closeAfterOurs()
 		case n == 0:
 			return off, gnet.None // keep the partial header
 		}
@@ -289,6 +291,22 @@ func (c *Conn) discard(p []byte) (int, gnet.Action) {
 		}
 	}
 	return off, gnet.None
+}
+
+// closeAfterOurs is the answer to the peer's close frame once ours is
+// queued: close the TCP connection once everything we queued, our close
+// frame last, is in the kernel and the write side is shut down (gnet's
+// close would drop what its own buffer still holds); until then flush, and
+// the peer, having our close frame, closes TCP itself. CloseTimeout covers
+// a peer that stops reading.
+func (c *Conn) closeAfterOurs() gnet.Action {
+	if c.rflags&rShutWr == 0 {
+		c.flush() // OnTraffic flushes again and keeps a backlog polled
+	}
+	if c.rflags&rShutWr != 0 {
+		return gnet.Close
+	}
+	return gnet.None
 }
 
 // payload takes the next unmasked chunk of a streamed data frame. A text
@@ -351,7 +369,10 @@ func (c *Conn) control(op codec.OpCode, payload []byte) gnet.Action {
 		if c.state == stateClosing {
 			// The peer answered our close: the handshake is complete and
 			// the server closes the TCP connection first (RFC 6455 §7.1.1).
-			return gnet.Close
+			// If our close frame is still queued behind data, the two
+			// closes crossed: it goes out first, then the FIN, and the
+			// peer's close of TCP ends it.
+			return c.closeAfterOurs()
 		}
 		// The peer closes first: echo its code (1000 if it sent none)
 		// after what is already queued. Once all of it is in the kernel,
