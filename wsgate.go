@@ -70,6 +70,8 @@ var (
 	ErrSlowConsumer = loop.ErrSlowConsumer
 	ErrIdle         = loop.ErrIdle
 	ErrShutdown     = loop.ErrShutdown
+	ErrCloseTimeout = loop.ErrCloseTimeout
+	ErrNoPeerClose  = loop.ErrNoPeerClose
 )
 
 // CloseStatus returns the close code carried by err, the error OnClose

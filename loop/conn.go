@@ -44,6 +44,7 @@ const (
 	wDeflate                      // permessage-deflate negotiated: compress data frames
 	wMarkers                      // out holds messages that flush must compress
 	wMidMsg                       // gnet has part of a fragmented message: its rest must follow
+	wPeerClose                    // the peer's close frame was received
 )
 
 // Buffer pools, one per purpose so that bytebufferpool's size calibration
@@ -367,8 +368,12 @@ const (
 // It clears wBusy and wScheduled. It reports whether data is left behind.
 // Event-loop only.
 func (c *Conn) flush() (backlog bool) {
+	// Clear wBusy with the read of the flags: a Close or a write that
+	// comes after this read must wake the loop again, or its flag would
+	// be seen by nobody.
 	c.mu.Lock()
 	flags := c.wflags
+	c.wflags &^= wBusy | wScheduled
 	c.mu.Unlock()
 	switch {
 	case flags&wClosed != 0:
@@ -379,7 +384,6 @@ func (c *Conn) flush() (backlog bool) {
 		c.enterClosing(nil) // Close was called from some goroutine
 	}
 	c.mu.Lock()
-	c.wflags &^= wBusy | wScheduled
 	ctrl := c.ctrl
 	c.ctrl = nil
 	var chunk []byte

@@ -36,6 +36,11 @@ var (
 	// the closing handshake within Options.CloseTimeout.
 	ErrCloseTimeout = errors.New("loop: closing handshake timed out")
 
+	// ErrNoPeerClose is the cause recorded when the TCP connection ended
+	// after our close frame but before the peer's (gnet's own error, if it
+	// reported one, is recorded instead).
+	ErrNoPeerClose = errors.New("loop: connection ended without the peer's close frame")
+
 	// ErrShutdown is the cause recorded for connections closed by
 	// Server.Shutdown.
 	ErrShutdown = errors.New("loop: server shutting down")

@@ -97,7 +97,12 @@ func (c *Conn) accept() bool {
 		c.reject(upgrade.ErrOrigin)
 		return false
 	}
-	if s.opts.MaxConns > 0 && int(s.conns.Load()) >= s.opts.MaxConns || s.shutdown.Load() {
+	// Reserve the connection's place first: loops upgrade in parallel, and
+	// a check followed by a later increment would let them all pass.
+	// Counted before the 101 goes out, so that a client holding its 101
+	// always finds itself in Conns().
+	if n := s.conns.Add(1); s.opts.MaxConns > 0 && int(n) > s.opts.MaxConns || s.shutdown.Load() {
+		s.conns.Add(-1)
 		c.reject(upgrade.ErrTooManyConns)
 		return false
 	}
@@ -107,6 +112,7 @@ func (c *Conn) accept() bool {
 			if _, ok := upgrade.AsReject(err); !ok {
 				err = upgrade.RejectError{Status: 403, Reason: err.Error()}
 			}
+			s.conns.Add(-1)
 			c.reject(err)
 			return false
 		}
@@ -126,9 +132,6 @@ func (c *Conn) accept() bool {
 	b.B = upgrade.AppendResponse(b.B, r.Key(), &resp)
 	ctrlPool.Put(ext)
 	c.releaseReq()
-	// Counted before the 101 goes out, so that a client holding its 101
-	// always finds itself in Conns().
-	s.conns.Add(1)
 	_, _ = c.gc.Write(b.B)
 	ctrlPool.Put(b)
 	if c.state == stateClosed { // the write failed and gnet closed it
@@ -281,6 +284,9 @@ func (c *Conn) discard(p []byte) (int, gnet.Action) {
 		case err != nil:
 			return len(p), gnet.Close
 		case h.OpCode == codec.OpClose:
+			c.mu.Lock()
+			c.wflags |= wPeerClose
+			c.mu.Unlock()
 			return len(p), c.closeAfterOurs()
 		case n == 0:
 			return off, gnet.None // keep the partial header
@@ -350,6 +356,13 @@ func (c *Conn) deliver(op codec.OpCode, payload []byte) {
 	if c.state != stateOpen {
 		return // closing: data after our close frame is discarded
 	}
+	c.mu.Lock()
+	closed := c.wflags&wCloseQ != 0
+	c.mu.Unlock()
+	if closed { // Close was called (by the handler, or on some goroutine)
+		c.enterClosing(nil)
+		return
+	}
 	c.ls.srv.handler.OnMessage(c, op, payload)
 }
 
@@ -361,8 +374,19 @@ func (c *Conn) control(op codec.OpCode, payload []byte) gnet.Action {
 			_ = c.writeControl(codec.OpPong, payload)
 		}
 	case codec.OpClose:
+		c.mu.Lock()
+		c.wflags |= wPeerClose
+		c.mu.Unlock()
 		code, reason, err := codec.ParseClose(payload)
 		if err != nil {
+			if c.state == stateClosing { // ours is out or queued: nothing to wait for
+				c.mu.Lock()
+				if c.cerr.Err == nil {
+					c.cerr.Err = err
+				}
+				c.mu.Unlock()
+				return c.closeAfterOurs()
+			}
 			c.fail(err)
 			return gnet.None
 		}

@@ -258,9 +258,18 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	s.conns.Add(-1)
 	c.mu.Lock()
 	ce := c.cerr
+	peerClosed := c.wflags&wPeerClose != 0
 	c.mu.Unlock()
-	if ce == nil { // no closing handshake: the TCP connection just ended
+	switch {
+	case ce == nil: // no closing handshake: the TCP connection just ended
 		ce = &CloseError{Code: codec.StatusAbnormalClosure, Err: err}
+	case !peerClosed && ce.Err == nil:
+		// We closed, but the TCP connection ended before the peer's
+		// close frame came (RFC 6455 §7.1.5 would call it 1006).
+		if err == nil {
+			err = ErrNoPeerClose
+		}
+		ce.Err = err
 	}
 	s.handler.OnClose(c, ce)
 	return gnet.None
