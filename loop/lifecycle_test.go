@@ -156,3 +156,20 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
+
+func TestShutdownNotStarted(t *testing.T) {
+	s, err := NewServer(nopHandler{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Shutdown of a server never started: nil error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown of a server never started hangs")
+	}
+}

@@ -430,6 +430,11 @@ func (s *Server) BroadcastPrepared(pm *PreparedMessage) error { return s.publish
 // connection after what is already queued for it, waits until every
 // connection has closed or ctx ends, and then stops the engine.
 func (s *Server) Shutdown(ctx context.Context) error {
+	select {
+	case <-s.booted:
+	default: // never started, or Start failed: nothing to stop
+		return errors.New("loop: Shutdown of a server that is not running")
+	}
 	if !s.shutdown.CompareAndSwap(false, true) {
 		return errors.New("loop: Shutdown called twice")
 	}
