@@ -132,6 +132,12 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 			w.sample(fmt.Errorf("connection closed by the server or the network without a close frame: %v", errString(err)))
 		}
 	}
+	if w.closing.Load() && (ws.state == stOpen || ws.state == stClosing) {
+		// The run is over and this connection has ended: what never came
+		// is lost. (Counted here, not when our close frame went out, so
+		// that a server that is only behind delivers its backlog first.)
+		ws.tailLoss()
+	}
 	ws.setClosed()
 	ws.z, ws.resp = nil, nil
 	if w.spec.Scenario == ScenarioStorm {
@@ -496,7 +502,7 @@ func (ws *wsConn) messageEnd() {
 	}
 }
 
-// tailLoss counts, when the run is over and its traffic has drained, the
+// tailLoss counts, when the run is over and the connection has ended, the
 // messages that never arrived: echoes still outstanding, broadcasts after
 // the last one received.
 func (ws *wsConn) tailLoss() {

@@ -673,7 +673,6 @@ func (w *worker) closeAll(d time.Duration) {
 			ws := ls.conns[i]
 			switch ws.state {
 			case stOpen:
-				ws.tailLoss()
 				ls.out = ls.out[:0]
 				ws.sendClose(codec.StatusNormalClosure)
 				ls.flush(ws)

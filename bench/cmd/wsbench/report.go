@@ -44,6 +44,9 @@ var (
 		return r.LatP999, r.Counters.WinRecv > 0
 	}, fmtInt}
 	mCPUPerMsg = metric{"server CPU/msg", "µs", "lower", func(r *load.Result) (float64, bool) {
+		if r.Counters.WinRecv == 0 && r.Counters.WinHandshakes == 0 {
+			return 0, false // no messages: no figure (not a best one of 0)
+		}
 		return srv(r, func(s *load.ServerFigures) float64 { return s.CPUPerMsgUs })
 	}, fmtFloat}
 	mCPUPerDelivery  = metric{"server CPU/delivery", "µs", "lower", mCPUPerMsg.get, fmtFloat}

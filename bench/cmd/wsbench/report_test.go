@@ -68,3 +68,23 @@ func TestNiceNumbers(t *testing.T) {
 		t.Errorf("groupDigits = %q", g)
 	}
 }
+
+// A server with no message in the window has no CPU figure per message:
+// not a "best" 0 in the table, and no bar in the chart.
+func TestNoMessagesNoCPUFigure(t *testing.T) {
+	echo := benchCase{Name: "echo 64 B", Scenario: load.ScenarioEcho, Size: 64}
+	ok := &load.Result{Scenario: "echo", MsgsPerSec: 1000, LatP99: 1000, Counters: load.Counters{WinRecv: 10000},
+		Server: &load.ServerFigures{CPUSeconds: 0.1, CPUPerMsgUs: 10, CPUUtilization: 0.01}}
+	dead := &load.Result{Scenario: "echo", Counters: load.Counters{Dropped: 100}, Errors: 100,
+		Server: &load.ServerFigures{CPUSeconds: 0.5, CPUUtilization: 0.05}}
+	rep := &report{Servers: []string{"wsgate", "gws"}, Records: []record{
+		{Server: "wsgate", Case: echo, Result: ok}, {Server: "gws", Case: echo, Result: dead}}}
+	for _, l := range strings.Split(markdown(rep), "\n") {
+		if strings.HasPrefix(l, "| gws") && strings.Contains(l, "| 0.00 |") {
+			t.Errorf("row with no messages shows a CPU figure of 0: %s", l)
+		}
+	}
+	if svg := charts(rep)["cpu-per-msg.svg"]; strings.Contains(svg, "gws, echo 64 B") {
+		t.Error("cpu-per-msg.svg draws a bar for a server with no messages")
+	}
+}
