@@ -35,7 +35,13 @@ type Decompressor struct {
 	br bytes.Reader
 	sr sliceReader
 	in []byte // payload + inflateTail for payloads up to maxCopy
+	// window of a stream that follows a final block inside a message
+	// (History tail + output), when it is not a slice of the output
+	dict []byte
 }
+
+// maxWindow is DEFLATE's largest window (RFC 1951 §2).
+const maxWindow = 1 << 15
 
 // NewDecompressor returns a Decompressor. It allocates nothing else until
 // the first message.
@@ -61,7 +67,11 @@ func NewDecompressor() *Decompressor { return new(Decompressor) }
 // The payload may contain several DEFLATE streams: RFC 7692 §7.2.1 lets a
 // sender use blocks with BFINAL set, "The next DEFLATE block follows the
 // padded data if any", so inflating continues with a new stream after a
-// final block as long as payload bytes remain. An empty payload is taken as
+// final block as long as payload bytes remain, with the same LZ77 window
+// (the History and what the message has inflated so far). Restarting with
+// the window copies it, so a payload made of many tiny final streams
+// fails with ErrTooLarge once those copies exceed eight times its size (no
+// encoder splits a message like that). An empty payload is taken as
 // an empty message (strictly it is not valid DEFLATE data, but nothing is
 // lost by accepting it).
 //
@@ -77,11 +87,18 @@ func (d *Decompressor) AppendDecompress(dst, payload []byte, limit int, p Params
 		limit = math.MaxInt - 1 - start
 	}
 	end := start + limit + 1 // stop once the output reaches this length
-	var dict []byte
+	var dict, hist []byte
 	takeover := h != nil && p.ClientContextTakeover
+	window := maxWindow // within a message the sender may refer 32 KiB back
 	if takeover {
-		dict = h.buf
+		hist = h.buf
+		dict = hist
+		window = 1 << p.clientBits()
 	}
+	// Streams after a final block restart the inflater with the window so
+	// far; copying it is charged to a budget so that a payload of many
+	// tiny streams costs work in proportion to its size, not 32 KiB each.
+	budget := 8*len(payload) + 2*window
 
 	// Source: payload followed by inflateTail.
 	var r flate.Reader
@@ -117,11 +134,11 @@ func (d *Decompressor) AppendDecompress(dst, payload []byte, limit int, p Params
 		}
 		if err == io.EOF {
 			// A final block ended the stream. If payload is left, a new
-			// stream follows in the same message; it cannot refer to the
-			// one that ended, so it starts with no dictionary (copying one
-			// per stream would let a payload of many tiny streams cost
-			// 32 KiB of copying each). The inflater reads a flate.Reader
-			// byte by byte and never ahead, so what is left is exact.
+			// stream follows in the same message, with the same LZ77
+			// window (RFC 7692 §7.2.1, §7.2.2): the History, if any, and
+			// what this message has inflated so far. The inflater reads a
+			// flate.Reader byte by byte and never ahead, so what is left
+			// is exact.
 			left := len(d.sr.a)
 			if copied {
 				left = d.br.Len() - len(inflateTail)
@@ -130,7 +147,21 @@ func (d *Decompressor) AppendDecompress(dst, payload []byte, limit int, p Params
 				err = nil
 				break
 			}
-			_ = rs.Reset(r, nil)
+			switch out := dst[start:]; {
+			case len(out) >= window:
+				dict = out[len(out)-window:]
+			case len(hist) == 0:
+				dict = out
+			default:
+				keep := min(len(hist), window-len(out))
+				d.dict = append(append(d.dict[:0], hist[len(hist)-keep:]...), out...)
+				dict = d.dict
+			}
+			if budget -= len(dict); budget < 0 {
+				err = ErrTooLarge
+				break
+			}
+			_ = rs.Reset(r, dict)
 			continue
 		}
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -209,5 +210,44 @@ func TestClientTakeover(t *testing.T) {
 	w.Flush()
 	if _, err := d.AppendDecompress(nil, b.Bytes()[:b.Len()-4], 1<<20, Params{}, nil); err != ErrCorrupt {
 		t.Fatalf("without history: %v", err)
+	}
+}
+
+// A stream that follows a final block inside one message keeps the LZ77
+// window (RFC 7692 §7.2.1, §7.2.2): it may refer to the message's earlier
+// streams and, with client context takeover, to the History.
+func TestStreamAfterFinalKeepsWindow(t *testing.T) {
+	t.Parallel()
+	a := bytes.Repeat([]byte("hello world, this is a test. "), 20)
+	d := NewDecompressor()
+
+	two := append(deflateStd(t, a, nil, true), deflateStd(t, a, a, false)...)
+	got, err := d.AppendDecompress(nil, two, -1, Params{}, nil)
+	if err != nil || !bytes.Equal(got, append(append([]byte(nil), a...), a...)) {
+		t.Fatalf("second stream referring to the first: %d bytes, %v", len(got), err)
+	}
+
+	var h History
+	p := Params{ClientContextTakeover: true, ClientMaxWindowBits: 15}
+	if _, err := d.AppendDecompress(nil, deflateStd(t, a, nil, false), -1, p, &h); err != nil {
+		t.Fatal(err)
+	}
+	two = append(deflateStd(t, []byte("x"), a, true), deflateStd(t, a, append(append([]byte(nil), a...), 'x'), false)...)
+	got, err = d.AppendDecompress(nil, two, -1, p, &h)
+	if err != nil || !bytes.Equal(got, append([]byte("x"), a...)) {
+		t.Fatalf("takeover: second stream referring to the History and the first: %d bytes, %v", len(got), err)
+	}
+
+	// Many tiny final streams cost work in proportion to the payload: they
+	// end in ErrTooLarge once the window copies outgrow it, not in 32 KiB
+	// of copying each.
+	tiny := bytes.Repeat(deflateStd(t, []byte("y"), nil, true), 1<<14)
+	if _, err := d.AppendDecompress(nil, tiny, -1, Params{}, nil); err != ErrTooLarge {
+		t.Fatalf("16,384 one-byte final streams: %v; want ErrTooLarge", err)
+	}
+	// A few streams are fine.
+	few := bytes.Repeat(deflateStd(t, []byte("y"), nil, true), 16)
+	if got, err := d.AppendDecompress(nil, few, -1, Params{}, nil); err != nil || string(got) != strings.Repeat("y", 16) {
+		t.Fatalf("16 one-byte final streams: %q, %v", got, err)
 	}
 }
