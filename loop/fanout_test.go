@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -153,21 +152,7 @@ func startSubServer(t *testing.T, policy SlowPolicy, o Options) (*Server, *subHa
 	t.Helper()
 	h := &subHandler{policy: policy}
 	o.NumLoops = 2
-	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := NewServer(h, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.srv = s
-	addr := freeAddr(t)
-	if err := s.Start(addr); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
+	s, addr := startServer(t, h, o, func(s *Server) { h.srv = s })
 	return s, h, addr
 }
 

@@ -2,6 +2,8 @@ package loop
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -78,4 +80,29 @@ func countConns(s *Server, pred func(*Conn) bool) int {
 		})
 	})
 	return int(n.Load())
+}
+
+// startServer starts a server for h on a free address, logging nothing,
+// and shuts it down when the test ends; bind, if not nil, gets the server
+// before it starts (handlers that need it in OnOpen).
+func startServer(t *testing.T, h Handler, o Options, bind func(*Server)) (*Server, string) {
+	t.Helper()
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := NewServer(h, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bind != nil {
+		bind(s)
+	}
+	addr := freeAddr(t)
+	if err := s.Start(addr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return s, addr
 }

@@ -2,11 +2,9 @@ package loop
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -56,22 +54,7 @@ func startRec(t *testing.T, h *recHandler, o Options) (*Server, string) {
 	if o.NumLoops == 0 {
 		o.NumLoops = 1
 	}
-	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := NewServer(h, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.srv = s
-	addr := freeAddr(t)
-	if err := s.Start(addr); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	return s, addr
+	return startServer(t, h, o, func(s *Server) { h.srv = s })
 }
 
 // queued returns c's bytes in our queue (not yet handed to gnet) and
