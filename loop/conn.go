@@ -386,6 +386,7 @@ func (c *Conn) flush() (backlog bool) {
 	c.mu.Lock()
 	ctrl := c.ctrl
 	c.ctrl = nil
+	markers := c.wflags&wMarkers != 0 // only then has the chunk frames to compress
 	var chunk []byte
 	var done *bytebufferpool.ByteBuffer
 	if c.out != nil && c.gc.OutboundBuffered() < lowWater {
@@ -416,10 +417,9 @@ func (c *Conn) flush() (backlog bool) {
 			}
 		}
 	}
-	deflating := c.wflags&wDeflate != 0
 	c.mu.Unlock()
 
-	if deflating && len(chunk) > 0 {
+	if markers && len(chunk) > 0 {
 		z := c.compressFrames(chunk)
 		defer zbufPool.Put(z)
 		chunk = z.B
