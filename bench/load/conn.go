@@ -110,17 +110,7 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	w := h.w
-	ls := ws.ls
-	// Unlist: swap with the last.
-	if i := ws.idx; i >= 0 && int(i) < len(ls.conns) && ls.conns[i] == ws {
-		last := ls.conns[len(ls.conns)-1]
-		ls.conns[i] = last
-		last.idx = i
-		ls.conns[len(ls.conns)-1] = nil
-		ls.conns = ls.conns[:len(ls.conns)-1]
-	}
-	ws.idx = -1
-	w.live.Add(-1)
+	ws.unlist()
 	switch ws.state {
 	case stHandshake:
 		if !w.closing.Load() {
@@ -188,8 +178,9 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	return gnet.None
 }
 
-// closeNow closes a connection that failed its handshake.
-func (ws *wsConn) closeNow() gnet.Action {
+// unlist removes ws from its loop's list (swapping in the last one) and
+// from the live count.
+func (ws *wsConn) unlist() {
 	ls := ws.ls
 	if i := ws.idx; i >= 0 && int(i) < len(ls.conns) && ls.conns[i] == ws {
 		last := ls.conns[len(ls.conns)-1]
@@ -200,6 +191,11 @@ func (ws *wsConn) closeNow() gnet.Action {
 	}
 	ws.idx = -1
 	ws.w.live.Add(-1)
+}
+
+// closeNow closes a connection that failed its handshake.
+func (ws *wsConn) closeNow() gnet.Action {
+	ws.unlist()
 	ws.ls = nil // OnClose ignores it
 	if ws.w.spec.Scenario == ScenarioStorm {
 		ws.w.releaseToken()
