@@ -43,6 +43,30 @@ var benchModes = []struct {
 	takeover bool
 }{{"no-takeover", false}, {"takeover", true}}
 
+// benchCompress compresses msgs (of size bytes) in turn with one History,
+// after a warm-up round, and reports the ratio.
+func benchCompress(b *testing.B, comp *Compressor, msgs [][]byte, size int, p Params) {
+	var h History
+	dst := make([]byte, 0, 2*size+64)
+	for _, msg := range msgs {
+		comp.AppendCompress(dst[:0], msg, p, &h)
+	}
+	in, out := 0, 0
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		res, ok := comp.AppendCompress(dst[:0], msgs[i%len(msgs)], p, &h)
+		in += size
+		if ok {
+			out += len(res)
+		} else {
+			out += size
+		}
+	}
+	b.ReportMetric(float64(out)/float64(in), "ratio")
+}
+
 func BenchmarkCompress(b *testing.B) {
 	for _, mode := range benchModes {
 		for _, size := range benchSizes {
@@ -50,25 +74,7 @@ func BenchmarkCompress(b *testing.B) {
 				msgs := benchMessages(size)
 				comp := mustCompressor(b, &Config{Threshold: -1, ServerContextTakeover: mode.takeover})
 				p := Params{ServerContextTakeover: mode.takeover}
-				var h History
-				dst := make([]byte, 0, 2*size+64)
-				for _, msg := range msgs {
-					comp.AppendCompress(dst[:0], msg, p, &h)
-				}
-				in, out := 0, 0
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				for i := range b.N {
-					res, ok := comp.AppendCompress(dst[:0], msgs[i%len(msgs)], p, &h)
-					in += size
-					if ok {
-						out += len(res)
-					} else {
-						out += size
-					}
-				}
-				b.ReportMetric(float64(out)/float64(in), "ratio")
+				benchCompress(b, comp, msgs, size, p)
 			})
 		}
 	}
@@ -174,25 +180,7 @@ func BenchmarkCompressWindow(b *testing.B) {
 				msgs := benchMessages(size)
 				comp := mustCompressor(b, &Config{Threshold: -1, ServerContextTakeover: mode.takeover})
 				p := Params{ServerContextTakeover: mode.takeover, ServerMaxWindowBits: 10, HistoryBits: 10}
-				var h History
-				dst := make([]byte, 0, 2*size+64)
-				for _, msg := range msgs {
-					comp.AppendCompress(dst[:0], msg, p, &h)
-				}
-				in, out := 0, 0
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				for i := range b.N {
-					res, ok := comp.AppendCompress(dst[:0], msgs[i%len(msgs)], p, &h)
-					in += size
-					if ok {
-						out += len(res)
-					} else {
-						out += size
-					}
-				}
-				b.ReportMetric(float64(out)/float64(in), "ratio")
+				benchCompress(b, comp, msgs, size, p)
 			})
 		}
 	}
