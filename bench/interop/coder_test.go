@@ -69,12 +69,20 @@ func TestCoderRoundTrip(t *testing.T) {
 				}
 			}
 			// Close returns nil only when the server answers with the same code.
-			if err := conn.Close(websocket.StatusNormalClosure, "round trips done"); err != nil {
-				t.Errorf("client Close(1000): %v", err)
-			}
-			expectClose(t, ts.h.nextClose(t), 1000, "round trips done", true)
+			coderClose(t, ts, conn, "round trips done")
 		})
 	}
+}
+
+// coderClose closes conn with 1000 and reason (coder's Close returns nil
+// only when the server answers with the same code) and checks the close
+// the server's handler saw.
+func coderClose(t *testing.T, ts *testServer, conn *websocket.Conn, reason string) {
+	t.Helper()
+	if err := conn.Close(websocket.StatusNormalClosure, reason); err != nil {
+		t.Errorf("client Close(1000): %v", err)
+	}
+	expectClose(t, ts.h.nextClose(t), 1000, reason, true)
 }
 
 // TestCoderStreamedWrite sends one message through coder's Writer in
@@ -107,10 +115,7 @@ func TestCoderStreamedWrite(t *testing.T) {
 		t.Errorf("echo = %v, %d bytes, %v; want text of %d bytes (first difference at %d)",
 			typ, len(got), err, len(want), firstDiff(got, want))
 	}
-	if err := conn.Close(websocket.StatusNormalClosure, ""); err != nil {
-		t.Errorf("client Close(1000): %v", err)
-	}
-	expectClose(t, ts.h.nextClose(t), 1000, "", true)
+	coderClose(t, ts, conn, "")
 }
 
 // TestCoderPing checks that conn.Ping returns: the server answers pings
@@ -158,10 +163,7 @@ func TestCoderPing(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("no echo")
 	}
-	if err := conn.Close(websocket.StatusNormalClosure, "pinged"); err != nil {
-		t.Errorf("client Close(1000): %v", err)
-	}
-	expectClose(t, ts.h.nextClose(t), 1000, "pinged", true)
+	coderClose(t, ts, conn, "pinged")
 }
 
 // TestCoderServerClose checks server-initiated closes as coder sees them,
