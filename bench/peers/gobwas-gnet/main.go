@@ -53,10 +53,7 @@ func main() {
 		os.Exit(2)
 	}
 
-	s := &server{broadcast: cfg.Broadcast, addr: cfg.Addr}
-	if cfg.Broadcast {
-		s.members = make(map[gnet.Conn]struct{})
-	}
+	s := &server{broadcast: cfg.Broadcast, addr: cfg.Addr, conns: peer.NewConns[gnet.Conn](cfg.Broadcast)}
 	peer.ServeAdmin(name, cfg.Admin, s.conns.Load)
 
 	opts := []gnet.Option{gnet.WithReusePort(true)}
@@ -73,11 +70,8 @@ func main() {
 type server struct {
 	gnet.BuiltinEventEngine
 	addr      string
-	conns     peer.Counter
+	conns     *peer.Conns[gnet.Conn]
 	broadcast bool
-
-	mu      sync.Mutex
-	members map[gnet.Conn]struct{} // only with -broadcast
 }
 
 // connState is the per-connection context. Event-loop only.
@@ -112,12 +106,7 @@ func (s *server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 func (s *server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	st, _ := c.Context().(*connState)
 	if st != nil && st.upgraded {
-		if s.broadcast {
-			s.mu.Lock()
-			delete(s.members, c)
-			s.mu.Unlock()
-		}
-		s.conns.Dec()
+		s.conns.Close(c)
 	}
 	return gnet.None
 }
@@ -179,12 +168,7 @@ func (s *server) consume(c gnet.Conn, st *connState, sc *scratch, data []byte) (
 			return end, errClose
 		}
 		st.upgraded = true
-		s.conns.Inc()
-		if s.broadcast {
-			s.mu.Lock()
-			s.members[c] = struct{}{}
-			s.mu.Unlock()
-		}
+		s.conns.Open(c)
 		off = end
 	}
 
@@ -272,11 +256,7 @@ func (s *server) fanOut(p []byte) {
 	b.Grow(ws.MaxHeaderSize + len(p))
 	_ = ws.WriteFrame(&b, ws.NewTextFrame(p))
 	frame := b.Bytes()
-	s.mu.Lock()
-	for m := range s.members {
-		_ = m.AsyncWrite(frame, nil)
-	}
-	s.mu.Unlock()
+	s.conns.Each(func(m gnet.Conn) { _ = m.AsyncWrite(frame, nil) })
 }
 
 // closeFrame answers a close frame: the same code if it is valid, 1002 if

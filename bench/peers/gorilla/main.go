@@ -45,7 +45,7 @@ func main() {
 
 	s := &server{
 		broadcast: cfg.Broadcast,
-		members:   make(map[*conn]struct{}),
+		conns:     peer.NewConns[*conn](cfg.Broadcast),
 		upgrader: websocket.Upgrader{
 			WriteBufferPool:   &sync.Pool{},
 			EnableCompression: cfg.Deflate,
@@ -66,11 +66,8 @@ func main() {
 
 type server struct {
 	upgrader  websocket.Upgrader
-	conns     peer.Counter
+	conns     *peer.Conns[*conn]
 	broadcast bool
-
-	mu      sync.Mutex
-	members map[*conn]struct{} // only filled with -broadcast
 }
 
 // conn is a connection with the mutex that serialises its writers.
@@ -86,20 +83,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &conn{ws: ws}
 	ws.SetReadLimit(readLimit)
-	s.conns.Inc()
-	if s.broadcast {
-		s.mu.Lock()
-		s.members[c] = struct{}{}
-		s.mu.Unlock()
-	}
+	s.conns.Open(c)
 	s.serve(c)
-	if s.broadcast {
-		s.mu.Lock()
-		delete(s.members, c)
-		s.mu.Unlock()
-	}
 	_ = ws.Close()
-	s.conns.Dec()
+	s.conns.Close(c)
 }
 
 // serve echoes until the connection fails or closes. ReadMessage returns
@@ -135,12 +122,8 @@ func (s *server) fanOut(p []byte) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	targets := make([]*conn, 0, len(s.members))
-	for m := range s.members {
-		targets = append(targets, m)
-	}
-	s.mu.Unlock()
+	var targets []*conn // written to outside the set's lock: writes block
+	s.conns.Each(func(m *conn) { targets = append(targets, m) })
 	for _, m := range targets {
 		m.mu.Lock()
 		_ = m.ws.WritePreparedMessage(pm)

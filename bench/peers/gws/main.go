@@ -24,7 +24,6 @@ package main
 import (
 	"bytes"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,10 +37,7 @@ const name = "gws"
 func main() {
 	cfg := peer.ParseFlags(name)
 
-	h := &handler{broadcast: cfg.Broadcast}
-	if cfg.Broadcast {
-		h.members = make(map[*gws.Conn]struct{})
-	}
+	h := &handler{broadcast: cfg.Broadcast, conns: peer.NewConns[*gws.Conn](cfg.Broadcast)}
 	srv := gws.NewServer(h, &gws.ServerOption{
 		ParallelEnabled:   false,
 		CheckUtf8Enabled:  true,
@@ -73,29 +69,16 @@ func main() {
 
 type handler struct {
 	gws.BuiltinEventHandler
-	conns     peer.Counter
+	conns     *peer.Conns[*gws.Conn]
 	broadcast bool
-
-	mu      sync.Mutex
-	members map[*gws.Conn]struct{} // only with -broadcast
 }
 
 func (h *handler) OnOpen(c *gws.Conn) {
-	h.conns.Inc()
-	if h.broadcast {
-		h.mu.Lock()
-		h.members[c] = struct{}{}
-		h.mu.Unlock()
-	}
+	h.conns.Open(c)
 }
 
 func (h *handler) OnClose(c *gws.Conn, _ error) {
-	if h.broadcast {
-		h.mu.Lock()
-		delete(h.members, c)
-		h.mu.Unlock()
-	}
-	h.conns.Dec()
+	h.conns.Close(c)
 }
 
 func (h *handler) OnPing(c *gws.Conn, payload []byte) {
@@ -121,10 +104,6 @@ func (h *handler) fanOut(p []byte) {
 	// The Broadcaster reads its payload from the write queues after
 	// OnMessage has returned and m.Close recycled m's buffer: copy it.
 	b := gws.NewBroadcaster(gws.OpcodeText, bytes.Clone(p))
-	h.mu.Lock()
-	for c := range h.members {
-		_ = b.Broadcast(c)
-	}
-	h.mu.Unlock()
+	h.conns.Each(func(c *gws.Conn) { _ = b.Broadcast(c) })
 	_ = b.Close()
 }

@@ -26,7 +26,6 @@ import (
 	"compress/flate"
 	"net/http"
 	"runtime"
-	"sync"
 
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
@@ -39,10 +38,7 @@ const name = "nbio"
 func main() {
 	cfg := peer.ParseFlags(name)
 
-	s := &server{broadcast: cfg.Broadcast}
-	if cfg.Broadcast {
-		s.members = make(map[*websocket.Conn]struct{})
-	}
+	s := &server{broadcast: cfg.Broadcast, conns: peer.NewConns[*websocket.Conn](cfg.Broadcast)}
 
 	u := websocket.NewUpgrader()
 	u.KeepaliveTime = 0
@@ -82,39 +78,22 @@ func main() {
 }
 
 type server struct {
-	conns     peer.Counter
+	conns     *peer.Conns[*websocket.Conn]
 	broadcast bool
-
-	mu      sync.Mutex
-	members map[*websocket.Conn]struct{} // only with -broadcast
 }
 
 func (s *server) onOpen(c *websocket.Conn) {
-	s.conns.Inc()
-	if s.broadcast {
-		s.mu.Lock()
-		s.members[c] = struct{}{}
-		s.mu.Unlock()
-	}
+	s.conns.Open(c)
 }
 
 func (s *server) onClose(c *websocket.Conn, _ error) {
-	if s.broadcast {
-		s.mu.Lock()
-		delete(s.members, c)
-		s.mu.Unlock()
-	}
-	s.conns.Dec()
+	s.conns.Close(c)
 }
 
 func (s *server) onMessage(c *websocket.Conn, mt websocket.MessageType, p []byte) {
 	if s.broadcast && mt == websocket.TextMessage {
 		if rest, ok := peer.BroadcastPayload(p); ok {
-			s.mu.Lock()
-			for m := range s.members {
-				_ = m.WriteMessage(websocket.TextMessage, rest)
-			}
-			s.mu.Unlock()
+			s.conns.Each(func(m *websocket.Conn) { _ = m.WriteMessage(websocket.TextMessage, rest) })
 			return
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -118,5 +119,52 @@ func WaitSignal(name string, failed <-chan error) {
 		os.Exit(0)
 	case err := <-failed:
 		Fatalf(name, "server stopped: %v", err)
+	}
+}
+
+// Conns is a peer's set of upgraded connections: the count the /stats
+// contract reports and, with -broadcast, the members a BCAST reaches.
+// Safe for concurrent use.
+type Conns[C comparable] struct {
+	Counter
+	mu  sync.Mutex
+	set map[C]struct{} // nil without -broadcast
+}
+
+// NewConns returns a Conns that keeps its members only for broadcast.
+func NewConns[C comparable](broadcast bool) *Conns[C] {
+	s := &Conns[C]{}
+	if broadcast {
+		s.set = make(map[C]struct{})
+	}
+	return s
+}
+
+// Open records an upgraded connection.
+func (s *Conns[C]) Open(c C) {
+	s.Inc()
+	if s.set != nil {
+		s.mu.Lock()
+		s.set[c] = struct{}{}
+		s.mu.Unlock()
+	}
+}
+
+// Close records the close of an upgraded connection.
+func (s *Conns[C]) Close(c C) {
+	if s.set != nil {
+		s.mu.Lock()
+		delete(s.set, c)
+		s.mu.Unlock()
+	}
+	s.Dec()
+}
+
+// Each calls fn for every member, under the set's lock.
+func (s *Conns[C]) Each(fn func(C)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.set {
+		fn(c)
 	}
 }
