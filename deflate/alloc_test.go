@@ -92,3 +92,28 @@ func TestDecompressAllocs(t *testing.T) {
 		t.Fatal(sinkErr)
 	}
 }
+
+// TestDecompressExactBufferAllocs: a reused buffer exactly as large as the
+// message, and as the limit, is enough (the end of the message is found
+// without more room), for a 1 KiB message that inflates to 1 MiB too.
+func TestDecompressExactBufferAllocs(t *testing.T) {
+	bomb := deflateStd(t, make([]byte, 1<<20), nil, false)
+	msg := newMarket(5).sized(4096)
+	payload := deflateStd(t, msg, nil, false)
+	d := NewDecompressor()
+	small := make([]byte, 0, len(msg))
+	big := make([]byte, 0, 1<<20)
+	d.AppendDecompress(small, payload, len(msg), Params{}, nil) // create the reader
+	assertNoAllocs(t, "4 KiB into 4 KiB", func() {
+		sinkBytes, sinkErr = d.AppendDecompress(small, payload, len(msg), Params{}, nil)
+	})
+	assertNoAllocs(t, "1 MiB bomb into 1 MiB", func() {
+		sinkBytes, sinkErr = d.AppendDecompress(big, bomb, 1<<20, Params{}, nil)
+	})
+	assertNoAllocs(t, "1 MiB bomb past its ratio", func() {
+		sinkBytes, sinkErr = d.AppendDecompressLimit(big, bomb, Limit{Size: 1 << 20, Ratio: 64, Floor: 4096}, Params{}, nil)
+	})
+	if sinkErr != ErrRatio {
+		t.Fatalf("bomb past its ratio: %v", sinkErr)
+	}
+}

@@ -1,8 +1,11 @@
 package deflate
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
+
+	"github.com/klauspost/compress/flate"
 )
 
 // Benchmarks run with Threshold -1 so that every size is compressed; the
@@ -194,5 +197,55 @@ func BenchmarkNegotiate(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		sinkBytes, sinkParams, sinkBool = Negotiate(dst[:0], offers, nil)
+	}
+}
+
+// bombPayload is what a client sends for 1 MiB of zeros at the best
+// compression: about 1 KiB, inflating 1,000 times larger.
+func bombPayload(b *testing.B) []byte {
+	var buf bytes.Buffer
+	w, err := flate.NewWriter(&buf, flate.BestCompression)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w.Write(make([]byte, 1<<20))
+	w.Flush()
+	return bytes.TrimSuffix(buf.Bytes(), syncTail)
+}
+
+// BenchmarkDecompressBomb inflates a 1 KiB message that inflates to 1 MiB,
+// into a new buffer each time (what a pool that drops large buffers
+// gives) and into one reused buffer, with a size limit the bomb fits in,
+// one it exceeds, and a ratio limit.
+func BenchmarkDecompressBomb(b *testing.B) {
+	payload := bombPayload(b)
+	for _, tc := range []struct {
+		name   string
+		lim    Limit
+		reused bool
+	}{
+		{"new-buffer/size=1MiB", Limit{Size: 1 << 20}, false},
+		{"reused-buffer/size=1MiB", Limit{Size: 1 << 20}, true},
+		{"reused-buffer/size=64KiB", Limit{Size: 64 << 10}, true},
+		{"reused-buffer/ratio=64,floor=4KiB", Limit{Size: 1 << 20, Ratio: 64, Floor: 4 << 10}, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			d := NewDecompressor()
+			var dst []byte
+			if tc.reused {
+				dst = make([]byte, 0, 1<<20)
+			}
+			b.SetBytes(int64(len(payload)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				out, err := d.AppendDecompressLimit(dst[:0], payload, tc.lim, Params{}, nil)
+				if err != nil && err != ErrTooLarge && err != ErrRatio {
+					b.Fatal(err)
+				}
+				sinkBytes = out
+			}
+			b.ReportMetric(float64(len(payload)), "payload-bytes")
+		})
 	}
 }

@@ -30,11 +30,12 @@ const maxCopy = 64 << 10
 // (about 36 KB, created on first use) and reuses it for every message with
 // flate.Resetter, so inflating does not allocate in steady state.
 type Decompressor struct {
-	_  noCopy
-	fr io.ReadCloser // a flate reader; also a flate.Resetter
-	br bytes.Reader
-	sr sliceReader
-	in []byte // payload + inflateTail for payloads up to maxCopy
+	_   noCopy
+	fr  io.ReadCloser // a flate reader; also a flate.Resetter
+	br  bytes.Reader
+	sr  sliceReader
+	in  []byte  // payload + inflateTail for payloads up to maxCopy
+	one [1]byte // a byte read past a full dst
 	// window of a stream that follows a final block inside a message
 	// (History tail + output), when it is not a slice of the output
 	dict []byte
@@ -47,17 +48,80 @@ const maxWindow = 1 << 15
 // the first message.
 func NewDecompressor() *Decompressor { return new(Decompressor) }
 
+// Limit bounds what one compressed message may inflate to. A Decompressor
+// stops inflating as soon as the output would exceed the bound, so the
+// work and the memory a message costs are bounded by it, not by what the
+// sender claims.
+//
+// Size alone bounds one message. Ratio also bounds the work per byte
+// received: DEFLATE inflates up to about 1,000 times (a 1 KiB message can
+// carry 1 MiB of zeros), ordinary text and JSON 3 to 20 times, so a ratio
+// limit makes a decompression bomb cost its sender about as many bytes as
+// it costs the server work, while leaving real messages alone.
+type Limit struct {
+	// Size is the largest inflated message, in bytes (negative: no limit,
+	// for tests and trusted peers only). Past it: ErrTooLarge.
+	Size int
+
+	// Ratio, when positive, is the largest ratio of inflated to compressed
+	// size: a message of n compressed bytes may inflate to at most
+	// max(Floor, Ratio*n) bytes (and never past Size). Past it: ErrRatio.
+	// Zero: no ratio limit.
+	Ratio int
+
+	// Floor is the inflated size any message may reach whatever its ratio
+	// (used only with Ratio): small messages compress by large factors
+	// when they repeat what the History holds. It is also the work a
+	// sender gets for a message of a few bytes, so keep it small (a few
+	// KiB).
+	Floor int
+}
+
+// bound returns the largest output allowed for a payload of n bytes and
+// the error for going past it.
+func (l Limit) bound(n int) (int, error) {
+	size := l.Size
+	if size < 0 {
+		size = math.MaxInt
+	}
+	if l.Ratio > 0 {
+		r := math.MaxInt
+		if n <= math.MaxInt/l.Ratio {
+			r = l.Ratio * n
+		}
+		if r = max(r, l.Floor); r < size {
+			return r, ErrRatio
+		}
+	}
+	return size, ErrTooLarge
+}
+
 // AppendDecompress inflates payload, the concatenated payloads of the frames
 // of one message that had RSV1 set on its first frame, appends the message
-// to dst and returns it.
+// to dst and returns it. It is AppendDecompressLimit with Limit{Size: limit}.
 //
 // limit is the largest decompressed size accepted, in bytes (negative: no
-// limit, for tests and trusted peers only). It is enforced while inflating:
-// as soon as limit+1 bytes have come out, inflating stops and ErrTooLarge is
-// returned, so a decompression bomb costs bounded work and at most
-// limit+1 bytes of dst's growth. Invalid DEFLATE data returns ErrCorrupt.
+// limit, for tests and trusted peers only).
+func (d *Decompressor) AppendDecompress(dst, payload []byte, limit int, p Params, h *History) ([]byte, error) {
+	return d.AppendDecompressLimit(dst, payload, Limit{Size: limit}, p, h)
+}
+
+// AppendDecompressLimit inflates payload, the concatenated payloads of the
+// frames of one message that had RSV1 set on its first frame, appends the
+// message to dst and returns it.
+//
+// lim is enforced while inflating: as soon as the output would exceed it,
+// inflating stops and ErrTooLarge (past lim.Size) or ErrRatio (past the
+// ratio bound) is returned, so a decompression bomb costs bounded work and
+// dst grows by at most the bound. Invalid DEFLATE data returns ErrCorrupt.
 // On error dst is returned with its original length (its spare capacity may
-// have been written).
+// have been written, and it may have been grown: keep the returned slice to
+// reuse its capacity).
+//
+// dst is the caller's to reuse: an event loop that passes the same buffer,
+// emptied, for every message allocates nothing once the buffer has reached
+// the bound. A buffer whose capacity is exactly the message size is enough
+// (the end of the message is detected without more room).
 //
 // h is used only when p.ClientContextTakeover is set, and may be nil: it is
 // then the dictionary (the client's previous messages) and the message is
@@ -78,15 +142,14 @@ func NewDecompressor() *Decompressor { return new(Decompressor) }
 // payload is not retained. It is read, never written. NOTE: it escapes
 // (large payloads are read in place through a field of d), which is free
 // for the event loop's heap buffers.
-func (d *Decompressor) AppendDecompress(dst, payload []byte, limit int, p Params, h *History) ([]byte, error) {
+func (d *Decompressor) AppendDecompressLimit(dst, payload []byte, lim Limit, p Params, h *History) ([]byte, error) {
 	if len(payload) == 0 {
 		return dst, nil
 	}
 	start := len(dst)
-	if limit < 0 || limit > math.MaxInt-1-start {
-		limit = math.MaxInt - 1 - start
-	}
-	end := start + limit + 1 // stop once the output reaches this length
+	limit, errOver := lim.bound(len(payload))
+	limit = min(limit, math.MaxInt-start)
+	end := start + limit // the output may reach this length
 	var dict, hist []byte
 	takeover := h != nil && p.ClientContextTakeover
 	window := maxWindow // within a message the sender may refer 32 KiB back
@@ -119,18 +182,25 @@ func (d *Decompressor) AppendDecompress(dst, payload []byte, limit int, p Params
 
 	var err error
 	for {
-		if len(dst) == cap(dst) {
-			// Grow geometrically, starting from a guess of 4× the payload,
-			// but never past what the limit allows.
-			grow := max(len(dst)-start, 4*len(payload), 512)
-			dst = slices.Grow(dst, min(grow, end-len(dst)))
-		}
-		var n int
-		n, err = d.fr.Read(dst[len(dst):min(cap(dst), end)])
-		dst = dst[:len(dst)+n]
-		if len(dst) >= end {
-			err = ErrTooLarge
-			break
+		if room := min(cap(dst), end); len(dst) < room {
+			var n int
+			n, err = d.fr.Read(dst[len(dst):room])
+			dst = dst[:len(dst)+n]
+		} else {
+			// dst is full or at the limit: read one byte aside, so that
+			// a message that ends here needs no more room.
+			var n int
+			n, err = d.fr.Read(d.one[:])
+			if n > 0 {
+				if len(dst) == end {
+					err = errOver
+					break
+				}
+				// Grow geometrically, starting from a guess of 4× the
+				// payload, but never past what the limit allows.
+				grow := max(len(dst)-start, 4*len(payload), 512)
+				dst = append(slices.Grow(dst, min(grow, end-len(dst))), d.one[0])
+			}
 		}
 		if err == io.EOF {
 			// A final block ended the stream. If payload is left, a new

@@ -251,3 +251,62 @@ func TestStreamAfterFinalKeepsWindow(t *testing.T) {
 		t.Fatalf("16 one-byte final streams: %q, %v", got, err)
 	}
 }
+
+// TestDecompressLimit checks Limit: the ratio bound and its floor, Size
+// below the ratio bound, the errors and their close code, and that the
+// output stops at the bound.
+func TestDecompressLimit(t *testing.T) {
+	t.Parallel()
+	zeros := func(n int) []byte { return make([]byte, n) }
+	text := newMarket(3).sized(64 << 10) // JSON: inflates a few times its size
+	lim := Limit{Size: 1 << 20, Ratio: 64, Floor: 4096}
+	tests := []struct {
+		name string
+		msg  []byte
+		lim  Limit
+		want error
+	}{
+		{"text within the ratio", text, lim, nil},
+		{"zeros under the floor", zeros(4096), lim, nil},
+		{"zeros past the floor and the ratio", zeros(8192), lim, ErrRatio},
+		{"1 MiB bomb", zeros(1 << 20), lim, ErrRatio},
+		{"no ratio limit", zeros(1 << 20), Limit{Size: 1 << 20}, nil},
+		{"size below the ratio bound", text, Limit{Size: 32 << 10, Ratio: 1000}, ErrTooLarge},
+		{"no limit at all", zeros(1 << 20), Limit{Size: -1}, nil},
+	}
+	d := NewDecompressor()
+	for _, tt := range tests {
+		payload := deflateStd(t, tt.msg, nil, false)
+		bound := tt.lim.Size
+		if tt.lim.Ratio > 0 {
+			bound = min(bound, max(tt.lim.Floor, tt.lim.Ratio*len(payload)))
+		}
+		buf := make([]byte, 3, 3+len(tt.msg)+1)
+		spare := buf[3:cap(buf)]
+		for i := range spare {
+			spare[i] = 0xaa
+		}
+		got, err := d.AppendDecompressLimit(buf, payload, tt.lim, Params{}, nil)
+		if err != tt.want {
+			t.Errorf("%s: %d→%d bytes: err %v, want %v", tt.name, len(payload), len(tt.msg), err, tt.want)
+			continue
+		}
+		if err != nil {
+			var e Error
+			if !errors.As(err, &e) || e.Code != 1009 {
+				t.Errorf("%s: close code %d, want 1009", tt.name, e.Code)
+			}
+			if len(got) != 3 || cap(got) != cap(buf) {
+				t.Errorf("%s: dst len %d cap %d after an error, want 3 and %d", tt.name, len(got), cap(got), cap(buf))
+			}
+			// Inflating went up to the bound and wrote nothing past it.
+			if !bytes.Equal(spare[:bound], tt.msg[:bound]) || bytes.Count(spare[bound:], []byte{0xaa}) != len(spare)-bound {
+				t.Errorf("%s: output did not stop at the bound %d", tt.name, bound)
+			}
+			continue
+		}
+		if !bytes.Equal(got[3:], tt.msg) {
+			t.Errorf("%s: message differs", tt.name)
+		}
+	}
+}

@@ -47,9 +47,12 @@
 //	// (a frame compressed with the zero Params suits every window size;
 //	// for a conn with ServerMaxWindowBits < 15 compress separately)
 //
-//	// receive: payload = the frames of a message with RSV1, joined
-//	msg, err := dec.AppendDecompress(buf[:0], payload, maxMessage, c.params, &c.recvHist)
-//	// err is ErrTooLarge (close 1009) or ErrCorrupt (close 1007):
+//	// receive: payload = the frames of a message with RSV1, joined;
+//	// one inflate buffer per loop, reused for every message
+//	lim := deflate.Limit{Size: maxMessage, Ratio: 64, Floor: 4 << 10}
+//	msg, err := dec.AppendDecompressLimit(loopBuf[:0], payload, lim, c.params, &c.recvHist)
+//	loopBuf = msg[:0] // keep the capacity, also after an error
+//	// err is ErrTooLarge or ErrRatio (close 1009) or ErrCorrupt (close 1007):
 //	var de deflate.Error
 //	if errors.As(err, &de) {
 //		closeWith(de.Code)

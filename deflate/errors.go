@@ -53,3 +53,10 @@ var (
 	errHistoryIdle = errors.New("deflate: HistoryIdle must not be negative")
 	errClientBits  = errors.New("deflate: ClientMaxWindowBits must be 0 (default) or 8–15")
 )
+
+// ErrRatio is returned by AppendDecompressLimit when the decompressed
+// message would exceed its Limit's ratio bound: more than Limit.Ratio times
+// its compressed size (and more than Limit.Floor). Like ErrTooLarge, it
+// stops inflating at the bound. RFC 6455 §7.4.1: 1009 "a message that is
+// too big for it to process".
+var ErrRatio error = Error{1009, "deflate: decompressed message larger than its ratio limit allows"}

@@ -103,7 +103,7 @@ func FuzzRoundTrip(f *testing.F) {
 }
 
 // FuzzInflate: arbitrary payloads never panic, never produce more than the
-// limit, keep dst, and fail only with the sentinels.
+// limit (size or ratio), keep dst, and fail only with the sentinels.
 func FuzzInflate(f *testing.F) {
 	m := newMarket(2)
 	f.Add([]byte{0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}, uint16(100), false)
@@ -119,14 +119,25 @@ func FuzzInflate(f *testing.F) {
 		if !takeover {
 			h.Release() // a fresh connection now and then
 		}
-		out, err := dec.AppendDecompress([]byte("dst"), payload, int(limit), p, &h)
+		// One limit in three also has a ratio bound (2 to 8, floor a
+		// quarter of the size).
+		lim := Limit{Size: int(limit)}
+		if limit%3 == 0 {
+			lim.Ratio, lim.Floor = 2+int(limit%7), int(limit)/4
+		}
+		bound, _ := lim.bound(len(payload))
+		out, err := dec.AppendDecompressLimit([]byte("dst"), payload, lim, p, &h)
 		if string(out[:3]) != "dst" {
 			t.Fatal("dst prefix lost")
 		}
 		switch err {
 		case nil:
-			if len(out)-3 > int(limit) {
-				t.Fatalf("%d bytes out with limit %d", len(out)-3, limit)
+			if len(out)-3 > bound {
+				t.Fatalf("%d bytes out with limit %+v (bound %d)", len(out)-3, lim, bound)
+			}
+		case ErrRatio:
+			if lim.Ratio == 0 || len(out) != 3 {
+				t.Fatalf("ErrRatio with limit %+v, %d bytes out", lim, len(out)-3)
 			}
 		case ErrTooLarge, ErrCorrupt:
 			if len(out) != 3 {

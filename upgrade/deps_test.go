@@ -11,8 +11,9 @@ import (
 	"testing"
 )
 
-// allowedDeps are the only packages the library code may import
-// (STYLE.md §1: upgrade is a standard-library leaf, without net/http).
+// allowedDeps are the only packages the library code may import: upgrade
+// is a standard-library leaf, and does without net/http so that a
+// handshake is parsed from the bytes the event loop already holds.
 var allowedDeps = []string{"bytes", "crypto/sha1", "encoding/base64", "errors", "strconv"}
 
 // TestDeps checks the imports of every non-test file, whatever its build

@@ -157,6 +157,9 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		rest, done, err := ws.handshake(buf)
 		if err != nil {
 			h.w.hsFail(err)
+			if len(ls.out) > 0 {
+				_, _ = c.Write(ls.out) // the 1010 close frame
+			}
 			return ws.closeNow()
 		}
 		if !done {
@@ -232,6 +235,12 @@ func (ws *wsConn) handshake(buf []byte) (rest []byte, done bool, err error) {
 		if st := statusLine(resp); st != "" && errors.Is(err, errRespStatus) {
 			err = fmt.Errorf("%w: %q", err, st)
 		}
+		if errors.Is(err, errRespNoDeflate) {
+			// The handshake itself succeeded: the connection is open and
+			// is ended with a close frame, then closed at once (a load
+			// generator has no use for it, nor for the server's reply).
+			ws.ls.out = appendDeflateRequired(ws.ls.out, ws.ls.rnd.mask())
+		}
 		return nil, false, err
 	}
 	ws.deflate = res.deflate
@@ -301,7 +310,7 @@ func (ws *wsConn) appendClose(code codec.StatusCode) {
 	ls := ws.ls
 	var p [2]byte
 	payload := codec.AppendClose(p[:0], code, "")
-	ls.out = codec.AppendFrame(ls.out, codec.Header{Fin: true, OpCode: codec.OpClose, Masked: true, Mask: ls.mask()}, payload)
+	ls.out = codec.AppendFrame(ls.out, codec.Header{Fin: true, OpCode: codec.OpClose, Masked: true, Mask: ls.rnd.mask()}, payload)
 }
 
 // sendClose starts the closing handshake; the loop's output is written
@@ -315,11 +324,6 @@ func (ws *wsConn) sendClose(code codec.StatusCode) {
 	ws.closeAt = ws.ls.now
 }
 
-func (ls *loopState) mask() [4]byte {
-	v := ls.rnd.next()
-	return [4]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)}
-}
-
 // appendMessage appends the next data message of ws to the loop's output.
 func (ws *wsConn) appendMessage() {
 	ls := ws.ls
@@ -327,7 +331,7 @@ func (ws *wsConn) appendMessage() {
 	seq := ws.nextSend
 	ws.nextSend++
 	ts := ls.now - w.spec.Epoch
-	h := codec.Header{Fin: true, OpCode: w.op, Masked: true, Mask: ls.mask()}
+	h := codec.Header{Fin: true, OpCode: w.op, Masked: true, Mask: ls.rnd.mask()}
 	var payload []byte
 	if ws.deflate {
 		putMsgHeader(ls.zplain[w.tmpl.zHead:], seq, ts, w.spec.Size)
@@ -346,7 +350,7 @@ func (ws *wsConn) appendPublish(seq uint32) {
 	ls := ws.ls
 	w := ws.w
 	ts := ls.now - w.spec.Epoch
-	h := codec.Header{Fin: true, OpCode: codec.OpText, Masked: true, Mask: ls.mask()}
+	h := codec.Header{Fin: true, OpCode: codec.OpText, Masked: true, Mask: ls.rnd.mask()}
 	var payload []byte
 	if ws.deflate {
 		putMsgHeader(ls.zpub[w.pubTmpl.zHead:], seq, ts, w.spec.Size)
@@ -545,7 +549,7 @@ func (ws *wsConn) control(op codec.OpCode, p []byte) {
 	switch op {
 	case codec.OpPing:
 		if ws.state == stOpen || ws.state == stClosing {
-			ls.out = codec.AppendFrame(ls.out, codec.Header{Fin: true, OpCode: codec.OpPong, Masked: true, Mask: ls.mask()}, p)
+			ls.out = codec.AppendFrame(ls.out, codec.Header{Fin: true, OpCode: codec.OpPong, Masked: true, Mask: ls.rnd.mask()}, p)
 		}
 	case codec.OpPong:
 	case codec.OpClose:

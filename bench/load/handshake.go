@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/wsgate/wsgate/codec"
 	"github.com/wsgate/wsgate/upgrade"
 )
 
@@ -30,8 +31,23 @@ var (
 	errRespNoProto    = errors.New("handshake: server did not accept the subprotocol")
 	errRespExt        = errors.New("handshake: server chose an extension that was not offered")
 	errRespNoTakeover = errors.New("handshake: permessage-deflate accepted without server_no_context_takeover")
-	errRespNoDeflate  = errors.New("handshake: server did not accept permessage-deflate")
+	errRespNoDeflate  = errors.New("handshake: server did not accept permessage-deflate (closed with 1010)")
 )
+
+// deflateExtension is the extension a -deflate client requires.
+const deflateExtension = "permessage-deflate"
+
+// appendDeflateRequired appends the masked close frame with which a client
+// that requires permessage-deflate ends a connection whose server did not
+// accept it. RFC 6455 §7.4.1: 1010 is sent by a client that "has expected
+// the server to negotiate one or more extension, but the server didn't
+// return them"; the list of extensions that are needed SHOULD appear in
+// the reason.
+func appendDeflateRequired(dst []byte, mask [4]byte) []byte {
+	var p [2 + len(deflateExtension)]byte
+	payload := codec.AppendClose(p[:0], codec.StatusMandatoryExtension, deflateExtension)
+	return codec.AppendFrame(dst, codec.Header{Fin: true, OpCode: codec.OpClose, Masked: true, Mask: mask}, payload)
+}
 
 // requestTemplate is the upgrade request with a slot for the key.
 type requestTemplate struct {
@@ -208,4 +224,10 @@ func (r *rng) next() uint64 {
 	r.x ^= r.x >> 7
 	r.x ^= r.x << 17
 	return r.x
+}
+
+// mask returns a masking key for a client frame.
+func (r *rng) mask() [4]byte {
+	v := r.next()
+	return [4]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)}
 }

@@ -32,7 +32,7 @@ func (w *worker) stallAll(ctx context.Context) {
 			return
 		}
 		newKey(&key, &rnd)
-		nc, err := w.dialStalled(k, key[:])
+		nc, err := w.dialStalled(k, key[:], &rnd)
 		if err != nil {
 			w.hsFail(fmt.Errorf("stalled subscriber: %w", err))
 			continue
@@ -42,8 +42,9 @@ func (w *worker) stallAll(ctx context.Context) {
 	}
 }
 
-// dialStalled connects and upgrades one stalled subscriber.
-func (w *worker) dialStalled(k int, key []byte) (net.Conn, error) {
+// dialStalled connects and upgrades one stalled subscriber; rnd gives the
+// mask of the close frame it sends when the server declines deflate.
+func (w *worker) dialStalled(k int, key []byte, rnd *rng) (net.Conn, error) {
 	d := *w.dialers[k%len(w.dialers)]
 	bind := d.Control
 	d.Control = func(network, addr string, c syscall.RawConn) error {
@@ -89,6 +90,9 @@ func (w *worker) dialStalled(k int, key []byte) (net.Conn, error) {
 	}
 	resp := buf[:end+4]
 	if _, err := parseResponse(resp, key, w.spec.Subprotocol, w.spec.Deflate); err != nil {
+		if errors.Is(err, errRespNoDeflate) {
+			_, _ = nc.Write(appendDeflateRequired(nil, rnd.mask()))
+		}
 		return fail(err)
 	}
 	_ = nc.SetDeadline(time.Time{})

@@ -152,7 +152,7 @@ func checkFileLimit(log *slog.Logger, maxConns int) {
 	log.Info("open-file limit", "soft", rl.Cur, "hard", rl.Max)
 	if maxConns == 0 {
 		log.Warn("no -max-conns: connections are bounded only by the open-file limit", "limit", rl.Cur)
-	} else if uint64(maxConns)+64 > rl.Cur {
+	} else if uint64(maxConns)+64 > uint64(rl.Cur) { // int64 on FreeBSD, uint64 elsewhere
 		log.Warn("open-file limit is below -max-conns", "limit", rl.Cur, "max_conns", maxConns)
 	}
 }

@@ -5,8 +5,7 @@
 // ws.ReadHeader and ws.Cipher for frames, ws.WriteFrame for replies through
 // c.Write. It follows the contract in bench/peers/internal/peer.
 //
-// It is our own version of that approach with its flaws fixed (see
-// /work/shared/FACTS.md §B):
+// It is our own version of that approach with that example's flaws fixed:
 //   - ws.Upgrade reads only the bytes up to the end of the request, so
 //     frames that arrive with the request are not lost;
 //   - frame and message sizes are checked against a limit (16 MiB) before
