@@ -4,6 +4,7 @@ import (
 	"bytes"
 	stdflate "compress/flate"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"strings"
@@ -249,5 +250,18 @@ func TestStreamAfterFinalKeepsWindow(t *testing.T) {
 	few := bytes.Repeat(deflateStd(t, []byte("y"), nil, true), 16)
 	if got, err := d.AppendDecompress(nil, few, -1, Params{}, nil); err != nil || string(got) != strings.Repeat("y", 16) {
 		t.Fatalf("16 one-byte final streams: %q, %v", got, err)
+	}
+}
+
+func TestErrorCloseCode(t *testing.T) {
+	t.Parallel()
+	for err, want := range map[error]uint16{ErrTooLarge: 1009, ErrCorrupt: 1007} {
+		var cc interface{ CloseCode() uint16 }
+		if !errors.As(fmt.Errorf("conn: %w", err), &cc) || cc.CloseCode() != want {
+			t.Errorf("%v: CloseCode, want %d", err, want)
+		}
+		if !strings.HasPrefix(err.Error(), "deflate: ") {
+			t.Errorf("%q: no package prefix", err)
+		}
 	}
 }

@@ -125,8 +125,9 @@ func (c *Conn) releaseReader() {
 // pooled buffer only until it completes), and the send queues are returned
 // to their pools as soon as they drain.
 type Conn struct {
-	gc gnet.Conn
-	ls *loopState
+	gc    gnet.Conn
+	ls    *loopState
+	raddr *net.TCPAddr // taken at accept: gnet clears its own at close
 
 	// event-loop only
 	rd     *reader // nil unless input is incomplete: see reader
@@ -141,8 +142,10 @@ type Conn struct {
 	next, prev *Conn
 	due        uint32 // tick of the next deadline check
 	lastRead   uint32 // tick of the last input
-	lastPing   uint32 // tick of the last ping we sent
-	closeAt    uint32 // tick of the handshake or closing deadline
+	// mark is, while open, the tick of the last ping we sent; during the
+	// handshake or the closing handshake, the tick of its deadline. One
+	// field for both keeps Conn in its size class.
+	mark uint32
 
 	// send side, guarded by mu
 	mu       sync.Mutex
@@ -173,9 +176,15 @@ func (c *Conn) Subprotocol() string {
 	return c.ls.srv.opts.Protocols[c.proto-1]
 }
 
-// RemoteAddr returns the peer's address. Safe from any goroutine: it is
-// fixed when the connection is accepted.
-func (c *Conn) RemoteAddr() net.Addr { return c.gc.RemoteAddr() }
+// RemoteAddr returns the peer's address. Safe from any goroutine, also
+// after the connection has closed: it is taken when the connection is
+// accepted.
+func (c *Conn) RemoteAddr() net.Addr {
+	if c.raddr == nil {
+		return nil
+	}
+	return c.raddr
+}
 
 // PendingBytes returns the bytes queued for this connection and not yet
 // accepted by the kernel (as of the last flush). Safe from any goroutine.
@@ -303,7 +312,10 @@ func (c *Conn) writeControl(op codec.OpCode, payload []byte) error {
 // Close starts the closing handshake with code and reason (at most 123
 // bytes): the close frame goes out after the data already queued, and the
 // TCP connection is closed when the peer answers or after CloseTimeout.
-// Safe from any goroutine; closing twice is a no-op.
+// A code that may not be sent on the wire (RFC 6455 §7.4) is sent as 1011,
+// code 0 as a close frame without a code (the peer reads 1005), and a
+// reason that is not UTF-8 is left out; OnClose's CloseError holds what
+// was sent. Safe from any goroutine; closing twice is a no-op.
 func (c *Conn) Close(code codec.StatusCode, reason string) error {
 	if len(reason) > codec.MaxControlPayload-2 {
 		return ErrControlTooLong
@@ -332,7 +344,14 @@ func (c *Conn) queueCloseLocked(code codec.StatusCode, reason string, drop bool)
 	c.out.B = codec.AppendFrame(c.out.B, codec.Header{Fin: true, OpCode: codec.OpClose}, payload)
 	c.wflags |= wCloseQ
 	if c.cerr == nil {
-		c.cerr = &CloseError{Code: code, Reason: reason}
+		// Record what goes on the wire: AppendClose sends 1011 for a code
+		// that may not be sent, no payload (1005 for the peer) for 0, and
+		// drops a reason that is not UTF-8 or cuts a long one.
+		sent, why, _ := codec.ParseClose(payload)
+		if reason != string(why) {
+			reason = string(why)
+		}
+		c.cerr = &CloseError{Code: sent, Reason: reason}
 	}
 }
 

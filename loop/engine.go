@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,12 +80,13 @@ func (e *engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	ls := s.loopOf(gc)
 	c := &Conn{gc: gc, ls: ls, policy: uint8(s.opts.SlowPolicy)}
+	c.raddr, _ = gc.RemoteAddr().(*net.TCPAddr)
 	req := reqPool.Get().(*upgrade.Request)
 	req.Reset(&s.opts.Upgrade)
 	c.r().req = req
 	c.lastRead = ls.wheel.now
-	c.closeAt = ls.clock() + s.hsTicks + 1 // +1: never early
-	ls.wheel.add(c, c.closeAt)
+	c.mark = ls.clock() + s.hsTicks + 1 // +1: never early
+	ls.wheel.add(c, c.mark)
 	gc.SetContext(c)
 	return nil, gnet.None
 }

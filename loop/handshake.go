@@ -22,7 +22,7 @@ func (c *Conn) reject(err error) {
 	b.B = upgrade.AppendReject(b.B, re)
 	_, _ = c.gc.Write(b.B)
 	ctrlPool.Put(b)
-	c.ls.srv.opts.Logger.Debug("wsgate: upgrade rejected", "remote", c.gc.RemoteAddr(), "status", re.Status, "reason", re.Reason)
+	c.ls.srv.opts.Logger.Debug("wsgate: upgrade rejected", "remote", c.RemoteAddr(), "status", re.Status, "reason", re.Reason)
 	c.releaseReq()
 }
 
@@ -57,7 +57,9 @@ func (c *Conn) accept() bool {
 		v, err := s.opts.Authorize(r)
 		if err != nil {
 			if _, ok := upgrade.AsReject(err); !ok {
-				err = upgrade.RejectError{Status: 403, Reason: err.Error()}
+				// Its text is for the server's log, not for the client.
+				s.opts.Logger.Debug("loop: Authorize refused an upgrade", "remote", c.RemoteAddr(), "err", err)
+				err = upgrade.ErrForbidden
 			}
 			s.conns.Add(-1)
 			c.reject(err)
@@ -86,6 +88,7 @@ func (c *Conn) accept() bool {
 		return false
 	}
 	c.state = stateOpen
+	c.mark = 0 // no ping sent yet (it held the handshake deadline)
 	c.rflags |= rUpgraded
 	c.ls.reschedule(c)
 	s.handler.OnOpen(c)

@@ -381,6 +381,6 @@ func (c *Conn) enterClosing(cause error) {
 		c.cerr.Err = cause
 	}
 	c.mu.Unlock()
-	c.closeAt = c.ls.clock() + c.ls.srv.closeTicks + 1 // +1: never early
+	c.mark = c.ls.clock() + c.ls.srv.closeTicks + 1 // +1: never early
 	c.ls.reschedule(c)
 }

@@ -135,9 +135,13 @@ func (s *Server) Start(addr string) error {
 	}
 }
 
-// Wait blocks until the server has stopped and returns the engine's error.
+// Wait blocks until the server has stopped. It returns ErrServerClosed
+// after Shutdown, else the error that stopped the engine.
 func (s *Server) Wait() error {
 	<-s.finished
+	if s.runErr == nil && s.shutdown.Load() {
+		return ErrServerClosed
+	}
 	return s.runErr
 }
 
@@ -158,9 +162,12 @@ func (s *Server) Broadcast(op codec.OpCode, payload []byte) error {
 // BroadcastPrepared sends pm to every open connection.
 func (s *Server) BroadcastPrepared(pm *PreparedMessage) error { return s.publish("", pm) }
 
-// Shutdown stops accepting upgrades, sends 1001 Going Away to every
-// connection after what is already queued for it, waits until every
-// connection has closed or ctx ends, and then stops the engine.
+// Shutdown first stops accepting: a TCP connection accepted from then on
+// is closed at once, and an upgrade in progress is refused. It then sends
+// 1001 Going Away to every connection after what is already queued for
+// it, waits until every connection has closed or ctx ends, and stops the
+// engine. A second call is a no-op and returns nil; Wait returns
+// ErrServerClosed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-s.booted:
@@ -168,7 +175,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return errors.New("loop: Shutdown of a server that is not running")
 	}
 	if !s.shutdown.CompareAndSwap(false, true) {
-		return errors.New("loop: Shutdown called twice")
+		return nil
 	}
 	s.mu.Lock()
 	loops := s.loops
@@ -208,8 +215,9 @@ wait:
 	if e := s.engine.Stop(stopCtx); e != nil && err == nil {
 		err = e
 	}
-	if e := s.Wait(); e != nil && err == nil {
-		err = e
+	<-s.finished
+	if err == nil {
+		err = s.runErr
 	}
 	return err
 }

@@ -33,16 +33,16 @@ func (c *Conn) nextDeadline() uint32 {
 	s := c.ls.srv
 	switch c.state {
 	case stateHandshake, stateClosing:
-		return c.closeAt
+		return c.mark
 	}
 	due := c.ls.wheel.now + wheelSlots - 1 // nothing to do: look again a lap later
-	// lastRead and lastPing come from the loop's cached clock, which may
+	// lastRead and mark (the last ping) come from the loop's cached clock, which may
 	// lag by a tick: +1 so that neither fires early.
 	if s.idleTicks > 0 {
 		due = min(due, c.lastRead+s.idleTicks+1)
 	}
 	if s.pingTicks > 0 {
-		due = min(due, max(c.lastRead, c.lastPing)+s.pingTicks+1)
+		due = min(due, max(c.lastRead, c.mark)+s.pingTicks+1)
 	}
 	if c.ext != nil && c.ext.dfl != nil && c.ext.dfl.send.Len() > 0 {
 		due = min(due, c.ext.dfl.used+s.historyTicks+1)
@@ -56,13 +56,13 @@ func (ls *loopState) fire(c *Conn) {
 	now := ls.wheel.now
 	switch c.state {
 	case stateHandshake:
-		if now >= c.closeAt {
+		if now >= c.mark {
 			c.reject(upgrade.ErrTimeout)
 			_ = ls.el.Close(c.gc)
 			return
 		}
 	case stateClosing:
-		if now >= c.closeAt {
+		if now >= c.mark {
 			c.mu.Lock()
 			if c.cerr != nil && c.cerr.Err == nil {
 				c.cerr.Err = ErrCloseTimeout
@@ -78,8 +78,8 @@ func (ls *loopState) fire(c *Conn) {
 			c.startClose(codec.StatusGoingAway, "idle timeout", ErrIdle, false)
 			ls.flushConn(c)
 			return // startClose rescheduled it
-		case s.pingTicks > 0 && now-max(c.lastRead, c.lastPing) > s.pingTicks:
-			c.lastPing = now
+		case s.pingTicks > 0 && now-max(c.lastRead, c.mark) > s.pingTicks:
+			c.mark = now
 			_ = c.writeControl(codec.OpPing, nil)
 			ls.flushConn(c)
 		}
