@@ -215,15 +215,24 @@ func (c *Conn) pendingLocked() int {
 }
 
 // WriteMessage queues payload as one message (op is OpText or OpBinary)
-// and returns without waiting for the peer. Safe from any goroutine;
-// messages from one goroutine go out in the order written. payload is
-// copied: the caller may reuse it at once. A message larger than
-// Options.FragmentSize goes out as several frames so that pings and pongs
-// are not held up behind it.
+// and returns without waiting for the peer. Safe from any goroutine.
+// payload is copied: the caller may reuse it at once. A message larger
+// than Options.FragmentSize goes out as several frames so that pings and
+// pongs are not held up behind it.
+//
+// Order: what one goroutine (or the event loop) does for c reaches c in
+// that order. A message written after a Publish, Broadcast, Subscribe or
+// Unsubscribe that concerns c comes after it: after the published message,
+// and after the subscription change (so a reply written after Subscribe
+// precedes every message published after Subscribe returned, and none
+// published before it reaches c through the topic).
 //
 // It fails with ErrClosed once the connection is closing, and with
 // ErrSlowConsumer when the pending bytes would exceed MaxPendingBytes (the
-// connection is then closed with 1008).
+// connection is then closed with 1008). While the loop still has
+// deliveries to make (the message then waits behind them) neither is
+// known yet: the message is dropped if the connection is closed by then,
+// and a slow consumer is closed with 1008 without an error here.
 func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) error {
 	return c.writeMessage(op, payload, true)
 }
@@ -241,6 +250,30 @@ func (c *Conn) writeMessage(op codec.OpCode, payload []byte, compress bool) erro
 	if op != codec.OpText && op != codec.OpBinary {
 		return ErrNotData
 	}
+	ls := c.ls
+	ls.inboxMu.Lock()
+	if ls.busy {
+		// Deliveries decided before this write are still in the loop's
+		// inbox: the message takes its place behind them.
+		c.mu.Lock()
+		closed := c.wflags&(wCloseQ|wClosed|wSlow) != 0
+		c.mu.Unlock()
+		if closed {
+			ls.inboxMu.Unlock()
+			return ErrClosed
+		}
+		ls.inbox = append(ls.inbox, delivery{kind: dWrite, c: c, op: op, compress: compress,
+			msg: append([]byte(nil), payload...)})
+		ls.inboxMu.Unlock()
+		return nil
+	}
+	ls.inboxMu.Unlock()
+	return c.queueMessage(op, payload, compress)
+}
+
+// queueMessage appends a message to c's queue and makes sure it will be
+// flushed.
+func (c *Conn) queueMessage(op codec.OpCode, payload []byte, compress bool) error {
 	c.mu.Lock()
 	if c.wflags&(wCloseQ|wClosed|wSlow) != 0 {
 		c.mu.Unlock()
@@ -320,6 +353,20 @@ func (c *Conn) Close(code codec.StatusCode, reason string) error {
 	if len(reason) > codec.MaxControlPayload-2 {
 		return ErrControlTooLong
 	}
+	ls := c.ls
+	ls.inboxMu.Lock()
+	if ls.busy { // behind the deliveries decided before it, as WriteMessage
+		ls.inbox = append(ls.inbox, delivery{kind: dClose, c: c, code: code, topic: reason})
+		ls.inboxMu.Unlock()
+		return nil
+	}
+	ls.inboxMu.Unlock()
+	return c.queueClose(code, reason)
+}
+
+// queueClose queues our close frame after the data queued, unless one is
+// queued already.
+func (c *Conn) queueClose(code codec.StatusCode, reason string) error {
 	c.mu.Lock()
 	if c.wflags&(wCloseQ|wClosed) != 0 {
 		c.mu.Unlock()

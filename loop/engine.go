@@ -49,6 +49,7 @@ type loopState struct {
 
 	inboxMu sync.Mutex
 	inbox   []delivery // published messages for this loop
+	busy    bool       // the inbox holds deliveries not yet handled
 	spare   []delivery
 	drainer gnet.Runnable
 	pending atomic.Bool // a tick task is queued on the loop

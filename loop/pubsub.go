@@ -133,14 +133,26 @@ func (c *Conn) dropExt() {
 // (frameBoundary) before the frame is handed to gnet.
 const rsvDroppable = 0x10
 
-// delivery is a published message waiting in a loop's inbox.
+// Delivery kinds.
+const (
+	dPublish uint8 = iota // pm to topic's subscribers ("": every connection)
+	dSub                  // subscribe c to topic
+	dUnsub                // unsubscribe c from topic
+	dWrite                // c.WriteMessage(op, msg) made while the inbox was busy
+	dClose                // c.Close(code, reason) made while the inbox was busy
+)
+
+// delivery is an entry of a loop's inbox: a published message, or an
+// operation on one connection that must keep its order with them.
 type delivery struct {
-	topic string // "" = every connection
-	pm    *PreparedMessage
-	// A subscription change instead of a message: it goes through the
-	// inbox so that it keeps its order with Publish.
-	c   *Conn
-	sub bool // subscribe (else unsubscribe) c to topic
+	kind     uint8
+	compress bool // dWrite
+	op       codec.OpCode
+	code     codec.StatusCode // dClose
+	topic    string           // dPublish, dSub, dUnsub; dClose: the reason
+	pm       *PreparedMessage
+	c        *Conn
+	msg      []byte // dWrite: a copy of the payload
 }
 
 // SetSlowPolicy sets what happens to published messages when c is slow.
@@ -150,13 +162,13 @@ func (c *Conn) SetSlowPolicy(p SlowPolicy) { c.policy = uint8(p) }
 // Subscribe adds c to topic. Safe from any goroutine; it takes effect on
 // c's event loop, before any message published after it returns.
 func (s *Server) Subscribe(c *Conn, name string) error {
-	return c.ls.enqueue(delivery{topic: name, c: c, sub: true})
+	return c.ls.enqueue(delivery{kind: dSub, topic: name, c: c})
 }
 
 // Unsubscribe removes c from topic. Safe from any goroutine; no message
 // published after it returns reaches c through topic.
 func (s *Server) Unsubscribe(c *Conn, name string) error {
-	return c.ls.enqueue(delivery{topic: name, c: c})
+	return c.ls.enqueue(delivery{kind: dUnsub, topic: name, c: c})
 }
 
 // subscribe adds c to the topic name. Event-loop only.
@@ -234,7 +246,7 @@ func (s *Server) publish(topic string, pm *PreparedMessage) error {
 	s.mu.Unlock()
 	var err error
 	for _, ls := range loops {
-		if e := ls.enqueue(delivery{topic: topic, pm: pm}); e != nil {
+		if e := ls.enqueue(delivery{kind: dPublish, topic: topic, pm: pm}); e != nil {
 			err = e
 		}
 	}
@@ -242,10 +254,12 @@ func (s *Server) publish(topic string, pm *PreparedMessage) error {
 }
 
 // enqueue adds d to the loop's inbox, and schedules a drain if it is the
-// first: one hand-off to the loop per batch. Safe from any goroutine.
+// first: one hand-off to the loop per batch. The inbox is busy from then
+// until the drain has handled all of it. Safe from any goroutine.
 func (ls *loopState) enqueue(d delivery) error {
 	ls.inboxMu.Lock()
 	ls.inbox = append(ls.inbox, d)
+	ls.busy = true
 	schedule := len(ls.inbox) == 1
 	ls.inboxMu.Unlock()
 	if schedule {
@@ -262,13 +276,26 @@ func (ls *loopState) drain(context.Context) error {
 	ls.inboxMu.Unlock()
 	for i, d := range batch {
 		switch {
-		case d.c != nil && d.sub:
+		case d.kind == dSub:
 			ls.subscribe(d.c, d.topic)
-		case d.c != nil:
+		case d.kind == dUnsub:
 			if t := ls.topics[d.topic]; t != nil {
 				ls.unsubscribe(d.c, t)
 				d.c.dropExt()
 			}
+		case d.kind == dWrite || d.kind == dClose:
+			if d.c.state == stateClosed {
+				break
+			}
+			d.c.mu.Lock()
+			d.c.wflags |= wBusy // flushed below, with the others touched
+			d.c.mu.Unlock()
+			if d.kind == dWrite {
+				_ = d.c.queueMessage(d.op, d.msg, d.compress)
+			} else {
+				_ = d.c.queueClose(d.code, d.topic)
+			}
+			ls.touch(d.c)
 		case d.topic == "":
 			ls.wheel.each(func(c *Conn) { ls.deliver(c, d.pm) })
 		default:
@@ -290,6 +317,11 @@ func (ls *loopState) drain(context.Context) error {
 	}
 	clear(ls.touched)
 	ls.touched = ls.touched[:0]
+	ls.inboxMu.Lock()
+	if len(ls.inbox) == 0 {
+		ls.busy = false // else the drain scheduled by the first of them comes
+	}
+	ls.inboxMu.Unlock()
 	return nil
 }
 
