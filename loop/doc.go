@@ -1,3 +1,5 @@
+//go:build !windows
+
 // Package loop is a WebSocket server (RFC 6455, with permessage-deflate of
 // RFC 7692) on gnet v2 event loops: no goroutine per connection, input
 // parsed in place, timers in one hashed wheel per loop.

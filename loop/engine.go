@@ -1,3 +1,5 @@
+//go:build !windows
+
 package loop
 
 // The gnet side: the engine type implements gnet.EventHandler for a

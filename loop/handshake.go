@@ -1,3 +1,5 @@
+//go:build !windows
+
 package loop
 
 // The opening handshake: the upgrade request is parsed by package upgrade

@@ -1,3 +1,5 @@
+//go:build !windows
+
 package loop
 
 // Timers: every deadline of a connection (handshake, ping, idle, closing
