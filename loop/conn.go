@@ -3,6 +3,7 @@
 package loop
 
 import (
+	"context"
 	"net"
 	"sync"
 
@@ -44,8 +45,8 @@ const (
 	wClosed                       // OnClose ran: buffers released
 	wCloseSent                    // the close frame has been handed to gnet
 	wDeflate                      // permessage-deflate negotiated: compress data frames
-	wMarkers                      // out holds messages that flush must compress
 	wMidMsg                       // gnet has part of a fragmented message: its rest must follow
+	wMarkers                      // out holds messages that flush must compress
 	wPeerClose                    // the peer's close frame was received
 )
 
@@ -150,14 +151,11 @@ type Conn struct {
 	mark uint32
 
 	// send side, guarded by mu
-	mu       sync.Mutex
-	wflags   uint16
-	policy   uint8                      // SlowPolicy; event-loop only (here: it fits in padding)
-	head     int32                      // bytes of out already handed to gnet
-	outbound int32                      // gnet's outbound bytes after the last flush
-	out      *bytebufferpool.ByteBuffer // data frames (and our close frame), in order
-	ctrl     *bytebufferpool.ByteBuffer // pings and pongs: go out first
-	cerr     *CloseError                // how it ends: our queued close frame, or the peer's
+	mu     sync.Mutex
+	wflags uint16
+	policy uint8       // SlowPolicy; event-loop only (here: it fits in padding)
+	q      sendQueue   // what is not yet handed to gnet
+	cerr   *CloseError // how it ends: our queued close frame, or the peer's
 
 	value any
 }
@@ -198,22 +196,17 @@ func (c *Conn) PendingBytes() int {
 }
 
 // queuedLocked is the part of pendingLocked still in our queue.
-func (c *Conn) queuedLocked() int {
-	if c.out == nil {
-		return 0
-	}
-	return len(c.out.B) - int(c.head)
-}
+func (c *Conn) queuedLocked() int { return c.q.queued() }
 
-func (c *Conn) pendingLocked() int {
-	n := int(c.outbound)
-	if c.out != nil {
-		n += len(c.out.B) - int(c.head)
+func (c *Conn) pendingLocked() int { return int(c.q.outbound) + c.q.queued() + c.q.controls() }
+
+// index returns c's conflation index, or nil if it has none. Guarded by
+// c.mu.
+func (c *Conn) index() *keyIndex {
+	if c.ext == nil {
+		return nil
 	}
-	if c.ctrl != nil {
-		n += len(c.ctrl.B)
-	}
-	return n
+	return &c.ext.ix
 }
 
 // WriteMessage queues payload as one message (op is OpText or OpBinary)
@@ -254,23 +247,27 @@ func (c *Conn) writeMessage(op codec.OpCode, payload []byte, compress bool) erro
 	}
 	ls := c.ls
 	ls.inboxMu.Lock()
-	if ls.busy {
-		// Deliveries decided before this write are still in the loop's
-		// inbox: the message takes its place behind them.
-		c.mu.Lock()
-		closed := c.wflags&(wCloseQ|wClosed|wSlow) != 0
-		c.mu.Unlock()
-		if closed {
-			ls.inboxMu.Unlock()
-			return ErrClosed
-		}
-		ls.inbox = append(ls.inbox, delivery{kind: dWrite, c: c, op: op, compress: compress,
-			msg: append([]byte(nil), payload...)})
+	if !ls.busy {
 		ls.inboxMu.Unlock()
-		return nil
+		return c.queueMessage(op, payload, compress)
 	}
+	// Deliveries decided before this write are still in the loop's inbox:
+	// the message takes its place behind them.
+	c.mu.Lock()
+	closed := c.wflags&(wCloseQ|wClosed|wSlow) != 0
+	c.mu.Unlock()
+	if closed {
+		ls.inboxMu.Unlock()
+		return ErrClosed
+	}
+	ls.inbox = append(ls.inbox, delivery{kind: dWrite, c: c, op: op, compress: compress,
+		msg: append([]byte(nil), payload...)})
+	first := len(ls.inbox) == 1
 	ls.inboxMu.Unlock()
-	return c.queueMessage(op, payload, compress)
+	if first {
+		return ls.el.Execute(context.Background(), ls.drainer)
+	}
+	return nil
 }
 
 // queueMessage appends a message to c's queue and makes sure it will be
@@ -286,15 +283,13 @@ func (c *Conn) queueMessage(op codec.OpCode, payload []byte, compress bool) erro
 		c.unlockAndFlush()
 		return ErrSlowConsumer
 	}
-	if c.out == nil {
-		c.out = outPool.Get()
-	}
+	b := c.q.buf()
 	if compress && c.wflags&wDeflate != 0 {
 		// compressed on the loop by flush; see deflate.go
-		c.out.B = codec.AppendFrame(c.out.B, codec.Header{Fin: true, Rsv: rsvDeflate, OpCode: op}, payload)
+		b.B = codec.AppendFrame(b.B, codec.Header{Fin: true, Rsv: rsvDeflate, OpCode: op}, payload)
 		c.wflags |= wMarkers
 	} else {
-		c.out.B = appendMessage(c.out.B, op, 0, payload, c.ls.srv.opts.FragmentSize)
+		b.B = appendMessage(b.B, op, 0, payload, c.ls.srv.opts.FragmentSize)
 	}
 	c.unlockAndFlush()
 	return nil
@@ -336,10 +331,7 @@ func (c *Conn) writeControl(op codec.OpCode, payload []byte) error {
 		c.unlockAndFlush()
 		return ErrSlowConsumer
 	}
-	if c.ctrl == nil {
-		c.ctrl = ctrlPool.Get()
-	}
-	c.ctrl.B = codec.AppendFrame(c.ctrl.B, codec.Header{Fin: true, OpCode: op}, payload)
+	c.q.pushControl(op, payload)
 	c.unlockAndFlush()
 	return nil
 }
@@ -355,14 +347,10 @@ func (c *Conn) Close(code codec.StatusCode, reason string) error {
 	if len(reason) > codec.MaxControlPayload-2 {
 		return ErrControlTooLong
 	}
-	ls := c.ls
-	ls.inboxMu.Lock()
-	if ls.busy { // behind the deliveries decided before it, as WriteMessage
-		ls.inbox = append(ls.inbox, delivery{kind: dClose, c: c, code: code, topic: reason})
-		ls.inboxMu.Unlock()
-		return nil
+	// Behind the deliveries decided before it, as WriteMessage.
+	if err := c.ls.enqueue(delivery{kind: dClose, c: c, code: code, topic: reason}, true); err != errNotBusy {
+		return err
 	}
-	ls.inboxMu.Unlock()
 	return c.queueClose(code, reason)
 }
 
@@ -382,15 +370,13 @@ func (c *Conn) queueClose(code codec.StatusCode, reason string) error {
 // queueCloseLocked appends our close frame after the queued data (or in
 // place of it when drop is set: a failing connection sends nothing more).
 func (c *Conn) queueCloseLocked(code codec.StatusCode, reason string, drop bool) {
-	if c.out == nil {
-		c.out = outPool.Get()
-	}
 	if drop {
-		c.out.B = c.out.B[:c.head]
+		c.q.discard(c.index())
 	}
 	var p [codec.MaxControlPayload]byte
 	payload := codec.AppendClose(p[:0], code, reason)
-	c.out.B = codec.AppendFrame(c.out.B, codec.Header{Fin: true, OpCode: codec.OpClose}, payload)
+	b := c.q.buf()
+	b.B = codec.AppendFrame(b.B, codec.Header{Fin: true, OpCode: codec.OpClose}, payload)
 	c.wflags |= wCloseQ
 	if c.cerr == nil {
 		// Record what goes on the wire: AppendClose sends 1011 for a code
@@ -452,37 +438,18 @@ func (c *Conn) flush() (backlog bool) {
 		c.enterClosing(nil) // Close was called from some goroutine
 	}
 	c.mu.Lock()
-	ctrl := c.ctrl
-	c.ctrl = nil
 	markers := c.wflags&wMarkers != 0 // only then has the chunk frames to compress
-	var chunk []byte
-	var done *bytebufferpool.ByteBuffer
-	if c.out != nil && c.gc.OutboundBuffered() < lowWater {
-		if c.head > 0 && int(c.head) >= len(c.out.B)/2 { // compact
-			c.out.B = c.out.B[:copy(c.out.B, c.out.B[c.head:])]
-			if c.ext != nil {
-				c.ext.base += int64(c.head)
-			}
-			c.head = 0
-		}
-		end, fin := frameBoundary(c.out.B, int(c.head), maxFlush)
-		chunk = c.out.B[c.head:end]
-		c.head = int32(end)
-		if fin {
-			c.wflags &^= wMidMsg
-		} else {
+	ctrl, chunk, done, mid := c.q.take(c.q.data != nil && c.gc.OutboundBuffered() < lowWater, maxFlush, c.index())
+	if chunk != nil {
+		c.wflags &^= wMidMsg
+		if mid {
 			c.wflags |= wMidMsg
 		}
-		if end == len(c.out.B) {
-			if c.ext != nil {
-				c.ext.base += int64(end)
-				c.ext.keys = nil
-			}
-			done, c.out, c.head = c.out, nil, 0
-			c.wflags &^= wMarkers
-			if c.wflags&wCloseQ != 0 {
-				c.wflags |= wCloseSent
-			}
+	}
+	if done != nil {
+		c.wflags &^= wMarkers
+		if c.wflags&wCloseQ != 0 {
+			c.wflags |= wCloseSent
 		}
 	}
 	c.mu.Unlock()
@@ -493,7 +460,7 @@ func (c *Conn) flush() (backlog bool) {
 		chunk = z.B
 	}
 	// A write that fails makes gnet close the connection at once: OnClose
-	// runs inside Write, returns c.out (which chunk may point into) to its
+	// runs inside Write, returns the queue (which chunk may point into) to its
 	// pool and the descriptor is closed, so nothing more may touch them.
 	if ctrl != nil {
 		_, _ = c.gc.Write(ctrl.B)
@@ -511,11 +478,11 @@ func (c *Conn) flush() (backlog bool) {
 
 	out := c.gc.OutboundBuffered()
 	c.mu.Lock()
-	c.outbound = int32(out)
+	c.q.outbound = int32(out)
 	// gnet drains its buffer without telling us: while it holds bytes,
 	// come back (the loop's backlog, every 10 ms) so that outbound, and
 	// with it PendingBytes and the slow-consumer checks, follow it to 0.
-	backlog = c.out != nil || out > 0
+	backlog = c.q.data != nil || out > 0
 	closeSent := c.wflags&wCloseSent != 0
 	c.mu.Unlock()
 	if closeSent && c.rflags&rShutWr == 0 {
@@ -529,22 +496,4 @@ func (c *Conn) flush() (backlog bool) {
 		_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
 	}
 	return backlog
-}
-
-// frameBoundary returns the end of the last whole frame in b[from:] that
-// keeps the chunk within limit bytes (at least one frame is taken), and
-// whether that frame ends its message. It clears the queue's marks
-// (rsvDroppable) in the frames it takes.
-func frameBoundary(b []byte, from, limit int) (end int, fin bool) {
-	end, fin = from, true
-	for end < len(b) {
-		h, n, _ := codec.ParseHeader(b[end:]) // our own frames: valid
-		next := end + n + int(h.Length)
-		if next-from > limit && end > from {
-			break
-		}
-		b[end] &^= rsvDroppable // a mark for the queue only, never sent
-		end, fin = next, h.Fin
-	}
-	return end, fin
 }

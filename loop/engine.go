@@ -132,15 +132,8 @@ func (e *engine) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.ls.wheel.remove(c)
 	c.state = stateClosed
 	c.mu.Lock()
-	out, ctrl := c.out, c.ctrl
-	c.out, c.ctrl, c.head = nil, nil, 0
+	c.q.release()
 	c.mu.Unlock()
-	if out != nil {
-		outPool.Put(out)
-	}
-	if ctrl != nil {
-		ctrlPool.Put(ctrl)
-	}
 	c.releaseReader()
 	c.ls.unsubscribeAll(c)
 	c.ext = nil

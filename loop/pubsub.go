@@ -4,6 +4,7 @@ package loop
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/wsgate/wsgate/codec"
@@ -111,8 +112,7 @@ type topic struct {
 type connExt struct {
 	dfl    *deflateState
 	topics []*topic
-	keys   map[string]int64 // conflation: base-relative offset in out.B of the queued message per key
-	base   int64            // bytes removed from the front of out.B since keys was made
+	ix     keyIndex // conflation: where each key's message is queued
 }
 
 func (c *Conn) x() *connExt {
@@ -124,16 +124,14 @@ func (c *Conn) x() *connExt {
 
 // dropExt frees c.ext once it holds nothing. Event-loop only.
 func (c *Conn) dropExt() {
-	if x := c.ext; x != nil && x.dfl == nil && len(x.topics) == 0 && x.keys == nil {
+	if x := c.ext; x != nil && x.dfl == nil && len(x.topics) == 0 && x.ix.keys == nil {
 		c.ext = nil
 	}
 }
 
-// rsvDroppable marks, in the queue, the first frame of a published
-// message: a policy may drop it, never one queued by WriteMessage. It is
-// RSV3 in the frame's first byte, a bit never negotiated; flush clears it
-// (frameBoundary) before the frame is handed to gnet.
-const rsvDroppable = 0x10
+// errNotBusy is enqueue's answer when it was asked to add only to a busy
+// inbox and the inbox was idle.
+var errNotBusy = errors.New("loop: inbox not busy")
 
 // Delivery kinds.
 const (
@@ -164,13 +162,13 @@ func (c *Conn) SetSlowPolicy(p SlowPolicy) { c.policy = uint8(p) }
 // Subscribe adds c to topic. Safe from any goroutine; it takes effect on
 // c's event loop, before any message published after it returns.
 func (s *Server) Subscribe(c *Conn, name string) error {
-	return c.ls.enqueue(delivery{kind: dSub, topic: name, c: c})
+	return c.ls.enqueue(delivery{kind: dSub, topic: name, c: c}, false)
 }
 
 // Unsubscribe removes c from topic. Safe from any goroutine; no message
 // published after it returns reaches c through topic.
 func (s *Server) Unsubscribe(c *Conn, name string) error {
-	return c.ls.enqueue(delivery{kind: dUnsub, topic: name, c: c})
+	return c.ls.enqueue(delivery{kind: dUnsub, topic: name, c: c}, false)
 }
 
 // subscribe adds c to the topic name. Event-loop only.
@@ -248,7 +246,7 @@ func (s *Server) publish(topic string, pm *PreparedMessage) error {
 	s.mu.Unlock()
 	var err error
 	for _, ls := range loops {
-		if e := ls.enqueue(delivery{kind: dPublish, topic: topic, pm: pm}); e != nil {
+		if e := ls.enqueue(delivery{kind: dPublish, topic: topic, pm: pm}, false); e != nil {
 			err = e
 		}
 	}
@@ -258,8 +256,15 @@ func (s *Server) publish(topic string, pm *PreparedMessage) error {
 // enqueue adds d to the loop's inbox, and schedules a drain if it is the
 // first: one hand-off to the loop per batch. The inbox is busy from then
 // until the drain has handled all of it. Safe from any goroutine.
-func (ls *loopState) enqueue(d delivery) error {
+//
+// With ifBusy, d is only added if the inbox is busy; errNotBusy says it
+// was not (the caller then acts at once).
+func (ls *loopState) enqueue(d delivery, ifBusy bool) error {
 	ls.inboxMu.Lock()
+	if ifBusy && !ls.busy {
+		ls.inboxMu.Unlock()
+		return errNotBusy
+	}
 	ls.inbox = append(ls.inbox, d)
 	ls.busy = true
 	schedule := len(ls.inbox) == 1
@@ -357,7 +362,7 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 		frames = codec.AppendFrame(nil, codec.Header{Fin: true, Rsv: rsvDeflate, OpCode: pm.op}, pm.payload)
 		takeover, marker = false, true
 	}
-	conflate := policy == SlowConflate && pm.key != "" && c.outbound > 0
+	conflate := policy == SlowConflate && pm.key != "" && c.q.outbound > 0
 	replaced := conflate && c.unqueueKeyLocked(pm.key)
 	if replaced {
 		s.stats.conflated.Add(1)
@@ -367,35 +372,34 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 	// the key's latest value).
 	over := c.queuedLocked() + len(frames) - s.opts.HighWaterBytes
 	if hard := c.pendingLocked()+len(frames) > s.opts.MaxPendingBytes; over > 0 && !replaced || hard {
+		room := false
+		if policy == SlowDropOldest && !hard {
+			dropped, freed := c.q.dropOldest(over, c.wflags&wMidMsg != 0, c.index())
+			if dropped > 0 {
+				s.stats.dropped.Add(int64(dropped))
+				c.releaseSendHistory()
+			}
+			room = freed >= over
+		}
 		switch {
 		case policy == SlowDisconnect || hard:
 			c.wflags |= wSlow // flush fails it with 1008
 			c.mu.Unlock()
 			ls.touch(c)
 			return
-		case policy == SlowDropOldest && c.dropOldestLocked(over):
-			// room was made
-		default: // drop-newest, conflate with nothing to replace, nothing droppable
+		case room:
+		default: // drop-newest, conflate with nothing to replace, not enough droppable
 			c.mu.Unlock()
 			s.stats.dropped.Add(1)
 			return
 		}
 	}
-	if c.out == nil {
-		c.out = outPool.Get()
-	}
-	at := len(c.out.B)
-	c.out.B = append(c.out.B, frames...)
-	c.out.B[at] |= rsvDroppable
+	at := c.q.push(frames, true)
 	if marker {
 		c.wflags |= wMarkers
 	}
 	if conflate {
-		x := c.x()
-		if x.keys == nil {
-			x.keys = make(map[string]int64)
-		}
-		x.keys[pm.key] = x.base + int64(at)
+		c.x().ix.set(pm.key, at)
 	}
 	c.mu.Unlock()
 	if takeover {
@@ -416,89 +420,27 @@ func (ls *loopState) touch(c *Conn) {
 // wholly in our queue. It reports whether one was removed.
 func (c *Conn) unqueueKeyLocked(key string) bool {
 	x := c.ext
-	if x == nil || x.keys == nil || c.out == nil {
+	if x == nil || x.ix.keys == nil || c.q.data == nil {
 		return false
 	}
-	abs, ok := x.keys[key]
+	at, ok := x.ix.pos(key)
 	if !ok {
 		return false
 	}
-	delete(x.keys, key)
-	at := int(abs - x.base)
-	if at < int(c.head) || at >= len(c.out.B) {
+	delete(x.ix.keys, key)
+	if at < int(c.q.head) || at >= len(c.q.data.B) {
 		return false // already handed to gnet
 	}
-	c.removeLocked(at, messageEnd(c.out.B, at))
+	c.q.unqueue(at, &x.ix)
+	c.releaseSendHistory()
 	return true
 }
 
-// dropOldestLocked removes whole published messages from the front of the
-// queue (after any message gnet is in the middle of; messages queued by
-// WriteMessage stay) until need bytes are free. It reports whether it
-// freed that much.
-func (c *Conn) dropOldestLocked(need int) bool {
-	if c.out == nil {
-		return false
-	}
-	at := int(c.head)
-	if c.wflags&wMidMsg != 0 { // the message at head is partly sent: keep its rest
-		at = messageEnd(c.out.B, at)
-	}
-	freed, dropped := 0, 0
-	for at < len(c.out.B) && freed < need {
-		// A run of published messages, up to the next one queued by
-		// WriteMessage (or our close frame), which stays.
-		end := at
-		for end < len(c.out.B) && freed+end-at < need && c.out.B[end]&rsvDroppable != 0 {
-			end = messageEnd(c.out.B, end)
-			dropped++
-		}
-		if end > at {
-			c.removeLocked(at, end)
-			freed += end - at
-			continue
-		}
-		at = messageEnd(c.out.B, at)
-	}
-	if dropped == 0 {
-		return false
-	}
-	c.ls.srv.stats.dropped.Add(int64(dropped))
-	return freed >= need
-}
-
-// messageEnd returns the end of the message whose first frame starts at
-// b[at:] (after its FIN frame).
-func messageEnd(b []byte, at int) int {
-	for at < len(b) {
-		h, n, _ := codec.ParseHeader(b[at:])
-		at += n + int(h.Length)
-		if h.Fin {
-			break
-		}
-	}
-	return at
-}
-
-// removeLocked cuts b[from:to] out of the queue, fixing the conflation
-// index. A compressed message leaving the queue would leave the History
-// ahead of the peer's window, so the History is released.
-func (c *Conn) removeLocked(from, to int) {
-	b := c.out.B
-	c.out.B = b[:from+copy(b[from:], b[to:])]
-	n := int64(to - from)
-	if x := c.ext; x != nil {
-		for k, abs := range x.keys {
-			switch at := abs - x.base; {
-			case at >= int64(to):
-				x.keys[k] = abs - n
-			case at >= int64(from):
-				delete(x.keys, k)
-			}
-		}
-		if x.dfl != nil {
-			x.dfl.send.Release()
-		}
+// releaseSendHistory releases the send History after a compressed message
+// left the queue unsent: the History would be ahead of the peer's window.
+func (c *Conn) releaseSendHistory() {
+	if x := c.ext; x != nil && x.dfl != nil {
+		x.dfl.send.Release()
 	}
 }
 
