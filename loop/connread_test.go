@@ -48,9 +48,9 @@ func (f *fakeConn) Wake(gnet.AsyncCallback) error {
 
 // readReaction is what one connection did with its input.
 type readReaction struct {
-	msgs      []string // delivered messages: opcode and payload
-	closeSent int      // the code of the close frame we sent (0: none)
-	closed    bool     // gnet was told to close the TCP connection
+	msgs      []string         // delivered messages: opcode and payload
+	closeSent int              // the code of the close frame we sent (0: none)
+	closed    bool             // gnet was told to close the TCP connection
 	code      codec.StatusCode // OnClose's CloseError
 	remote    bool
 	pongs     []string
