@@ -336,60 +336,6 @@ func (c *Conn) writeControl(op codec.OpCode, payload []byte) error {
 	return nil
 }
 
-// Close starts the closing handshake with code and reason (at most 123
-// bytes): the close frame goes out after the data already queued, and the
-// TCP connection is closed when the peer answers or after CloseTimeout.
-// A code that may not be sent on the wire (RFC 6455 §7.4) is sent as 1011,
-// code 0 as a close frame without a code (the peer reads 1005), and a
-// reason that is not UTF-8 is left out; OnClose's CloseError holds what
-// was sent. Safe from any goroutine; closing twice is a no-op.
-func (c *Conn) Close(code codec.StatusCode, reason string) error {
-	if len(reason) > codec.MaxControlPayload-2 {
-		return ErrControlTooLong
-	}
-	// Behind the deliveries decided before it, as WriteMessage.
-	if err := c.ls.enqueue(delivery{kind: dClose, c: c, code: code, topic: reason}, true); err != errNotBusy {
-		return err
-	}
-	return c.queueClose(code, reason)
-}
-
-// queueClose queues our close frame after the data queued, unless one is
-// queued already.
-func (c *Conn) queueClose(code codec.StatusCode, reason string) error {
-	c.mu.Lock()
-	if c.wflags&(wCloseQ|wClosed) != 0 {
-		c.mu.Unlock()
-		return nil
-	}
-	c.queueCloseLocked(code, reason, false)
-	c.unlockAndFlush()
-	return nil
-}
-
-// queueCloseLocked appends our close frame after the queued data (or in
-// place of it when drop is set: a failing connection sends nothing more).
-func (c *Conn) queueCloseLocked(code codec.StatusCode, reason string, drop bool) {
-	if drop {
-		c.q.discard(c.index())
-	}
-	var p [codec.MaxControlPayload]byte
-	payload := codec.AppendClose(p[:0], code, reason)
-	b := c.q.buf()
-	b.B = codec.AppendFrame(b.B, codec.Header{Fin: true, OpCode: codec.OpClose}, payload)
-	c.wflags |= wCloseQ
-	if c.cerr == nil {
-		// Record what goes on the wire: AppendClose sends 1011 for a code
-		// that may not be sent, no payload (1005 for the peer) for 0, and
-		// drops a reason that is not UTF-8 or cuts a long one.
-		sent, why, _ := codec.ParseClose(payload)
-		if reason != string(why) {
-			reason = string(why)
-		}
-		c.cerr = &CloseError{Code: sent, Reason: reason}
-	}
-}
-
 // unlockAndFlush releases c.mu and makes sure the queue will be flushed:
 // nothing to do if the loop is inside a callback for this connection (it
 // flushes on the way out) or a wake-up is already on its way; otherwise it
@@ -439,21 +385,29 @@ func (c *Conn) flush() (backlog bool) {
 	}
 	c.mu.Lock()
 	markers := c.wflags&wMarkers != 0 // only then has the chunk frames to compress
-	ctrl, chunk, done, mid := c.q.take(c.q.data != nil && c.gc.OutboundBuffered() < lowWater, maxFlush, c.index())
+	ctrl, chunk, done, mid, msgs := c.q.take(c.q.data != nil && c.gc.OutboundBuffered() < lowWater, maxFlush, c.index())
 	if chunk != nil {
 		c.wflags &^= wMidMsg
 		if mid {
 			c.wflags |= wMidMsg
 		}
 	}
+	closeOut := false
 	if done != nil {
 		c.wflags &^= wMarkers
 		if c.wflags&wCloseQ != 0 {
 			c.wflags |= wCloseSent
+			closeOut = true
 		}
 	}
 	c.mu.Unlock()
 
+	st := &c.ls.stats
+	if closeOut { // our close frame is the chunk's last frame
+		code, _, _ := codec.ParseClose(lastFramePayload(chunk))
+		st.closed(code, true)
+	}
+	st.msgsOut.Add(int64(msgs))
 	if markers && len(chunk) > 0 {
 		z := c.compressFrames(chunk)
 		defer zbufPool.Put(z)
@@ -462,7 +416,9 @@ func (c *Conn) flush() (backlog bool) {
 	// A write that fails makes gnet close the connection at once: OnClose
 	// runs inside Write, returns the queue (which chunk may point into) to its
 	// pool and the descriptor is closed, so nothing more may touch them.
+	st.bytesOut.Add(int64(len(chunk)))
 	if ctrl != nil {
+		st.bytesOut.Add(int64(len(ctrl.B)))
 		_, _ = c.gc.Write(ctrl.B)
 		ctrlPool.Put(ctrl)
 	}
@@ -496,4 +452,16 @@ func (c *Conn) flush() (backlog bool) {
 		_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
 	}
 	return backlog
+}
+
+// lastFramePayload returns the payload of the last frame in b, whole
+// frames of our own.
+func lastFramePayload(b []byte) []byte {
+	var p []byte
+	for len(b) > 0 {
+		h, n, _ := codec.ParseHeader(b)
+		p = b[n : n+int(h.Length)]
+		b = b[n+int(h.Length):]
+	}
+	return p
 }

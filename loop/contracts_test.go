@@ -185,3 +185,36 @@ func TestCloseRecordsCodeSent(t *testing.T) {
 		})
 	}
 }
+
+// The per-loop counters, summed by Stats: messages and bytes in and out,
+// refused upgrades by status, close frames by code sent and received.
+func TestStatsCounters(t *testing.T) {
+	h := &recHandler{}
+	h.msg = func(c *Conn, op codec.OpCode, p []byte) { _ = c.WriteMessage(op, p) }
+	s, addr := startRec(t, h, Options{NumLoops: 1})
+	w := dialWS(t, addr, 0)
+	for _, m := range []string{"one", "two"} {
+		w.c.Write(cf(true, codec.OpText, []byte(m)))
+		if _, p, err := w.next(2 * time.Second); err != nil || string(p) != m {
+			t.Fatalf("echo %q: %q %v", m, p, err)
+		}
+	}
+	w.c.Write(cf(true, codec.OpClose, closeP(1000, "")))
+	if op, _, err := w.next(2 * time.Second); err != nil || op != codec.OpClose {
+		t.Fatalf("no close answer: %v %v", op, err)
+	}
+	waitFor(t, "close", func() bool { return h.nCloses() == 1 })
+	bad, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	io.ReadAll(bad)
+	bad.Close()
+	st := s.Stats()
+	t.Logf("%+v", st)
+	if st.MessagesIn != 2 || st.MessagesOut != 2 || st.BytesIn < int64(len(upgradeRequest)) || st.BytesOut == 0 ||
+		st.Rejected[405] != 1 || st.ClosesReceived[1000] != 1 || st.ClosesSent[1000] != 1 {
+		t.Errorf("counters: %+v", st)
+	}
+}

@@ -52,6 +52,8 @@ type loopState struct {
 	inboxMu sync.Mutex
 	inbox   []delivery // published messages for this loop
 	busy    bool       // the inbox holds deliveries not yet handled
+
+	stats   loopStats
 	spare   []delivery
 	drainer gnet.Runnable
 	pending atomic.Bool // a tick task is queued on the loop
@@ -104,6 +106,7 @@ func (e *engine) OnTraffic(gc gnet.Conn) gnet.Action {
 	act := gnet.None
 	if data, _ := gc.Next(-1); len(data) > 0 {
 		c.lastRead = c.ls.wheel.now
+		c.ls.stats.bytesIn.Add(int64(len(data)))
 		act = c.read(data)
 	}
 	if c.state == stateClosed {

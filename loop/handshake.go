@@ -23,6 +23,8 @@ func (c *Conn) reject(err error) {
 	b := ctrlPool.Get()
 	b.B = upgrade.AppendReject(b.B, re)
 	_, _ = c.gc.Write(b.B)
+	c.ls.stats.bytesOut.Add(int64(len(b.B)))
+	c.ls.stats.reject(re.Status)
 	ctrlPool.Put(b)
 	c.ls.srv.opts.Logger.Debug("wsgate: upgrade rejected", "remote", c.RemoteAddr(), "status", re.Status, "reason", re.Reason)
 	c.releaseReq()
@@ -84,6 +86,7 @@ func (c *Conn) accept() bool {
 	ctrlPool.Put(ext)
 	c.releaseReq()
 	_, _ = c.gc.Write(b.B)
+	c.ls.stats.bytesOut.Add(int64(len(b.B)))
 	ctrlPool.Put(b)
 	if c.state == stateClosed { // the write failed and gnet closed it
 		s.conns.Add(-1)

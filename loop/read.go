@@ -219,22 +219,6 @@ func (c *Conn) discard(p []byte) (int, gnet.Action) {
 	return off, gnet.None
 }
 
-// closeAfterOurs is the answer to the peer's close frame once ours is
-// queued: close the TCP connection once everything we queued, our close
-// frame last, is in the kernel and the write side is shut down (gnet's
-// close would drop what its own buffer still holds); until then flush, and
-// the peer, having our close frame, closes TCP itself. CloseTimeout covers
-// a peer that stops reading.
-func (c *Conn) closeAfterOurs() gnet.Action {
-	if c.rflags&rShutWr == 0 {
-		c.flush() // OnTraffic flushes again and keeps a backlog polled
-	}
-	if c.rflags&rShutWr != 0 {
-		return gnet.Close
-	}
-	return gnet.None
-}
-
 // payload takes the next unmasked chunk of a streamed data frame. A text
 // message fails with 1007 as soon as its bytes cannot be UTF-8.
 func (c *Conn) payload(chunk []byte) bool {
@@ -283,6 +267,7 @@ func (c *Conn) deliver(op codec.OpCode, payload []byte) {
 		c.enterClosing(nil)
 		return
 	}
+	c.ls.stats.msgsIn.Add(1)
 	c.ls.srv.handler.OnMessage(c, op, payload)
 }
 
@@ -298,6 +283,9 @@ func (c *Conn) control(op codec.OpCode, payload []byte) gnet.Action {
 		c.wflags |= wPeerClose
 		c.mu.Unlock()
 		code, reason, err := codec.ParseClose(payload)
+		if err == nil {
+			c.ls.stats.closed(code, false)
+		}
 		if err != nil {
 			if c.state == stateClosing { // ours is out or queued: nothing to wait for
 				c.mu.Lock()
@@ -337,54 +325,4 @@ func (c *Conn) control(op codec.OpCode, payload []byte) gnet.Action {
 		}
 	}
 	return gnet.None
-}
-
-// fail fails the connection (RFC 6455 §7.1.7): the close frame carrying
-// err's code follows what the application had already queued (answers to
-// earlier messages still go out), except for a slow consumer, whose queue
-// is dropped; nothing more is read.
-func (c *Conn) fail(err error) {
-	if c.rflags&rFailed != 0 || c.state >= stateClosed {
-		return
-	}
-	c.rflags |= rFailed
-	c.rflags &^= rInFrame | rFin
-	if rd := c.rd; rd != nil {
-		if rd.msg != nil {
-			msgPool.Put(rd.msg)
-			rd.msg = nil
-		}
-		rd.stream.Reset() // nothing more is validated; the reader may go
-	}
-	if err == ErrSlowConsumer {
-		c.ls.srv.stats.slowClosed.Add(1)
-	}
-	c.startClose(closeCode(err), err.Error(), err, err == ErrSlowConsumer)
-}
-
-// startClose queues our close frame (unless one is queued already) and
-// moves an open connection to the closing state. Event-loop only.
-func (c *Conn) startClose(code codec.StatusCode, reason string, cause error, drop bool) {
-	c.mu.Lock()
-	if c.wflags&wCloseQ == 0 {
-		c.queueCloseLocked(code, reason, drop)
-	}
-	c.mu.Unlock()
-	c.enterClosing(cause)
-}
-
-// enterClosing records how the connection is closing and arms the close
-// timeout. Event-loop only.
-func (c *Conn) enterClosing(cause error) {
-	if c.state != stateOpen {
-		return
-	}
-	c.state = stateClosing
-	c.mu.Lock()
-	if c.cerr.Err == nil {
-		c.cerr.Err = cause
-	}
-	c.mu.Unlock()
-	c.mark = c.ls.clock() + c.ls.srv.closeTicks + 1 // +1: never early
-	c.ls.reschedule(c)
 }

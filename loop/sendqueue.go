@@ -233,15 +233,16 @@ func (q *sendQueue) compact(ix *keyIndex) {
 // nil, is the caller's to return to ctrlPool once written; done, when not
 // nil, is the data buffer chunk points into, emptied: the caller returns
 // it to outPool once chunk is written. mid reports that chunk ends inside
-// a message (the caller keeps it for dropOldest).
-func (q *sendQueue) take(data bool, limit int, ix *keyIndex) (ctrl *bytebufferpool.ByteBuffer, chunk []byte, done *bytebufferpool.ByteBuffer, mid bool) {
+// a message (the caller keeps it for dropOldest); msgs is the number of
+// data messages whose last frame is in chunk.
+func (q *sendQueue) take(data bool, limit int, ix *keyIndex) (ctrl *bytebufferpool.ByteBuffer, chunk []byte, done *bytebufferpool.ByteBuffer, mid bool, msgs int) {
 	ctrl, q.ctrl = q.ctrl, nil
 	if !data || q.data == nil {
-		return ctrl, nil, nil, false
+		return ctrl, nil, nil, false, 0
 	}
 	q.compact(ix)
 	b := q.data.B
-	end, fin := frameBoundary(b, int(q.head), limit)
+	end, fin, msgs := frameBoundary(b, int(q.head), limit)
 	chunk = b[q.head:end]
 	q.head = int32(end)
 	if end == len(b) {
@@ -251,7 +252,7 @@ func (q *sendQueue) take(data bool, limit int, ix *keyIndex) (ctrl *bytebufferpo
 		}
 		done, q.data, q.head = q.data, nil, 0
 	}
-	return ctrl, chunk, done, !fin
+	return ctrl, chunk, done, !fin, msgs
 }
 
 // release returns the queue's buffers to their pools (the connection is
@@ -268,9 +269,9 @@ func (q *sendQueue) release() {
 
 // frameBoundary returns the end of the last whole frame in b[from:] that
 // keeps the chunk within limit bytes (at least one frame is taken), and
-// whether that frame ends its message. It clears the queue's marks
-// (rsvDroppable) in the frames it takes.
-func frameBoundary(b []byte, from, limit int) (end int, fin bool) {
+// whether that frame ends its message, and how many data messages end in
+// it. It clears the queue's marks (rsvDroppable) in the frames it takes.
+func frameBoundary(b []byte, from, limit int) (end int, fin bool, msgs int) {
 	end, fin = from, true
 	for end < len(b) {
 		h, n, _ := codec.ParseHeader(b[end:]) // our own frames: valid
@@ -280,8 +281,11 @@ func frameBoundary(b []byte, from, limit int) (end int, fin bool) {
 		}
 		b[end] &^= rsvDroppable // a mark for the queue only, never sent
 		end, fin = next, h.Fin
+		if fin && h.OpCode != codec.OpClose {
+			msgs++
+		}
 	}
-	return end, fin
+	return end, fin, msgs
 }
 
 // messageEnd returns the end of the message whose first frame starts at

@@ -94,7 +94,7 @@ func (m *sqModel) dropOldest(need int) {
 }
 
 func (m *sqModel) take(data bool, limit int) {
-	ctrl, chunk, done, mid := m.q.take(data, limit, &m.ix)
+	ctrl, chunk, done, mid, _ := m.q.take(data, limit, &m.ix)
 	if m.q.ctrl != nil {
 		m.t.Fatal("take left control frames behind")
 	}

@@ -72,9 +72,6 @@ type Server struct {
 
 	zmu   sync.Mutex          // guards zcomp
 	zcomp *deflate.Compressor // compresses prepared messages, once each
-	stats struct {
-		delivered, dropped, conflated, slowClosed, subs atomic.Int64
-	}
 }
 
 // NewServer checks opts and returns a server that is not yet listening.
@@ -149,20 +146,6 @@ func (s *Server) Wait() error {
 
 // Conns returns the number of upgraded connections. Safe from any goroutine.
 func (s *Server) Conns() int { return int(s.conns.Load()) }
-
-// Broadcast sends a message to every open connection: Prepare and
-// publish to all. Safe from any goroutine, handlers included; it returns
-// without waiting. payload is not retained.
-func (s *Server) Broadcast(op codec.OpCode, payload []byte) error {
-	pm, err := s.Prepare(op, payload, "")
-	if err != nil {
-		return err
-	}
-	return s.publish("", pm)
-}
-
-// BroadcastPrepared sends pm to every open connection.
-func (s *Server) BroadcastPrepared(pm *PreparedMessage) error { return s.publish("", pm) }
 
 // Shutdown first stops accepting: a TCP connection accepted from then on
 // is closed at once, and an upgrade in progress is refused. It then sends

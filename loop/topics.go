@@ -5,13 +5,11 @@ package loop
 import (
 	"context"
 	"errors"
-	"sync"
 
 	"github.com/wsgate/wsgate/codec"
-	"github.com/wsgate/wsgate/deflate"
 )
 
-// Fan-out: topics, prepared messages and slow-consumer policies.
+// Fan-out: topics, the loop's inbox and slow-consumer policies.
 //
 // A message for many connections is framed once (PreparedMessage) and,
 // for connections with permessage-deflate, compressed once per window
@@ -48,56 +46,6 @@ const (
 	// instrument, not a backlog; a client that keeps up gets every message.
 	SlowConflate
 )
-
-// PreparedMessage is a message framed once for many connections. It is
-// immutable and safe for concurrent use.
-type PreparedMessage struct {
-	op      codec.OpCode
-	key     string
-	payload []byte
-	plain   []byte // uncompressed frames
-
-	mu sync.Mutex
-	z  [16][]byte // compressed frames per server_max_window_bits (0: 15), made on first need
-	zn [16]bool   // z[i] was computed (nil: compression does not pay)
-}
-
-// Prepare frames payload as a message of type op (OpText or OpBinary) for
-// Publish. key, if not empty, is the conflation key (SlowConflate).
-// payload is copied. Safe from any goroutine.
-func (s *Server) Prepare(op codec.OpCode, payload []byte, key string) (*PreparedMessage, error) {
-	if op != codec.OpText && op != codec.OpBinary {
-		return nil, ErrNotData
-	}
-	p := append([]byte(nil), payload...)
-	return &PreparedMessage{
-		op: op, key: key, payload: p,
-		plain: appendMessage(nil, op, 0, p, s.opts.FragmentSize),
-	}, nil
-}
-
-// compressed returns the message compressed without history for a
-// server window of bits (0: 15), framed with RSV1, or nil when
-// compression does not pay. The first caller per window size compresses,
-// with the server's shared Compressor.
-func (pm *PreparedMessage) compressed(s *Server, bits uint8) []byte {
-	i := bits & 15
-	pm.mu.Lock()
-	defer pm.mu.Unlock()
-	if !pm.zn[i] {
-		pm.zn[i] = true
-		s.zmu.Lock()
-		if s.zcomp == nil {
-			s.zcomp, _ = deflate.NewCompressor(s.opts.Deflate)
-		}
-		z, ok := s.zcomp.AppendCompress(nil, pm.payload, deflate.Params{ServerMaxWindowBits: bits}, nil)
-		s.zmu.Unlock()
-		if ok {
-			pm.z[i] = appendMessage(nil, pm.op, codec.Rsv1, z, s.opts.FragmentSize)
-		}
-	}
-	return pm.z[i]
-}
 
 // topic is one loop's subscribers of a topic.
 type topic struct {
@@ -189,7 +137,7 @@ func (ls *loopState) subscribe(c *Conn, name string) {
 	}
 	t.idx[c] = int32(len(t.subs))
 	t.subs = append(t.subs, c)
-	ls.srv.stats.subs.Add(1)
+	ls.stats.subs.Add(1)
 	x := c.x()
 	x.topics = append(x.topics, t)
 }
@@ -206,7 +154,7 @@ func (ls *loopState) unsubscribe(c *Conn, t *topic) {
 	t.subs[len(t.subs)-1] = nil
 	t.subs = t.subs[:len(t.subs)-1]
 	delete(t.idx, c)
-	ls.srv.stats.subs.Add(-1)
+	ls.stats.subs.Add(-1)
 	if len(t.subs) == 0 {
 		delete(ls.topics, t.name)
 	}
@@ -365,7 +313,7 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 	conflate := policy == SlowConflate && pm.key != "" && c.q.outbound > 0
 	replaced := conflate && c.unqueueKeyLocked(pm.key)
 	if replaced {
-		s.stats.conflated.Add(1)
+		ls.stats.conflated.Add(1)
 	}
 	// Above the high-water mark the policy decides; a message that
 	// replaced its key's queued one is kept (dropping it too would lose
@@ -376,7 +324,7 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 		if policy == SlowDropOldest && !hard {
 			dropped, freed := c.q.dropOldest(over, c.wflags&wMidMsg != 0, c.index())
 			if dropped > 0 {
-				s.stats.dropped.Add(int64(dropped))
+				ls.stats.dropped.Add(int64(dropped))
 				c.releaseSendHistory()
 			}
 			room = freed >= over
@@ -390,7 +338,7 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 		case room:
 		default: // drop-newest, conflate with nothing to replace, not enough droppable
 			c.mu.Unlock()
-			s.stats.dropped.Add(1)
+			ls.stats.dropped.Add(1)
 			return
 		}
 	}
@@ -405,7 +353,7 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 	if takeover {
 		c.sendHistory().Add(pm.payload, c.dparams)
 	}
-	s.stats.delivered.Add(1)
+	ls.stats.delivered.Add(1)
 	ls.touch(c)
 }
 
@@ -441,25 +389,5 @@ func (c *Conn) unqueueKeyLocked(key string) bool {
 func (c *Conn) releaseSendHistory() {
 	if x := c.ext; x != nil && x.dfl != nil {
 		x.dfl.send.Release()
-	}
-}
-
-// Stats are the server's fan-out counters.
-type Stats struct {
-	Delivered     int64 // messages queued to a connection by Publish or Broadcast
-	Dropped       int64 // messages dropped by SlowDropNewest, SlowDropOldest or SlowConflate
-	Conflated     int64 // queued messages replaced by a newer one with the same key
-	SlowClosed    int64 // connections closed as slow consumers
-	Subscriptions int64 // current subscriptions
-}
-
-// Stats returns the fan-out counters. Safe from any goroutine.
-func (s *Server) Stats() Stats {
-	return Stats{
-		Delivered:     s.stats.delivered.Load(),
-		Dropped:       s.stats.dropped.Load(),
-		Conflated:     s.stats.conflated.Load(),
-		SlowClosed:    s.stats.slowClosed.Load(),
-		Subscriptions: s.stats.subs.Load(),
 	}
 }
