@@ -154,8 +154,6 @@ func closeFrame(code int, reason string) []byte {
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
-func repeat(s string, n int) []byte { return bytes.Repeat([]byte(s), n)[:n] }
-
 // pattern returns n bytes that are not periodic with period 4, so an
 // unmasking bug cannot cancel out.
 func pattern(n int) []byte {

@@ -19,22 +19,23 @@ func (e codeError) Error() string { return e.msg }
 // CloseCode returns the close code the connection is closed with.
 func (e codeError) CloseCode() uint16 { return uint16(e.code) }
 
-// The errors that imply a close code are declared as error values of a
-// type with a CloseCode() uint16 method, like codec's and deflate's; they
-// compare with == and errors.Is.
+// The errors that imply a close code are error values of a type with a
+// CloseCode() uint16 method, like codec's and deflate's, converted to error
+// once so that returning one does not allocate; they compare with == and
+// errors.Is.
 var (
 	// ErrSlowConsumer is returned by a write that would take the bytes
 	// pending for a connection above Options.MaxPendingBytes. The message is
 	// not queued and the connection is closed with 1008 (its CloseCode).
-	ErrSlowConsumer error = codeError{codec.StatusPolicyViolation, "loop: slow consumer: pending bytes above MaxPendingBytes"}
+	ErrSlowConsumer = error(codeError{codec.StatusPolicyViolation, "loop: slow consumer: pending bytes above MaxPendingBytes"})
 
 	// ErrIdle is the cause recorded when a connection received nothing
 	// within Options.IdleTimeout; it is closed with 1001.
-	ErrIdle error = codeError{codec.StatusGoingAway, "loop: idle timeout"}
+	ErrIdle = error(codeError{codec.StatusGoingAway, "loop: idle timeout"})
 
 	// ErrShutdown is the cause recorded for connections closed by
 	// Server.Shutdown, with 1001.
-	ErrShutdown error = codeError{codec.StatusGoingAway, "loop: server shutting down"}
+	ErrShutdown = error(codeError{codec.StatusGoingAway, "loop: server shutting down"})
 )
 
 var (
