@@ -30,10 +30,14 @@
 //
 // # Order
 //
-// What one goroutine (or the event loop, inside a Handler method) does
+// What one goroutine (or the event loop, inside a Handler method) decides
 // for a connection reaches that connection in that order: WriteMessage,
-// Ping, Close, Subscribe, Unsubscribe and the deliveries of Publish and
-// Broadcast all keep their order per connection.
+// Close, Subscribe, Unsubscribe and the deliveries of Publish and
+// Broadcast keep their order per connection. A reply written after
+// Subscribe comes before every message published after Subscribe
+// returned, and no message published before it reaches the connection
+// through the topic. Pings and pongs are the exception: they go out ahead
+// of queued data, at the next frame boundary.
 //
 // # Close codes
 //

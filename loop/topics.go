@@ -108,7 +108,10 @@ type delivery struct {
 func (c *Conn) SetSlowPolicy(p SlowPolicy) { c.policy = uint8(p) }
 
 // Subscribe adds c to topic. Safe from any goroutine; it takes effect on
-// c's event loop, before any message published after it returns.
+// c's event loop, before any message published after it returns and
+// after every message published before it (which does not reach c
+// through topic). A message written to c after Subscribe returns reaches
+// c before the messages published after it.
 func (s *Server) Subscribe(c *Conn, name string) error {
 	return c.ls.enqueue(delivery{kind: dSub, topic: name, c: c}, false)
 }
