@@ -13,6 +13,11 @@ type ProtocolError struct {
 // Error returns the message, which starts with "codec: ".
 func (e ProtocolError) Error() string { return e.msg }
 
+// CloseCode returns the close code to answer the error with: the way any
+// error that implies a close code tells it (an interface with this one
+// method, so that a server reads it with one check whatever the package).
+func (e ProtocolError) CloseCode() uint16 { return uint16(e.Code) }
+
 // The sentinels are declared as error values so that returning one does not
 // allocate (a ProtocolError converted to an interface at each return would).
 var (

@@ -35,6 +35,10 @@ func TestErrors(t *testing.T) {
 		if code, ok := CloseStatus(err); !ok || code != want {
 			t.Errorf("%v: CloseStatus = %v, %v; want %v", err, code, ok, want)
 		}
+		var cc interface{ CloseCode() uint16 }
+		if !errors.As(err, &cc) || StatusCode(cc.CloseCode()) != want {
+			t.Errorf("%v: no CloseCode %v", err, want)
+		}
 		wrapped := fmt.Errorf("conn 7: %w", err)
 		if code, ok := CloseStatus(wrapped); !ok || code != want || !errors.Is(wrapped, err) {
 			t.Errorf("%v wrapped: CloseStatus = %v, %v", err, code, ok)

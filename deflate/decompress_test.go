@@ -4,6 +4,7 @@ import (
 	"bytes"
 	stdflate "compress/flate"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"strings"
@@ -307,6 +308,19 @@ func TestDecompressLimit(t *testing.T) {
 		}
 		if !bytes.Equal(got[3:], tt.msg) {
 			t.Errorf("%s: message differs", tt.name)
+		}
+	}
+}
+
+func TestErrorCloseCode(t *testing.T) {
+	t.Parallel()
+	for err, want := range map[error]uint16{ErrTooLarge: 1009, ErrRatio: 1009, ErrCorrupt: 1007} {
+		var cc interface{ CloseCode() uint16 }
+		if !errors.As(fmt.Errorf("conn: %w", err), &cc) || cc.CloseCode() != want {
+			t.Errorf("%v: CloseCode, want %d", err, want)
+		}
+		if !strings.HasPrefix(err.Error(), "deflate: ") {
+			t.Errorf("%q: no package prefix", err)
 		}
 	}
 }

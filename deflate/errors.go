@@ -5,8 +5,8 @@ import "errors"
 // Error is an input the peer should not have sent, with the RFC 6455 close
 // status code to answer it with. The package returns the preallocated Err…
 // values below, which compare with == and errors.Is; the event loop maps
-// them to a close frame with errors.As and Code. (The code is a plain
-// uint16 because this package imports nothing of wsgate.)
+// them to a close frame through CloseCode. (The code is a plain uint16
+// because this package imports nothing of wsgate.)
 type Error struct {
 	Code uint16 // the status code of the close frame to send
 	msg  string
@@ -14,6 +14,9 @@ type Error struct {
 
 // Error returns the message, which starts with "deflate: ".
 func (e Error) Error() string { return e.msg }
+
+// CloseCode returns the close code to answer the error with.
+func (e Error) CloseCode() uint16 { return e.Code }
 
 // The sentinels are declared as error values so that returning one does not
 // allocate.

@@ -1,6 +1,9 @@
+//go:build !windows
+
 package loop
 
 import (
+	"context"
 	"net"
 	"sync"
 
@@ -42,8 +45,8 @@ const (
 	wClosed                       // OnClose ran: buffers released
 	wCloseSent                    // the close frame has been handed to gnet
 	wDeflate                      // permessage-deflate negotiated: compress data frames
-	wMarkers                      // out holds messages that flush must compress
 	wMidMsg                       // gnet has part of a fragmented message: its rest must follow
+	wMarkers                      // out holds messages that flush must compress
 	wPeerClose                    // the peer's close frame was received
 )
 
@@ -125,8 +128,9 @@ func (c *Conn) releaseReader() {
 // pooled buffer only until it completes), and the send queues are returned
 // to their pools as soon as they drain.
 type Conn struct {
-	gc gnet.Conn
-	ls *loopState
+	gc    gnet.Conn
+	ls    *loopState
+	raddr *net.TCPAddr // taken at accept: gnet clears its own at close
 
 	// event-loop only
 	rd     *reader // nil unless input is incomplete: see reader
@@ -141,18 +145,17 @@ type Conn struct {
 	next, prev *Conn
 	due        uint32 // tick of the next deadline check
 	lastRead   uint32 // tick of the last input
-	lastPing   uint32 // tick of the last ping we sent
-	closeAt    uint32 // tick of the handshake or closing deadline
+	// mark is, while open, the tick of the last ping we sent; during the
+	// handshake or the closing handshake, the tick of its deadline. One
+	// field for both keeps Conn in its size class.
+	mark uint32
 
 	// send side, guarded by mu
-	mu       sync.Mutex
-	wflags   uint16
-	policy   uint8                      // SlowPolicy; event-loop only (here: it fits in padding)
-	head     int32                      // bytes of out already handed to gnet
-	outbound int32                      // gnet's outbound bytes after the last flush
-	out      *bytebufferpool.ByteBuffer // data frames (and our close frame), in order
-	ctrl     *bytebufferpool.ByteBuffer // pings and pongs: go out first
-	cerr     *CloseError                // how it ends: our queued close frame, or the peer's
+	mu     sync.Mutex
+	wflags uint16
+	policy uint8       // SlowPolicy; event-loop only (here: it fits in padding)
+	q      sendQueue   // what is not yet handed to gnet
+	cerr   *CloseError // how it ends: our queued close frame, or the peer's
 
 	value any
 }
@@ -173,9 +176,15 @@ func (c *Conn) Subprotocol() string {
 	return c.ls.srv.opts.Protocols[c.proto-1]
 }
 
-// RemoteAddr returns the peer's address. Safe from any goroutine: it is
-// fixed when the connection is accepted.
-func (c *Conn) RemoteAddr() net.Addr { return c.gc.RemoteAddr() }
+// RemoteAddr returns the peer's address. Safe from any goroutine, also
+// after the connection has closed: it is taken when the connection is
+// accepted.
+func (c *Conn) RemoteAddr() net.Addr {
+	if c.raddr == nil {
+		return nil
+	}
+	return c.raddr
+}
 
 // PendingBytes returns the bytes queued for this connection and not yet
 // accepted by the kernel (as of the last flush). Safe from any goroutine.
@@ -187,34 +196,38 @@ func (c *Conn) PendingBytes() int {
 }
 
 // queuedLocked is the part of pendingLocked still in our queue.
-func (c *Conn) queuedLocked() int {
-	if c.out == nil {
-		return 0
-	}
-	return len(c.out.B) - int(c.head)
-}
+func (c *Conn) queuedLocked() int { return c.q.queued() }
 
-func (c *Conn) pendingLocked() int {
-	n := int(c.outbound)
-	if c.out != nil {
-		n += len(c.out.B) - int(c.head)
+func (c *Conn) pendingLocked() int { return int(c.q.outbound) + c.q.queued() + c.q.controls() }
+
+// index returns c's conflation index, or nil if it has none. Guarded by
+// c.mu.
+func (c *Conn) index() *keyIndex {
+	if c.ext == nil {
+		return nil
 	}
-	if c.ctrl != nil {
-		n += len(c.ctrl.B)
-	}
-	return n
+	return &c.ext.ix
 }
 
 // WriteMessage queues payload as one message (op is OpText or OpBinary)
-// and returns without waiting for the peer. Safe from any goroutine;
-// messages from one goroutine go out in the order written. payload is
-// copied: the caller may reuse it at once. A message larger than
-// Options.FragmentSize goes out as several frames so that pings and pongs
-// are not held up behind it.
+// and returns without waiting for the peer. Safe from any goroutine.
+// payload is copied: the caller may reuse it at once. A message larger
+// than Options.FragmentSize goes out as several frames so that pings and
+// pongs are not held up behind it.
+//
+// Order: what one goroutine (or the event loop) does for c reaches c in
+// that order. A message written after a Publish, Broadcast, Subscribe or
+// Unsubscribe that concerns c comes after it: after the published message,
+// and after the subscription change (so a reply written after Subscribe
+// precedes every message published after Subscribe returned, and none
+// published before it reaches c through the topic).
 //
 // It fails with ErrClosed once the connection is closing, and with
 // ErrSlowConsumer when the pending bytes would exceed MaxPendingBytes (the
-// connection is then closed with 1008).
+// connection is then closed with 1008). While the loop still has
+// deliveries to make (the message then waits behind them) neither is
+// known yet: the message is dropped if the connection is closed by then,
+// and a slow consumer is closed with 1008 without an error here.
 func (c *Conn) WriteMessage(op codec.OpCode, payload []byte) error {
 	return c.writeMessage(op, payload, true)
 }
@@ -232,6 +245,34 @@ func (c *Conn) writeMessage(op codec.OpCode, payload []byte, compress bool) erro
 	if op != codec.OpText && op != codec.OpBinary {
 		return ErrNotData
 	}
+	ls := c.ls
+	ls.inboxMu.Lock()
+	if !ls.busy {
+		ls.inboxMu.Unlock()
+		return c.queueMessage(op, payload, compress)
+	}
+	// Deliveries decided before this write are still in the loop's inbox:
+	// the message takes its place behind them.
+	c.mu.Lock()
+	closed := c.wflags&(wCloseQ|wClosed|wSlow) != 0
+	c.mu.Unlock()
+	if closed {
+		ls.inboxMu.Unlock()
+		return ErrClosed
+	}
+	ls.inbox = append(ls.inbox, delivery{kind: dWrite, c: c, op: op, compress: compress,
+		msg: append([]byte(nil), payload...)})
+	first := len(ls.inbox) == 1
+	ls.inboxMu.Unlock()
+	if first {
+		return ls.el.Execute(context.Background(), ls.drainer)
+	}
+	return nil
+}
+
+// queueMessage appends a message to c's queue and makes sure it will be
+// flushed.
+func (c *Conn) queueMessage(op codec.OpCode, payload []byte, compress bool) error {
 	c.mu.Lock()
 	if c.wflags&(wCloseQ|wClosed|wSlow) != 0 {
 		c.mu.Unlock()
@@ -242,15 +283,13 @@ func (c *Conn) writeMessage(op codec.OpCode, payload []byte, compress bool) erro
 		c.unlockAndFlush()
 		return ErrSlowConsumer
 	}
-	if c.out == nil {
-		c.out = outPool.Get()
-	}
+	b := c.q.buf()
 	if compress && c.wflags&wDeflate != 0 {
 		// compressed on the loop by flush; see deflate.go
-		c.out.B = codec.AppendFrame(c.out.B, codec.Header{Fin: true, Rsv: rsvDeflate, OpCode: op}, payload)
+		b.B = codec.AppendFrame(b.B, codec.Header{Fin: true, Rsv: rsvDeflate, OpCode: op}, payload)
 		c.wflags |= wMarkers
 	} else {
-		c.out.B = appendMessage(c.out.B, op, 0, payload, c.ls.srv.opts.FragmentSize)
+		b.B = appendMessage(b.B, op, 0, payload, c.ls.srv.opts.FragmentSize)
 	}
 	c.unlockAndFlush()
 	return nil
@@ -292,48 +331,9 @@ func (c *Conn) writeControl(op codec.OpCode, payload []byte) error {
 		c.unlockAndFlush()
 		return ErrSlowConsumer
 	}
-	if c.ctrl == nil {
-		c.ctrl = ctrlPool.Get()
-	}
-	c.ctrl.B = codec.AppendFrame(c.ctrl.B, codec.Header{Fin: true, OpCode: op}, payload)
+	c.q.pushControl(op, payload)
 	c.unlockAndFlush()
 	return nil
-}
-
-// Close starts the closing handshake with code and reason (at most 123
-// bytes): the close frame goes out after the data already queued, and the
-// TCP connection is closed when the peer answers or after CloseTimeout.
-// Safe from any goroutine; closing twice is a no-op.
-func (c *Conn) Close(code codec.StatusCode, reason string) error {
-	if len(reason) > codec.MaxControlPayload-2 {
-		return ErrControlTooLong
-	}
-	c.mu.Lock()
-	if c.wflags&(wCloseQ|wClosed) != 0 {
-		c.mu.Unlock()
-		return nil
-	}
-	c.queueCloseLocked(code, reason, false)
-	c.unlockAndFlush()
-	return nil
-}
-
-// queueCloseLocked appends our close frame after the queued data (or in
-// place of it when drop is set: a failing connection sends nothing more).
-func (c *Conn) queueCloseLocked(code codec.StatusCode, reason string, drop bool) {
-	if c.out == nil {
-		c.out = outPool.Get()
-	}
-	if drop {
-		c.out.B = c.out.B[:c.head]
-	}
-	var p [codec.MaxControlPayload]byte
-	payload := codec.AppendClose(p[:0], code, reason)
-	c.out.B = codec.AppendFrame(c.out.B, codec.Header{Fin: true, OpCode: codec.OpClose}, payload)
-	c.wflags |= wCloseQ
-	if c.cerr == nil {
-		c.cerr = &CloseError{Code: code, Reason: reason}
-	}
 }
 
 // unlockAndFlush releases c.mu and makes sure the queue will be flushed:
@@ -384,50 +384,41 @@ func (c *Conn) flush() (backlog bool) {
 		c.enterClosing(nil) // Close was called from some goroutine
 	}
 	c.mu.Lock()
-	ctrl := c.ctrl
-	c.ctrl = nil
 	markers := c.wflags&wMarkers != 0 // only then has the chunk frames to compress
-	var chunk []byte
-	var done *bytebufferpool.ByteBuffer
-	if c.out != nil && c.gc.OutboundBuffered() < lowWater {
-		if c.head > 0 && int(c.head) >= len(c.out.B)/2 { // compact
-			c.out.B = c.out.B[:copy(c.out.B, c.out.B[c.head:])]
-			if c.ext != nil {
-				c.ext.base += int64(c.head)
-			}
-			c.head = 0
-		}
-		end, fin := frameBoundary(c.out.B, int(c.head), maxFlush)
-		chunk = c.out.B[c.head:end]
-		c.head = int32(end)
-		if fin {
-			c.wflags &^= wMidMsg
-		} else {
+	ctrl, chunk, done, mid, msgs := c.q.take(c.q.data != nil && c.gc.OutboundBuffered() < lowWater, maxFlush, c.index())
+	if chunk != nil {
+		c.wflags &^= wMidMsg
+		if mid {
 			c.wflags |= wMidMsg
 		}
-		if end == len(c.out.B) {
-			if c.ext != nil {
-				c.ext.base += int64(end)
-				c.ext.keys = nil
-			}
-			done, c.out, c.head = c.out, nil, 0
-			c.wflags &^= wMarkers
-			if c.wflags&wCloseQ != 0 {
-				c.wflags |= wCloseSent
-			}
+	}
+	closeOut := false
+	if done != nil {
+		c.wflags &^= wMarkers
+		if c.wflags&wCloseQ != 0 {
+			c.wflags |= wCloseSent
+			closeOut = true
 		}
 	}
 	c.mu.Unlock()
 
+	st := &c.ls.stats
+	if closeOut { // our close frame is the chunk's last frame
+		code, _, _ := codec.ParseClose(lastFramePayload(chunk))
+		st.closed(code, true)
+	}
+	st.msgsOut.Add(int64(msgs))
 	if markers && len(chunk) > 0 {
 		z := c.compressFrames(chunk)
 		defer zbufPool.Put(z)
 		chunk = z.B
 	}
 	// A write that fails makes gnet close the connection at once: OnClose
-	// runs inside Write, returns c.out (which chunk may point into) to its
+	// runs inside Write, returns the queue (which chunk may point into) to its
 	// pool and the descriptor is closed, so nothing more may touch them.
+	st.bytesOut.Add(int64(len(chunk)))
 	if ctrl != nil {
+		st.bytesOut.Add(int64(len(ctrl.B)))
 		_, _ = c.gc.Write(ctrl.B)
 		ctrlPool.Put(ctrl)
 	}
@@ -443,11 +434,11 @@ func (c *Conn) flush() (backlog bool) {
 
 	out := c.gc.OutboundBuffered()
 	c.mu.Lock()
-	c.outbound = int32(out)
+	c.q.outbound = int32(out)
 	// gnet drains its buffer without telling us: while it holds bytes,
 	// come back (the loop's backlog, every 10 ms) so that outbound, and
 	// with it PendingBytes and the slow-consumer checks, follow it to 0.
-	backlog = c.out != nil || out > 0
+	backlog = c.q.data != nil || out > 0
 	closeSent := c.wflags&wCloseSent != 0
 	c.mu.Unlock()
 	if closeSent && c.rflags&rShutWr == 0 {
@@ -463,20 +454,14 @@ func (c *Conn) flush() (backlog bool) {
 	return backlog
 }
 
-// frameBoundary returns the end of the last whole frame in b[from:] that
-// keeps the chunk within limit bytes (at least one frame is taken), and
-// whether that frame ends its message. It clears the queue's marks
-// (rsvDroppable) in the frames it takes.
-func frameBoundary(b []byte, from, limit int) (end int, fin bool) {
-	end, fin = from, true
-	for end < len(b) {
-		h, n, _ := codec.ParseHeader(b[end:]) // our own frames: valid
-		next := end + n + int(h.Length)
-		if next-from > limit && end > from {
-			break
-		}
-		b[end] &^= rsvDroppable // a mark for the queue only, never sent
-		end, fin = next, h.Fin
+// lastFramePayload returns the payload of the last frame in b, whole
+// frames of our own.
+func lastFramePayload(b []byte) []byte {
+	var p []byte
+	for len(b) > 0 {
+		h, n, _ := codec.ParseHeader(b)
+		p = b[n : n+int(h.Length)]
+		b = b[n+int(h.Length):]
 	}
-	return end, fin
+	return p
 }

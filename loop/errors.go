@@ -1,21 +1,50 @@
+//go:build !windows
+
 package loop
 
 import (
 	"errors"
 
 	"github.com/wsgate/wsgate/codec"
-	"github.com/wsgate/wsgate/deflate"
+)
+
+// codeError is an error of this package that implies a close code.
+type codeError struct {
+	code codec.StatusCode
+	msg  string
+}
+
+func (e codeError) Error() string { return e.msg }
+
+// CloseCode returns the close code the connection is closed with.
+func (e codeError) CloseCode() uint16 { return uint16(e.code) }
+
+// The errors that imply a close code are error values of a type with a
+// CloseCode() uint16 method, like codec's and deflate's, converted to error
+// once so that returning one does not allocate; they compare with == and
+// errors.Is.
+var (
+	// ErrSlowConsumer is returned by a write that would take the bytes
+	// pending for a connection above Options.MaxPendingBytes. The message is
+	// not queued and the connection is closed with 1008 (its CloseCode).
+	ErrSlowConsumer = error(codeError{codec.StatusPolicyViolation, "loop: slow consumer: pending bytes above MaxPendingBytes"})
+
+	// ErrIdle is the cause recorded when a connection received nothing
+	// within Options.IdleTimeout; it is closed with 1001.
+	ErrIdle = error(codeError{codec.StatusGoingAway, "loop: idle timeout"})
+
+	// ErrShutdown is the cause recorded for connections closed by
+	// Server.Shutdown, with 1001.
+	ErrShutdown = error(codeError{codec.StatusGoingAway, "loop: server shutting down"})
 )
 
 var (
+	// ErrServerClosed is returned by Wait once Shutdown has been called.
+	ErrServerClosed = errors.New("loop: server closed")
+
 	// ErrClosed is returned by writes to a connection that is closing or
 	// closed: nothing more can be sent on it.
 	ErrClosed = errors.New("loop: connection closed")
-
-	// ErrSlowConsumer is returned by a write that would take the bytes
-	// pending for a connection above Options.MaxPendingBytes. The message is
-	// not queued and the connection is closed with 1008.
-	ErrSlowConsumer = errors.New("loop: slow consumer: pending bytes above MaxPendingBytes")
 
 	// ErrNotData is returned by WriteMessage for an opcode other than
 	// OpText or OpBinary.
@@ -28,10 +57,6 @@ var (
 	// ErrEmptyTopic is returned by Publish for the empty topic name.
 	ErrEmptyTopic = errors.New("loop: empty topic name")
 
-	// ErrIdle is the cause recorded when a connection received nothing
-	// within Options.IdleTimeout.
-	ErrIdle = errors.New("loop: idle timeout")
-
 	// ErrCloseTimeout is the cause recorded when the peer did not complete
 	// the closing handshake within Options.CloseTimeout.
 	ErrCloseTimeout = errors.New("loop: closing handshake timed out")
@@ -40,10 +65,6 @@ var (
 	// after our close frame but before the peer's (gnet's own error, if it
 	// reported one, is recorded instead).
 	ErrNoPeerClose = errors.New("loop: connection ended without the peer's close frame")
-
-	// ErrShutdown is the cause recorded for connections closed by
-	// Server.Shutdown.
-	ErrShutdown = errors.New("loop: server shutting down")
 )
 
 // CloseError tells OnClose how a connection ended: the close code and
@@ -81,20 +102,13 @@ func CloseStatus(err error) (codec.StatusCode, bool) {
 	return 0, false
 }
 
-// closeCode maps a local failure to the close code to send.
+// closeCode maps a local failure to the close code to send: the code of
+// the first error in err's chain with a CloseCode method (codec's,
+// deflate's and this package's errors), else 1011.
 func closeCode(err error) codec.StatusCode {
-	if code, ok := codec.CloseStatus(err); ok {
-		return code
-	}
-	var de deflate.Error
-	if errors.As(err, &de) {
-		return codec.StatusCode(de.Code)
-	}
-	switch err {
-	case ErrSlowConsumer:
-		return codec.StatusPolicyViolation
-	case ErrIdle, ErrShutdown:
-		return codec.StatusGoingAway
+	var cc interface{ CloseCode() uint16 }
+	if errors.As(err, &cc) {
+		return codec.StatusCode(cc.CloseCode())
 	}
 	return codec.StatusInternalError
 }

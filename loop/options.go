@@ -1,3 +1,5 @@
+//go:build !windows
+
 package loop
 
 import (
@@ -10,43 +12,53 @@ import (
 	"github.com/wsgate/wsgate/upgrade"
 )
 
-// Options configures a Server. The zero value is usable: every zero field
-// takes the default written beside it. NewServer copies the Options; the
-// caller's struct is never modified.
+// Options configures a Server; it is the only configuration. The zero
+// value is usable: every zero field takes the default written beside it,
+// and each field says what it costs in memory ("no memory" when it costs
+// none). NewServer copies the Options; the caller's struct is never
+// modified.
 type Options struct {
 	// NumLoops is the number of event loops (threads). Default:
 	// runtime.NumCPU(). Each loop costs one 64 KiB read buffer.
 	NumLoops int
 
 	// NoReusePort turns SO_REUSEPORT off. By default every loop has its own
-	// listener on Linux and the kernel spreads accepts across them.
+	// listener on Linux and the kernel spreads accepts across them. No
+	// memory.
 	NoReusePort bool
 
-	// Logger receives server and gnet logs. Default: slog.Default().
+	// Logger receives server and gnet logs. Default: slog.Default(). No
+	// memory.
 	Logger *slog.Logger
 
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
-	// request; a slower client gets 408 and is closed. Default 5 s.
+	// request; a slower client gets 408 and is closed. Default 5 s. Memory:
+	// a connection in its handshake holds a pooled request parser and its
+	// partial request (at most Upgrade's limits) for at most this long.
 	HandshakeTimeout time.Duration
 
 	// PingInterval: a connection that has received nothing for this long is
 	// sent a ping. Default 30 s, below the 60 s read timeout nginx applies
 	// to proxied connections, so idle connections survive a reverse proxy.
-	// Negative disables pings.
+	// Negative disables pings. No memory (one timing wheel per loop).
 	PingInterval time.Duration
 
 	// IdleTimeout: a connection that has received nothing (not even a pong)
 	// for this long is closed with 1001. Default 2×PingInterval (60 s).
-	// Negative disables it.
+	// Negative disables it. No memory.
 	IdleTimeout time.Duration
 
 	// CloseTimeout bounds the closing handshake: after our close frame the
 	// TCP connection is dropped if the peer has not answered. Default 3 s.
+	// No memory.
 	CloseTimeout time.Duration
 
 	// MaxMessageSize is the largest message (sum of its frames' payloads)
 	// accepted; a larger one is refused with 1009 as soon as its header
-	// announces it, before any payload is buffered. Default 1 MiB.
+	// announces it, before any payload is buffered. Default 1 MiB. Memory:
+	// a connection receiving a fragmented message, or one that arrives in
+	// several reads, holds up to this much in a pooled buffer until it is
+	// complete.
 	MaxMessageSize int64
 
 	// MaxPendingBytes bounds the bytes queued for sending to one connection
@@ -58,43 +70,53 @@ type Options struct {
 
 	// HighWaterBytes is the pending-bytes level above which a published
 	// message is handled by the connection's SlowPolicy. Default
-	// MaxPendingBytes/4; at most MaxPendingBytes.
+	// MaxPendingBytes/4; at most MaxPendingBytes. Memory: with a dropping
+	// or conflating policy, what published messages can take in a slow
+	// connection's queue.
 	HighWaterBytes int
 
 	// SlowPolicy is the default policy for published messages to slow
 	// connections (Conn.SetSlowPolicy overrides it). Default SlowDisconnect.
+	// No memory (SlowConflate: a key index per slow connection while it
+	// has keyed messages queued).
 	SlowPolicy SlowPolicy
 
 	// SocketSendBuffer sets SO_SNDBUF of accepted sockets, in bytes; 0
 	// keeps the kernel's (autotuned, up to net.ipv4.tcp_wmem's maximum).
 	// A smaller buffer makes a stalled peer show up in PendingBytes, and
-	// so in the slow-consumer policies, sooner.
+	// so in the slow-consumer policies, sooner. Memory: kernel memory, up
+	// to this per connection with unsent data.
 	SocketSendBuffer int
 
 	// FragmentSize splits larger outgoing messages into frames of this many
 	// payload bytes, so pings and pongs can go out between them.
-	// Default 64 KiB.
+	// Default 64 KiB. No memory.
 	FragmentSize int
 
 	// MaxConns is the number of upgraded connections above which new
-	// upgrades are answered 503. Default 0: no limit.
+	// upgrades are answered 503. Default 0: no limit. Memory: bounds the
+	// total, about 0.6 KiB per idle connection.
 	MaxConns int
 
 	// Upgrade holds the request size limits (default 8 KiB of header,
-	// 64 header lines, 4 KiB request line).
+	// 64 header lines, 4 KiB request line). Memory: a connection in its
+	// handshake buffers at most the header limit.
 	Upgrade upgrade.Config
 
 	// AllowedOrigins lists the Origin values (e.g. "https://example.com")
 	// accepted besides the same origin. "*" accepts every origin. A request
 	// without Origin (a non-browser client) is always accepted; any other
-	// origin gets 403 (cross-site WebSocket hijacking).
+	// origin gets 403 (cross-site WebSocket hijacking). No memory per
+	// connection.
 	AllowedOrigins []string
 
 	// Authorize, if set, runs after the protocol checks and the origin
 	// check. A non-nil error rejects the upgrade: an upgrade.RejectError
-	// is answered with its status, any other error with 403. The returned
-	// value is attached to the connection (Conn.Value). The request is
-	// valid only during the call.
+	// is answered with its status and reason; any other error with 403
+	// and a generic reason (its text is logged at debug level, never sent).
+	// The returned value is attached to the connection (Conn.Value): its
+	// memory is the connection's. The request is valid only during the
+	// call.
 	Authorize func(r *upgrade.Request) (value any, err error)
 
 	// Deflate turns permessage-deflate (RFC 7692) on with this policy; nil
@@ -109,6 +131,7 @@ type Options struct {
 
 	// Protocols are the subprotocols the server speaks, in no particular
 	// order: the first one the client offers that is listed is selected.
+	// No memory per connection (one byte in Conn).
 	Protocols []string
 }
 

@@ -1,20 +1,21 @@
+//go:build !windows
+
 package loop
 
 import (
-	"slices"
-
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/wsgate/wsgate/codec"
-	"github.com/wsgate/wsgate/upgrade"
 )
 
 // read consumes data, all of it: what cannot be parsed yet (an incomplete
-// request, frame header or control frame) is kept in c.in, a pooled buffer,
-// so gnet's own per-connection buffer stays empty. Measured with 15,000 idle
-// connections (FACTS.md §A, checked by TestIdleMemory): leaving 16 bytes in
-// gnet costs a ≥1 KiB ring per connection (1.5 KB instead of 0.45 KB).
+// request, frame header or control frame) is kept in c.rd.in, a pooled
+// buffer, so gnet's own per-connection buffer stays empty. Any byte left
+// in gnet makes it keep an inbound ring of at least 1 KiB for the
+// connection: TestIdleMemory measures both ("bare gnet, input consumed"
+// against "3 bytes left in gnet": about 0.4 KB against 1.5 KB per idle
+// connection).
 func (c *Conn) read(data []byte) gnet.Action {
 	buf := data
 	var in *bytebufferpool.ByteBuffer
@@ -62,87 +63,6 @@ func (c *Conn) consume(buf []byte) (int, gnet.Action) {
 		return n + m, act
 	}
 	return c.readFrames(buf)
-}
-
-// reject answers a failed upgrade with its HTTP status. gnet flushes the
-// response when it closes the connection.
-func (c *Conn) reject(err error) {
-	re, ok := upgrade.AsReject(err)
-	if !ok {
-		re = upgrade.RejectError{Status: 500, Reason: "internal error"}
-	}
-	b := ctrlPool.Get()
-	b.B = upgrade.AppendReject(b.B, re)
-	_, _ = c.gc.Write(b.B)
-	ctrlPool.Put(b)
-	c.ls.srv.opts.Logger.Debug("wsgate: upgrade rejected", "remote", c.gc.RemoteAddr(), "status", re.Status, "reason", re.Reason)
-	c.releaseReq()
-}
-
-func (c *Conn) releaseReq() {
-	if c.rd != nil && c.rd.req != nil {
-		c.rd.req.Reset(nil) // drop its reference to the input buffer
-		reqPool.Put(c.rd.req)
-		c.rd.req = nil
-	}
-}
-
-// accept runs the upgrade hooks on a complete, valid request, writes the
-// 101 response and opens the connection. It reports false if the upgrade
-// was rejected.
-func (c *Conn) accept() bool {
-	s := c.ls.srv
-	r := c.rd.req
-	if !s.originAllowed(r) {
-		c.reject(upgrade.ErrOrigin)
-		return false
-	}
-	// Reserve the connection's place first: loops upgrade in parallel, and
-	// a check followed by a later increment would let them all pass.
-	// Counted before the 101 goes out, so that a client holding its 101
-	// always finds itself in Conns().
-	if n := s.conns.Add(1); s.opts.MaxConns > 0 && int(n) > s.opts.MaxConns || s.shutdown.Load() {
-		s.conns.Add(-1)
-		c.reject(upgrade.ErrTooManyConns)
-		return false
-	}
-	if s.opts.Authorize != nil {
-		v, err := s.opts.Authorize(r)
-		if err != nil {
-			if _, ok := upgrade.AsReject(err); !ok {
-				err = upgrade.RejectError{Status: 403, Reason: err.Error()}
-			}
-			s.conns.Add(-1)
-			c.reject(err)
-			return false
-		}
-		c.value = v
-	}
-	var resp upgrade.Response
-	scratch := ctrlPool.Get()
-	ext := ctrlPool.Get()
-	ext.B = c.negotiate(ext.B[:0], scratch.B)
-	ctrlPool.Put(scratch)
-	resp.Extensions = ext.B
-	if p := r.Protocol(s.opts.Protocols); p != "" {
-		resp.Protocol = p
-		c.proto = uint8(slices.Index(s.opts.Protocols, p) + 1)
-	}
-	b := ctrlPool.Get()
-	b.B = upgrade.AppendResponse(b.B, r.Key(), &resp)
-	ctrlPool.Put(ext)
-	c.releaseReq()
-	_, _ = c.gc.Write(b.B)
-	ctrlPool.Put(b)
-	if c.state == stateClosed { // the write failed and gnet closed it
-		s.conns.Add(-1)
-		return false
-	}
-	c.state = stateOpen
-	c.rflags |= rUpgraded
-	c.ls.reschedule(c)
-	s.handler.OnOpen(c)
-	return true
 }
 
 // readFrames parses and handles the frames in p and returns the bytes
@@ -299,22 +219,6 @@ func (c *Conn) discard(p []byte) (int, gnet.Action) {
 	return off, gnet.None
 }
 
-// closeAfterOurs is the answer to the peer's close frame once ours is
-// queued: close the TCP connection once everything we queued, our close
-// frame last, is in the kernel and the write side is shut down (gnet's
-// close would drop what its own buffer still holds); until then flush, and
-// the peer, having our close frame, closes TCP itself. CloseTimeout covers
-// a peer that stops reading.
-func (c *Conn) closeAfterOurs() gnet.Action {
-	if c.rflags&rShutWr == 0 {
-		c.flush() // OnTraffic flushes again and keeps a backlog polled
-	}
-	if c.rflags&rShutWr != 0 {
-		return gnet.Close
-	}
-	return gnet.None
-}
-
 // payload takes the next unmasked chunk of a streamed data frame. A text
 // message fails with 1007 as soon as its bytes cannot be UTF-8.
 func (c *Conn) payload(chunk []byte) bool {
@@ -363,6 +267,7 @@ func (c *Conn) deliver(op codec.OpCode, payload []byte) {
 		c.enterClosing(nil)
 		return
 	}
+	c.ls.stats.msgsIn.Add(1)
 	c.ls.srv.handler.OnMessage(c, op, payload)
 }
 
@@ -378,6 +283,9 @@ func (c *Conn) control(op codec.OpCode, payload []byte) gnet.Action {
 		c.wflags |= wPeerClose
 		c.mu.Unlock()
 		code, reason, err := codec.ParseClose(payload)
+		if err == nil {
+			c.ls.stats.closed(code, false)
+		}
 		if err != nil {
 			if c.state == stateClosing { // ours is out or queued: nothing to wait for
 				c.mu.Lock()
@@ -417,54 +325,4 @@ func (c *Conn) control(op codec.OpCode, payload []byte) gnet.Action {
 		}
 	}
 	return gnet.None
-}
-
-// fail fails the connection (RFC 6455 §7.1.7): the close frame carrying
-// err's code follows what the application had already queued (answers to
-// earlier messages still go out), except for a slow consumer, whose queue
-// is dropped; nothing more is read.
-func (c *Conn) fail(err error) {
-	if c.rflags&rFailed != 0 || c.state >= stateClosed {
-		return
-	}
-	c.rflags |= rFailed
-	c.rflags &^= rInFrame | rFin
-	if rd := c.rd; rd != nil {
-		if rd.msg != nil {
-			msgPool.Put(rd.msg)
-			rd.msg = nil
-		}
-		rd.stream.Reset() // nothing more is validated; the reader may go
-	}
-	if err == ErrSlowConsumer {
-		c.ls.srv.stats.slowClosed.Add(1)
-	}
-	c.startClose(closeCode(err), err.Error(), err, err == ErrSlowConsumer)
-}
-
-// startClose queues our close frame (unless one is queued already) and
-// moves an open connection to the closing state. Event-loop only.
-func (c *Conn) startClose(code codec.StatusCode, reason string, cause error, drop bool) {
-	c.mu.Lock()
-	if c.wflags&wCloseQ == 0 {
-		c.queueCloseLocked(code, reason, drop)
-	}
-	c.mu.Unlock()
-	c.enterClosing(cause)
-}
-
-// enterClosing records how the connection is closing and arms the close
-// timeout. Event-loop only.
-func (c *Conn) enterClosing(cause error) {
-	if c.state != stateOpen {
-		return
-	}
-	c.state = stateClosing
-	c.mu.Lock()
-	if c.cerr.Err == nil {
-		c.cerr.Err = cause
-	}
-	c.mu.Unlock()
-	c.closeAt = c.ls.clock() + c.ls.srv.closeTicks + 1 // +1: never early
-	c.ls.reschedule(c)
 }

@@ -1,3 +1,5 @@
+//go:build !windows
+
 package loop
 
 import (
@@ -58,14 +60,14 @@ func startRec(t *testing.T, h *recHandler, o Options) (*Server, string) {
 }
 
 // queued returns c's bytes in our queue (not yet handed to gnet) and
-// c.outbound, read on the loop.
+// c.q.outbound, read on the loop.
 func queued(s *Server, c *Conn) (q, ob int) {
 	onLoops(s, func(ls *loopState) {
 		if c.ls != ls {
 			return
 		}
 		c.mu.Lock()
-		q, ob = c.queuedLocked(), int(c.outbound)
+		q, ob = c.queuedLocked(), int(c.q.outbound)
 		c.mu.Unlock()
 	})
 	return

@@ -115,7 +115,7 @@ func BenchmarkAppendReject(b *testing.B) {
 	dst := make([]byte, 0, 512)
 	b.ReportAllocs()
 	for range b.N {
-		dst = AppendReject(dst[:0], ErrVersion)
+		dst = AppendReject(dst[:0], ErrVersion.(RejectError))
 	}
 	b.SetBytes(int64(len(dst)))
 }

@@ -49,124 +49,105 @@ func asWrapped(err error) (RejectError, bool) {
 	return RejectError{}, false
 }
 
-// The sentinels. Parse returns exactly one of the values marked "Parse" (the
-// same value on every later call); the others are for the event loop and
-// for hooks.
+// The sentinels, each a RejectError declared as an error value so that
+// returning one does not allocate (converting a RejectError to an
+// interface at each return would); AsReject gets the RejectError back
+// without allocating. Parse returns exactly one of the values marked
+// "Parse" (the same value on every later call); the others are for the
+// event loop and for hooks.
 var (
 	// ErrMalformed is returned by Parse when the request line is not
 	// "method SP request-target SP HTTP/DIGIT.DIGIT" or a line ends in a
 	// bare LF instead of CRLF (400).
-	ErrMalformed = RejectError{Status: 400, Reason: "malformed request"}
+	ErrMalformed error = RejectError{Status: 400, Reason: "malformed request"}
 
 	// ErrTarget is returned by Parse when the request-target is neither an
 	// absolute path nor an absolute http or https URI (RFC 6455 §4.2.1),
 	// contains a space, a control byte, a byte above 0x7E or a fragment
 	// ('#'), or has userinfo (400).
-	ErrTarget = RejectError{Status: 400, Reason: "invalid request-target"}
+	ErrTarget error = RejectError{Status: 400, Reason: "invalid request-target"}
 
 	// ErrHeaderField is returned by Parse when a header line is malformed:
 	// no colon, a name that is not a token (which includes whitespace
 	// before the colon), a line that starts with whitespace (obsolete line
 	// folding), or a value with a control byte such as NUL or CR (400).
-	ErrHeaderField = RejectError{Status: 400, Reason: "malformed header field"}
+	ErrHeaderField error = RejectError{Status: 400, Reason: "malformed header field"}
 
 	// ErrBody is returned by Parse when the request announces a body
 	// (Transfer-Encoding, or a Content-Length other than 0): the bytes
 	// after the header must be WebSocket frames (400).
-	ErrBody = RejectError{Status: 400, Reason: "request body not allowed"}
+	ErrBody error = RejectError{Status: 400, Reason: "request body not allowed"}
 
 	// ErrMethod is returned by Parse when the method is not GET (405, with
 	// the Allow header RFC 9110 §15.5.6 requires).
-	ErrMethod = RejectError{Status: 405, Reason: "method not allowed: a WebSocket upgrade is a GET", Header: "Allow: GET\r\n"}
+	ErrMethod error = RejectError{Status: 405, Reason: "method not allowed: a WebSocket upgrade is a GET", Header: "Allow: GET\r\n"}
 
 	// ErrHTTPVersion is returned by Parse when the request's HTTP version
 	// is not 1.1 or a later 1.x, e.g. HTTP/1.0 or HTTP/2.0 (505).
-	ErrHTTPVersion = RejectError{Status: 505, Reason: "HTTP version not supported: HTTP/1.1 required"}
+	ErrHTTPVersion error = RejectError{Status: 505, Reason: "HTTP version not supported: HTTP/1.1 required"}
 
 	// ErrHost is returned by Parse when the Host header is missing, empty,
 	// repeated or not a valid host[:port] (400).
-	ErrHost = RejectError{Status: 400, Reason: "missing or invalid Host header"}
+	ErrHost error = RejectError{Status: 400, Reason: "missing or invalid Host header"}
 
 	// ErrUpgrade is returned by Parse when no Upgrade header contains the
 	// token "websocket" (400).
-	ErrUpgrade = RejectError{Status: 400, Reason: "Upgrade header does not name websocket"}
+	ErrUpgrade error = RejectError{Status: 400, Reason: "Upgrade header does not name websocket"}
 
 	// ErrConnection is returned by Parse when no Connection header contains
 	// the token "Upgrade" (400).
-	ErrConnection = RejectError{Status: 400, Reason: "Connection header lacks the Upgrade token"}
+	ErrConnection error = RejectError{Status: 400, Reason: "Connection header lacks the Upgrade token"}
 
 	// ErrKey is returned by Parse when Sec-WebSocket-Key is missing,
 	// repeated, or not the base64 encoding of exactly 16 bytes (400).
-	ErrKey = RejectError{Status: 400, Reason: "missing or invalid Sec-WebSocket-Key"}
+	ErrKey error = RejectError{Status: 400, Reason: "missing or invalid Sec-WebSocket-Key"}
 
 	// ErrVersion is returned by Parse when Sec-WebSocket-Version is present
 	// but is not exactly 13 (repeated headers count as a list, which is not
 	// 13). It is answered with 426 and the version this server speaks
 	// (RFC 6455 §4.2.2).
-	ErrVersion = RejectError{Status: 426, Reason: "unsupported WebSocket version: 13 required", Header: "Sec-WebSocket-Version: 13\r\n"}
+	ErrVersion error = RejectError{Status: 426, Reason: "unsupported WebSocket version: 13 required", Header: "Sec-WebSocket-Version: 13\r\n"}
 
 	// ErrVersionMissing is returned by Parse when Sec-WebSocket-Version is
 	// absent (400).
-	ErrVersionMissing = RejectError{Status: 400, Reason: "missing Sec-WebSocket-Version"}
+	ErrVersionMissing error = RejectError{Status: 400, Reason: "missing Sec-WebSocket-Version"}
 
 	// ErrHeaderTooLarge is returned by Parse when the request line, header
 	// lines and blank line together exceed Config.MaxHeaderBytes (431).
-	ErrHeaderTooLarge = RejectError{Status: 431, Reason: "request header too large"}
+	ErrHeaderTooLarge error = RejectError{Status: 431, Reason: "request header too large"}
 
 	// ErrTooManyHeaders is returned by Parse when the request has more than
 	// Config.MaxHeaders header lines (431).
-	ErrTooManyHeaders = RejectError{Status: 431, Reason: "too many header fields"}
+	ErrTooManyHeaders error = RejectError{Status: 431, Reason: "too many header fields"}
 
 	// ErrRequestLineTooLong is returned by Parse when the request line,
 	// without its CRLF, is longer than Config.MaxRequestLine (414).
-	ErrRequestLineTooLong = RejectError{Status: 414, Reason: "request line too long"}
+	ErrRequestLineTooLong error = RejectError{Status: 414, Reason: "request line too long"}
 
 	// ErrTimeout is returned by the event loop when the handshake did not
 	// complete within its deadline (408).
-	ErrTimeout = RejectError{Status: 408, Reason: "handshake timed out"}
+	ErrTimeout error = RejectError{Status: 408, Reason: "handshake timed out"}
 
 	// ErrTooManyConns is returned by the event loop when the server is at
 	// its connection limit or shutting down (503).
-	ErrTooManyConns = RejectError{Status: 503, Reason: "server at capacity"}
+	ErrTooManyConns error = RejectError{Status: 503, Reason: "server at capacity"}
 
 	// ErrOrigin is returned by the event loop or a hook when the Origin
 	// header is not allowed (403).
-	ErrOrigin = RejectError{Status: 403, Reason: "origin not allowed"}
+	ErrOrigin error = RejectError{Status: 403, Reason: "origin not allowed"}
 
 	// ErrUnauthorized is returned by an authorization hook when the request
 	// carries no valid credentials (401).
-	ErrUnauthorized = RejectError{Status: 401, Reason: "unauthorized"}
+	ErrUnauthorized error = RejectError{Status: 401, Reason: "unauthorized"}
 
 	// ErrForbidden is returned by an authorization hook when the
 	// credentials are valid but not allowed (403).
-	ErrForbidden = RejectError{Status: 403, Reason: "forbidden"}
+	ErrForbidden error = RejectError{Status: 403, Reason: "forbidden"}
 
 	// ErrInternal is returned when the server fails for a reason of its
 	// own, and by Parse when it is misused: called with a buffer shorter
 	// than one it has already parsed (500).
-	ErrInternal = RejectError{Status: 500, Reason: "internal error"}
-)
-
-// Boxed copies of the Parse sentinels: converting a RejectError to an error
-// allocates, so Parse returns these, which were converted once. They are
-// equal (==, errors.Is) to the sentinels above.
-var (
-	errMalformed          error = ErrMalformed
-	errTarget             error = ErrTarget
-	errHeaderField        error = ErrHeaderField
-	errBody               error = ErrBody
-	errMethod             error = ErrMethod
-	errHTTPVersion        error = ErrHTTPVersion
-	errHost               error = ErrHost
-	errUpgrade            error = ErrUpgrade
-	errConnection         error = ErrConnection
-	errKey                error = ErrKey
-	errVersion            error = ErrVersion
-	errVersionMissing     error = ErrVersionMissing
-	errHeaderTooLarge     error = ErrHeaderTooLarge
-	errTooManyHeaders     error = ErrTooManyHeaders
-	errRequestLineTooLong error = ErrRequestLineTooLong
-	errInternal           error = ErrInternal
+	ErrInternal error = RejectError{Status: 500, Reason: "internal error"}
 )
 
 // StatusText returns the reason phrase of an HTTP status code (RFC 9110

@@ -153,7 +153,7 @@ func (r *Request) Parse(buf []byte) (n int, err error) {
 	switch r.state {
 	case stateDone:
 		if len(buf) < int(r.end) {
-			return 0, errInternal
+			return 0, ErrInternal
 		}
 		r.buf = buf
 		return int(r.end), nil
@@ -164,17 +164,17 @@ func (r *Request) Parse(buf []byte) (n int, err error) {
 		r.setLimits(nil) // a zero Request: the defaults
 	}
 	if len(buf) < int(r.scan) {
-		return 0, r.fail(errInternal)
+		return 0, r.fail(ErrInternal)
 	}
 	for {
 		// The line's LF must come before lim. Checking that bound on the
 		// bytes we have, complete line or not, keeps the verdict the
 		// same however the request is split.
-		lim, limErr := int(r.maxBytes), errHeaderTooLarge
+		lim, limErr := int(r.maxBytes), ErrHeaderTooLarge
 		if r.state == stateRequestLine {
 			// Room for the request line, its CR and its LF.
 			if l := int(r.line) + int(r.maxLine) + 2; l < lim {
-				lim, limErr = l, errRequestLineTooLong
+				lim, limErr = l, ErrRequestLineTooLong
 			}
 		}
 		end := min(len(buf), lim)
@@ -190,7 +190,7 @@ func (r *Request) Parse(buf []byte) (n int, err error) {
 		// [RFC9112 §2.2]: the line terminator is CRLF. A bare LF (which a
 		// recipient MAY accept) is refused, see above.
 		if lf == int(r.line) || buf[lf-1] != '\r' {
-			return 0, r.fail(errMalformed)
+			return 0, r.fail(ErrMalformed)
 		}
 		start, next := int(r.line), lf+1
 		if r.state == stateRequestLine {
@@ -235,26 +235,26 @@ func (r *Request) requestLine(buf []byte, start, end int) error {
 	// with single spaces; method is a token.
 	sp1 := bytes.IndexByte(line, ' ')
 	if sp1 <= 0 || !isToken(line[:sp1]) {
-		return errMalformed
+		return ErrMalformed
 	}
 	sp2 := bytes.IndexByte(line[sp1+1:], ' ')
 	if sp2 <= 0 {
-		return errMalformed
+		return ErrMalformed
 	}
 	sp2 += sp1 + 1
 	// [RFC9112 §2.3]: HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive.
 	v := line[sp2+1:]
 	if len(v) != 8 || string(v[:5]) != "HTTP/" || !isDigit(v[5]) || v[6] != '.' || !isDigit(v[7]) {
-		return errMalformed
+		return ErrMalformed
 	}
 	// [RFC6455 §4.2.1]: the request MUST be HTTP/1.1 or higher; a later
 	// major version is a different protocol (RFC 9110 §15.6.6: 505).
 	if v[5] != '1' || v[7] < '1' {
-		return errHTTPVersion
+		return ErrHTTPVersion
 	}
 	// [RFC6455 §4.2.1]: the method MUST be GET (RFC 9110 §15.5.6: 405).
 	if string(line[:sp1]) != "GET" {
-		return errMethod
+		return ErrMethod
 	}
 	r.method = span{uint32(start), uint32(start + sp1)}
 	return r.parseTarget(buf, start+sp1+1, start+sp2)
@@ -270,7 +270,7 @@ func (r *Request) parseTarget(buf []byte, start, end int) error {
 		if class[c]&cTarget == 0 {
 			// [RFC3986 §2, §3.5]: no spaces, controls or raw non-ASCII in
 			// a URI; [RFC6455 §3]: no fragment in a WebSocket URI.
-			return errTarget
+			return ErrTarget
 		}
 	}
 	r.target = span{uint32(start), uint32(end)}
@@ -286,7 +286,7 @@ func (r *Request) parseTarget(buf []byte, start, end int) error {
 		case len(t) > 8 && equalLower(t[:8], "https://"):
 			n = 8
 		default:
-			return errTarget
+			return ErrTarget
 		}
 		a := n
 		for a < len(t) && t[a] != '/' && t[a] != '?' {
@@ -295,7 +295,7 @@ func (r *Request) parseTarget(buf []byte, start, end int) error {
 		// [RFC9110 §4.2.4]: userinfo in an http(s) URI is an error; the
 		// authority must be a host.
 		if !validHost(t[n:a]) {
-			return errTarget
+			return ErrTarget
 		}
 		// [RFC9112 §3.2.2]: with an absolute target the server MUST use
 		// its authority and ignore Host.
@@ -322,18 +322,18 @@ func (r *Request) headerLine(buf []byte, start, end int) error {
 	// SP or HTAB) with 400 or replace it; we reject. This also covers
 	// whitespace between the request line and the first field (§2.2).
 	if isOWS(line[0]) {
-		return errHeaderField
+		return ErrHeaderField
 	}
 	r.nhdr++
 	if r.nhdr > r.maxHeaders {
-		return errTooManyHeaders
+		return ErrTooManyHeaders
 	}
 	colon := bytes.IndexByte(line, ':')
 	// [RFC9110 §5.1]: field-name is a token. [RFC9112 §5.1]: whitespace
 	// between the name and the colon MUST be rejected with 400; it is not
 	// a token byte, so isToken refuses it.
 	if colon <= 0 || !isToken(line[:colon]) {
-		return errHeaderField
+		return ErrHeaderField
 	}
 	name := line[:colon]
 	vs := colon + 1
@@ -349,7 +349,7 @@ func (r *Request) headerLine(buf []byte, start, end int) error {
 	// cleaned; field-vchar excludes the other controls too. Refused.
 	for _, c := range value {
 		if class[c]&cValue == 0 {
-			return errHeaderField
+			return ErrHeaderField
 		}
 	}
 	switch len(name) {
@@ -358,7 +358,7 @@ func (r *Request) headerLine(buf []byte, start, end int) error {
 			// [RFC9112 §3.2]: a server MUST answer 400 to a request with
 			// more than one Host line or an invalid Host value.
 			if r.flags&fHost != 0 || !validHost(value) {
-				return errHost
+				return ErrHost
 			}
 			r.flags |= fHost
 			if r.flags&fAbsolute == 0 {
@@ -387,7 +387,7 @@ func (r *Request) headerLine(buf []byte, start, end int) error {
 		// The bytes after the header are frames: a request that announces
 		// a body would be framed differently by an HTTP intermediary.
 		if equalLower(name, "content-length") && string(value) != "0" {
-			return errBody
+			return ErrBody
 		}
 	case 17:
 		switch {
@@ -395,12 +395,12 @@ func (r *Request) headerLine(buf []byte, start, end int) error {
 			// [RFC6455 §4.2.1 item 5, §11.3.1]: exactly one key whose
 			// base64 value decodes to 16 bytes.
 			if r.flags&fKey != 0 || !validKey(value) {
-				return errKey
+				return ErrKey
 			}
 			r.flags |= fKey
 			r.key = span{uint32(start + vs), uint32(start + ve)}
 		case equalLower(name, "transfer-encoding"):
-			return errBody
+			return ErrBody
 		}
 	case 21:
 		// [RFC6455 §4.2.1 item 6, §4.2.2]: the version MUST be 13, or the
@@ -408,7 +408,7 @@ func (r *Request) headerLine(buf []byte, start, end int) error {
 		// makes the combined value "13, …" (RFC 9110 §5.3), not 13.
 		if equalLower(name, "sec-websocket-version") {
 			if r.flags&fVersion != 0 || string(value) != "13" {
-				return errVersion
+				return ErrVersion
 			}
 			r.flags |= fVersion
 		}
@@ -422,15 +422,15 @@ func (r *Request) complete() error {
 	switch {
 	case r.flags&fHost == 0:
 		// [RFC6455 §4.2.1 item 2], [RFC9112 §3.2]: Host is required.
-		return errHost
+		return ErrHost
 	case r.flags&fUpgrade == 0:
-		return errUpgrade
+		return ErrUpgrade
 	case r.flags&fConnection == 0:
-		return errConnection
+		return ErrConnection
 	case r.flags&fKey == 0:
-		return errKey
+		return ErrKey
 	case r.flags&fVersion == 0:
-		return errVersionMissing
+		return ErrVersionMissing
 	}
 	return nil
 }

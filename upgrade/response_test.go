@@ -87,8 +87,8 @@ func TestAppendResponse(t *testing.T) {
 	}
 }
 
-// allSentinels are every exported RejectError.
-var allSentinels = []RejectError{
+// allSentinels are every exported sentinel.
+var allSentinels = []error{
 	ErrMalformed, ErrTarget, ErrHeaderField, ErrBody, ErrMethod, ErrHTTPVersion, ErrHost, ErrUpgrade,
 	ErrConnection, ErrKey, ErrVersion, ErrVersionMissing, ErrHeaderTooLarge, ErrTooManyHeaders,
 	ErrRequestLineTooLong, ErrTimeout, ErrTooManyConns, ErrOrigin, ErrUnauthorized, ErrForbidden, ErrInternal,
@@ -96,7 +96,7 @@ var allSentinels = []RejectError{
 
 func TestSentinels(t *testing.T) {
 	t.Parallel()
-	want := map[RejectError]int{
+	want := map[error]int{
 		ErrMalformed: 400, ErrTarget: 400, ErrHeaderField: 400, ErrBody: 400, ErrMethod: 405,
 		ErrHTTPVersion: 505, ErrHost: 400, ErrUpgrade: 400, ErrConnection: 400, ErrKey: 400,
 		ErrVersion: 426, ErrVersionMissing: 400, ErrHeaderTooLarge: 431, ErrTooManyHeaders: 431,
@@ -106,9 +106,13 @@ func TestSentinels(t *testing.T) {
 	if len(want) != len(allSentinels) {
 		t.Fatal("sentinels are not distinct")
 	}
-	for _, e := range allSentinels {
-		if e.Status != want[e] {
-			t.Errorf("%q: status %d, want %d", e.Reason, e.Status, want[e])
+	for _, err := range allSentinels {
+		e, ok := err.(RejectError)
+		if !ok {
+			t.Fatalf("%v is a %T, not a RejectError", err, err)
+		}
+		if e.Status != want[err] {
+			t.Errorf("%q: status %d, want %d", e.Reason, e.Status, want[err])
 		}
 		if StatusText(e.Status) == "" {
 			t.Errorf("no reason phrase for %d", e.Status)
@@ -117,8 +121,8 @@ func TestSentinels(t *testing.T) {
 			t.Errorf("Error() = %q", e.Error())
 		}
 	}
-	if ErrVersion.Header != "Sec-WebSocket-Version: 13\r\n" {
-		t.Errorf("ErrVersion.Header = %q", ErrVersion.Header)
+	if h := ErrVersion.(RejectError).Header; h != "Sec-WebSocket-Version: 13\r\n" {
+		t.Errorf("ErrVersion.Header = %q", h)
 	}
 }
 
@@ -131,9 +135,9 @@ func TestAsReject(t *testing.T) {
 		want RejectError
 		ok   bool
 	}{
-		{"sentinel", ErrKey, ErrKey, true},
-		{"boxed sentinel", errKey, ErrKey, true},
-		{"wrapped", fmt.Errorf("accept: %w", ErrOrigin), ErrOrigin, true},
+		{"sentinel", ErrKey, ErrKey.(RejectError), true},
+		{"value", ErrKey.(RejectError), ErrKey.(RejectError), true},
+		{"wrapped", fmt.Errorf("accept: %w", ErrOrigin), ErrOrigin.(RejectError), true},
 		{"pointer", &custom, custom, true},
 		{"wrapped pointer", fmt.Errorf("hook: %w", &custom), custom, true},
 		{"nil pointer", (*RejectError)(nil), RejectError{}, false},
@@ -145,14 +149,14 @@ func TestAsReject(t *testing.T) {
 			t.Errorf("%s: got %#v, %v", c.name, got, ok)
 		}
 	}
-	if !errors.Is(fmt.Errorf("x: %w", errHost), ErrHost) {
+	if !errors.Is(fmt.Errorf("x: %w", ErrHost), ErrHost) {
 		t.Error("errors.Is does not see the sentinel through the boxed copy")
 	}
 }
 
 func TestAppendReject(t *testing.T) {
 	t.Parallel()
-	got := string(AppendReject([]byte("prev"), ErrVersion))
+	got := string(AppendReject([]byte("prev"), ErrVersion.(RejectError)))
 	want := "prevHTTP/1.1 426 Upgrade Required\r\n" +
 		"Connection: Upgrade, close\r\n" +
 		"Upgrade: websocket\r\n" +
@@ -165,7 +169,7 @@ func TestAppendReject(t *testing.T) {
 		t.Fatalf("got\n%q\nwant\n%q", got, want)
 	}
 
-	cases := append([]RejectError{
+	cases := []RejectError{
 		{Status: 0, Reason: "no status"},
 		{Status: 101, Reason: "not a rejection"},
 		{Status: 600, Reason: "out of range"},
@@ -174,7 +178,10 @@ func TestAppendReject(t *testing.T) {
 		{Status: 302, Header: "Location: /login\r\n"},
 		{Status: 429, Reason: "slow down", Header: "Retry-After: 5"},
 		{Status: 403, Reason: "multi\r\nline\x00 reason"},
-	}, allSentinels...)
+	}
+	for _, err := range allSentinels {
+		cases = append(cases, err.(RejectError))
+	}
 	for _, e := range cases {
 		t.Run(fmt.Sprint(e.Status, " ", e.Reason), func(t *testing.T) {
 			t.Parallel()

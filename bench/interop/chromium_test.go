@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/deflate"
+	"github.com/wsgate/wsgate/loop"
 )
 
 // Headless Chromium (Debian's chromium package, installed by .ci/deps.sh)
@@ -114,17 +114,17 @@ func TestDeflateChromium(t *testing.T) {
 	}
 	q := url.Values{}
 	for _, tg := range targets {
-		var opts []wsgate.Option
+		var opts loop.Options
 		switch tg.name {
 		case "deflate", "denied":
-			opts = append(opts, wsgate.WithDeflate(&deflate.Config{}))
+			opts.Deflate = &deflate.Config{}
 		case "takeover":
-			opts = append(opts, wsgate.WithDeflate(&deflate.Config{ServerContextTakeover: true}))
+			opts.Deflate = &deflate.Config{ServerContextTakeover: true}
 		}
 		if !tg.denied {
-			opts = append(opts, wsgate.WithAllowedOrigins(origin))
+			opts.AllowedOrigins = []string{origin}
 		}
-		tg.ts = startServer(t, nil, opts...)
+		tg.ts = startServer(t, nil, opts)
 		tg.sn = startSniffer(t, tg.ts.addr)
 		q.Add(tg.name, "ws://"+tg.sn.addr+"/")
 	}

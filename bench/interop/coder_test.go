@@ -10,7 +10,8 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/loop"
 )
 
 // dialCoder connects a coder/websocket client whose read limit allows the
@@ -32,8 +33,8 @@ func dialCoder(t *testing.T, ts *testServer, opts *websocket.DialOptions) *webso
 	return conn
 }
 
-func coderType(op wsgate.OpCode) websocket.MessageType {
-	if op == wsgate.OpText {
+func coderType(op codec.OpCode) websocket.MessageType {
+	if op == codec.OpText {
 		return websocket.MessageText
 	}
 	return websocket.MessageBinary
@@ -41,8 +42,8 @@ func coderType(op wsgate.OpCode) websocket.MessageType {
 
 func TestCoderRoundTrip(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil)
-	for _, op := range []wsgate.OpCode{wsgate.OpText, wsgate.OpBinary} {
+	ts := startServer(t, nil, loop.Options{})
+	for _, op := range []codec.OpCode{codec.OpText, codec.OpBinary} {
 		t.Run(coderType(op).String(), func(t *testing.T) {
 			conn := dialCoder(t, ts, nil)
 			ts.h.nextOpen(t)
@@ -50,7 +51,7 @@ func TestCoderRoundTrip(t *testing.T) {
 			defer cancel()
 			for i, n := range sizes {
 				want := binaryPayload(n, uint64(100+i))
-				if op == wsgate.OpText {
+				if op == codec.OpText {
 					want = textPayload(n)
 				}
 				if err := conn.Write(ctx, coderType(op), want); err != nil {
@@ -89,7 +90,7 @@ func coderClose(t *testing.T, ts *testServer, conn *websocket.Conn, reason strin
 // several writes, which coder sends as a fragmented message.
 func TestCoderStreamedWrite(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil)
+	ts := startServer(t, nil, loop.Options{})
 	conn := dialCoder(t, ts, nil)
 	ts.h.nextOpen(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -122,7 +123,7 @@ func TestCoderStreamedWrite(t *testing.T) {
 // with pongs by itself.
 func TestCoderPing(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil)
+	ts := startServer(t, nil, loop.Options{})
 	conn := dialCoder(t, ts, nil)
 	ts.h.nextOpen(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -170,10 +171,10 @@ func TestCoderPing(t *testing.T) {
 // 1000 and an application code.
 func TestCoderServerClose(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil)
+	ts := startServer(t, nil, loop.Options{})
 	for _, tc := range []struct {
 		name   string
-		code   wsgate.StatusCode
+		code   codec.StatusCode
 		reason string
 	}{
 		{name: "normal", code: 1000, reason: "server done"},
@@ -202,7 +203,7 @@ func TestCoderServerClose(t *testing.T) {
 // close 1009 (StatusMessageTooBig).
 func TestCoderTooBig(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil, wsgate.WithMaxMessageSize(1024))
+	ts := startServer(t, nil, loop.Options{MaxMessageSize: 1024})
 	conn := dialCoder(t, ts, nil)
 	ts.h.nextOpen(t)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -231,7 +232,7 @@ func TestCoderTooBig(t *testing.T) {
 
 func TestCoderSubprotocol(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil, wsgate.WithProtocols("chat", "superchat"))
+	ts := startServer(t, nil, loop.Options{Protocols: []string{"chat", "superchat"}})
 	conn := dialCoder(t, ts, &websocket.DialOptions{Subprotocols: []string{"superchat"}})
 	sc := ts.h.nextOpen(t)
 	if conn.Subprotocol() != "superchat" || sc.Subprotocol() != "superchat" {

@@ -13,8 +13,9 @@ import (
 	coder "github.com/coder/websocket"
 	"github.com/gorilla/websocket"
 
-	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/codec"
 	"github.com/wsgate/wsgate/deflate"
+	"github.com/wsgate/wsgate/loop"
 )
 
 // permessage-deflate (RFC 7692) against real clients, with what was
@@ -165,7 +166,7 @@ func proxiedVia(ts *testServer, sn *sniffer) *testServer {
 // takeover both ways and compresses every message it sends.
 func TestDeflateGorilla(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil, wsgate.WithDeflate(&deflate.Config{}))
+	ts := startServer(t, nil, loop.Options{Deflate: &deflate.Config{}})
 	sn := startSniffer(t, ts.addr)
 	conn, resp := dialGorilla(t, proxiedVia(ts, sn), &websocket.Dialer{EnableCompression: true})
 	ts.h.nextOpen(t)
@@ -252,7 +253,7 @@ func TestDeflateGorilla(t *testing.T) {
 func TestDeflateUncompressed(t *testing.T) {
 	t.Parallel()
 	h := newRecorder(t)
-	h.onMessage = func(c *wsgate.Conn, op wsgate.OpCode, p []byte) {
+	h.onMessage = func(c *loop.Conn, op codec.OpCode, p []byte) {
 		write := c.WriteMessage
 		if bytes.HasPrefix(p, []byte("raw:")) {
 			write = c.WriteUncompressed
@@ -261,7 +262,7 @@ func TestDeflateUncompressed(t *testing.T) {
 			t.Errorf("write: %v", err)
 		}
 	}
-	ts := startServer(t, h, wsgate.WithDeflate(&deflate.Config{}))
+	ts := startServer(t, h, loop.Options{Deflate: &deflate.Config{}})
 	sn := startSniffer(t, ts.addr)
 	conn, _ := dialGorilla(t, proxiedVia(ts, sn), &websocket.Dialer{EnableCompression: true})
 	ts.h.nextOpen(t)
@@ -303,7 +304,7 @@ func TestDeflateUncompressed(t *testing.T) {
 // a server with ServerContextTakeover.
 func TestDeflateCoderTakeover(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil, wsgate.WithDeflate(&deflate.Config{ServerContextTakeover: true}))
+	ts := startServer(t, nil, loop.Options{Deflate: &deflate.Config{ServerContextTakeover: true}})
 	sn := startSniffer(t, ts.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
@@ -381,7 +382,7 @@ func TestDeflateCoderTakeover(t *testing.T) {
 func TestDeflateNode(t *testing.T) {
 	t.Parallel()
 	node := ensureNodeWS(t)
-	ts := startServer(t, nil, wsgate.WithDeflate(&deflate.Config{}))
+	ts := startServer(t, nil, loop.Options{Deflate: &deflate.Config{}})
 	sn := startSniffer(t, ts.addr)
 
 	sum := runNodeClient(t, node, "ws://"+sn.addr+"/", "deflate")
@@ -428,7 +429,7 @@ func TestDeflateNode(t *testing.T) {
 
 // serverClose checks the server's side of a failure: OnClose with code,
 // not Remote.
-func serverClose(t *testing.T, ts *testServer, code wsgate.StatusCode) {
+func serverClose(t *testing.T, ts *testServer, code codec.StatusCode) {
 	t.Helper()
 	ev := ts.h.nextClose(t)
 	if ev.err.Code != code || ev.err.Remote {
@@ -442,7 +443,7 @@ func serverClose(t *testing.T, ts *testServer, code wsgate.StatusCode) {
 // several, RSV1 on the first only.
 func TestDeflateRawFrames(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil, wsgate.WithDeflate(&deflate.Config{}))
+	ts := startServer(t, nil, loop.Options{Deflate: &deflate.Config{}})
 	rc := dialRaw(t, ts.addr, "permessage-deflate")
 	ts.h.nextOpen(t)
 	if got := rc.extensions(); got != extNoTakeover {
@@ -547,7 +548,7 @@ func TestDeflateRawFrames(t *testing.T) {
 // for is honoured, within a message and across messages.
 func TestDeflateRawTakeover(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil, wsgate.WithDeflate(&deflate.Config{ServerContextTakeover: true}))
+	ts := startServer(t, nil, loop.Options{Deflate: &deflate.Config{ServerContextTakeover: true}})
 
 	t.Run("repeat", func(t *testing.T) {
 		rc := dialRaw(t, ts.addr, "permessage-deflate")
@@ -639,9 +640,9 @@ func TestDeflateRawTakeover(t *testing.T) {
 // connection then works: compressed echo if accepted, none otherwise.
 func TestDeflateNegotiation(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil, wsgate.WithDeflate(&deflate.Config{}))
-	tsT := startServer(t, nil, wsgate.WithDeflate(&deflate.Config{ServerContextTakeover: true}))
-	tsOff := startServer(t, nil)
+	ts := startServer(t, nil, loop.Options{Deflate: &deflate.Config{}})
+	tsT := startServer(t, nil, loop.Options{Deflate: &deflate.Config{ServerContextTakeover: true}})
+	tsOff := startServer(t, nil, loop.Options{})
 	for _, tc := range []struct {
 		name   string
 		ts     *testServer
@@ -695,8 +696,8 @@ func TestDeflateNegotiation(t *testing.T) {
 // bit fails the connection with 1002.
 func TestDeflateRSVMisuse(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil, wsgate.WithDeflate(&deflate.Config{}))
-	tsOff := startServer(t, nil)
+	ts := startServer(t, nil, loop.Options{Deflate: &deflate.Config{}})
+	tsOff := startServer(t, nil, loop.Options{})
 	z := func(p []byte) []byte { return compressMsg(t, p, nil, 6) }
 	json1k := jsonPayload(1024, 1)
 	for _, tc := range []struct {
@@ -771,7 +772,7 @@ func TestDeflateRSVMisuse(t *testing.T) {
 // text that inflates to invalid UTF-8 also gets 1007.
 func TestDeflateCorrupt(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil, wsgate.WithDeflate(&deflate.Config{}))
+	ts := startServer(t, nil, loop.Options{Deflate: &deflate.Config{}})
 	dict := jsonPayload(2000, 1)
 	valid := compressMsg(t, jsonPayload(3000, 2), nil, 6)
 	for _, tc := range []struct {
@@ -833,7 +834,7 @@ func zerosBomb(t *testing.T) []byte {
 func TestDeflateBomb(t *testing.T) {
 	t.Parallel()
 	const limit = 1 << 20
-	ts := startServer(t, nil, wsgate.WithDeflate(&deflate.Config{}), wsgate.WithMaxMessageSize(limit))
+	ts := startServer(t, nil, loop.Options{Deflate: &deflate.Config{}, MaxMessageSize: limit})
 	b := zerosBomb(t)
 	t.Logf("bomb: %d MiB of zeros in a %d-byte message", bombSize>>20, len(b))
 	// Two of its 64 copies inflate to 2 MiB of zeros (all 64 would take

@@ -12,8 +12,9 @@ import (
 	"github.com/coder/websocket"
 	gorilla "github.com/gorilla/websocket"
 
-	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/codec"
 	"github.com/wsgate/wsgate/deflate"
+	"github.com/wsgate/wsgate/loop"
 )
 
 // fanClient is one subscriber, whatever the library.
@@ -46,7 +47,7 @@ func pubMsg(i int) string {
 func TestFanoutTakeoverAndPlain(t *testing.T) {
 	t.Parallel()
 	h := newRecorder(t)
-	ts := startServer(t, h, wsgate.WithDeflate(&deflate.Config{ServerContextTakeover: true}))
+	ts := startServer(t, h, loop.Options{Deflate: &deflate.Config{ServerContextTakeover: true}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -131,7 +132,7 @@ func TestFanoutTakeoverAndPlain(t *testing.T) {
 		}()
 	}
 	for i := range n {
-		pm, err := ts.Prepare(wsgate.OpText, []byte(pubMsg(i)), "")
+		pm, err := ts.Prepare(codec.OpText, []byte(pubMsg(i)), "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,7 +11,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/loop"
 )
 
 // dialGorilla connects a gorilla/websocket client and closes its TCP
@@ -62,8 +63,8 @@ func gorillaClose(t *testing.T, conn *websocket.Conn, code int, reason string) {
 	}
 }
 
-func gorillaType(op wsgate.OpCode) int {
-	if op == wsgate.OpText {
+func gorillaType(op codec.OpCode) int {
+	if op == codec.OpText {
 		return websocket.TextMessage
 	}
 	return websocket.BinaryMessage
@@ -71,26 +72,26 @@ func gorillaType(op wsgate.OpCode) int {
 
 func TestGorillaRoundTrip(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil)
+	ts := startServer(t, nil, loop.Options{})
 	for _, tc := range []struct {
 		name string
-		op   wsgate.OpCode
+		op   codec.OpCode
 		// writeBuf is the client's write buffer: gorilla cuts a message
 		// into frames of about this size, so small buffers make the
 		// server assemble fragmented messages.
 		writeBuf int
 	}{
-		{name: "text", op: wsgate.OpText},
-		{name: "binary", op: wsgate.OpBinary},
-		{name: "text_fragmented", op: wsgate.OpText, writeBuf: 1000},
-		{name: "binary_fragmented", op: wsgate.OpBinary, writeBuf: 1000},
+		{name: "text", op: codec.OpText},
+		{name: "binary", op: codec.OpBinary},
+		{name: "text_fragmented", op: codec.OpText, writeBuf: 1000},
+		{name: "binary_fragmented", op: codec.OpBinary, writeBuf: 1000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn, _ := dialGorilla(t, ts, &websocket.Dialer{WriteBufferSize: tc.writeBuf})
 			ts.h.nextOpen(t)
 			for i, n := range sizes {
 				want := binaryPayload(n, uint64(i))
-				if tc.op == wsgate.OpText {
+				if tc.op == codec.OpText {
 					want = textPayload(n)
 				}
 				conn.SetWriteDeadline(time.Now().Add(waitTimeout))
@@ -120,7 +121,7 @@ func TestGorillaRoundTrip(t *testing.T) {
 // checks that every echo comes back in order, with its type and bytes.
 func TestGorillaPipelined(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil)
+	ts := startServer(t, nil, loop.Options{})
 	conn, _ := dialGorilla(t, ts, nil)
 	ts.h.nextOpen(t)
 
@@ -163,7 +164,7 @@ func TestGorillaPipelined(t *testing.T) {
 // each before the echo of a message sent after the ping.
 func TestGorillaPing(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil)
+	ts := startServer(t, nil, loop.Options{})
 	conn, _ := dialGorilla(t, ts, nil)
 	ts.h.nextOpen(t)
 
@@ -205,7 +206,7 @@ func TestGorillaPing(t *testing.T) {
 
 func TestGorillaSubprotocol(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil, wsgate.WithProtocols("chat", "superchat"))
+	ts := startServer(t, nil, loop.Options{Protocols: []string{"chat", "superchat"}})
 	for _, tc := range []struct {
 		name  string
 		offer []string
@@ -236,7 +237,7 @@ func TestGorillaSubprotocol(t *testing.T) {
 
 func TestGorillaClientClose(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil)
+	ts := startServer(t, nil, loop.Options{})
 	conn, _ := dialGorilla(t, ts, nil)
 	ts.h.nextOpen(t)
 	if ts.Conns() != 1 {
@@ -255,23 +256,23 @@ func TestGorillaClientClose(t *testing.T) {
 func TestGorillaServerClose(t *testing.T) {
 	t.Parallel()
 	h := newRecorder(t)
-	h.onMessage = func(c *wsgate.Conn, op wsgate.OpCode, p []byte) {
+	h.onMessage = func(c *loop.Conn, op codec.OpCode, p []byte) {
 		if string(p) == "close me" { // Close from the event loop
 			_ = c.Close(4001, "as you wish")
 			return
 		}
 		_ = c.WriteMessage(op, p)
 	}
-	ts := startServer(t, h)
+	ts := startServer(t, h, loop.Options{})
 	for _, tc := range []struct {
 		name   string
-		close  func(sc *wsgate.Conn, cc *websocket.Conn)
+		close  func(sc *loop.Conn, cc *websocket.Conn)
 		code   int
 		reason string
 	}{
 		{
 			name: "from_goroutine", code: 4000, reason: "bye",
-			close: func(sc *wsgate.Conn, _ *websocket.Conn) {
+			close: func(sc *loop.Conn, _ *websocket.Conn) {
 				if err := sc.Close(4000, "bye"); err != nil {
 					t.Errorf("server Close: %v", err)
 				}
@@ -279,7 +280,7 @@ func TestGorillaServerClose(t *testing.T) {
 		},
 		{
 			name: "from_handler", code: 4001, reason: "as you wish",
-			close: func(_ *wsgate.Conn, cc *websocket.Conn) {
+			close: func(_ *loop.Conn, cc *websocket.Conn) {
 				if err := cc.WriteMessage(websocket.TextMessage, []byte("close me")); err != nil {
 					t.Errorf("client write: %v", err)
 				}
@@ -290,7 +291,7 @@ func TestGorillaServerClose(t *testing.T) {
 			conn, _ := dialGorilla(t, ts, nil)
 			sc := ts.h.nextOpen(t)
 			// Data queued before Close goes out before the close frame.
-			if err := sc.WriteMessage(wsgate.OpText, []byte("before close")); err != nil {
+			if err := sc.WriteMessage(codec.OpText, []byte("before close")); err != nil {
 				t.Fatalf("server WriteMessage: %v", err)
 			}
 			tc.close(sc, conn)
@@ -303,8 +304,8 @@ func TestGorillaServerClose(t *testing.T) {
 			if !errors.As(err, &ce) || ce.Code != tc.code || ce.Text != tc.reason {
 				t.Errorf("client: read = %v; want close %d %q", err, tc.code, tc.reason)
 			}
-			expectClose(t, ts.h.nextClose(t), wsgate.StatusCode(tc.code), tc.reason, false)
-			if err := sc.WriteMessage(wsgate.OpText, []byte("too late")); err == nil {
+			expectClose(t, ts.h.nextClose(t), codec.StatusCode(tc.code), tc.reason, false)
+			if err := sc.WriteMessage(codec.OpText, []byte("too late")); err == nil {
 				t.Errorf("server WriteMessage after close succeeded; want an error")
 			}
 		})
@@ -315,7 +316,7 @@ func TestGorillaServerClose(t *testing.T) {
 // fragments each under the limit, and expects close 1009.
 func TestGorillaTooBig(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil, wsgate.WithMaxMessageSize(1024))
+	ts := startServer(t, nil, loop.Options{MaxMessageSize: 1024})
 	for _, tc := range []struct {
 		name     string
 		writeBuf int
@@ -352,7 +353,7 @@ func TestGorillaTooBig(t *testing.T) {
 
 func TestGorillaBroadcast(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, nil)
+	ts := startServer(t, nil, loop.Options{})
 	var conns []*websocket.Conn
 	for range 3 {
 		c, _ := dialGorilla(t, ts, nil)
@@ -362,10 +363,10 @@ func TestGorillaBroadcast(t *testing.T) {
 	waitFor(t, "server Conns() == 3", func() bool { return ts.Conns() == 3 })
 
 	big := binaryPayload(200<<10, 42) // several server frames
-	if err := ts.Broadcast(wsgate.OpText, []byte("hello, all")); err != nil {
+	if err := ts.Broadcast(codec.OpText, []byte("hello, all")); err != nil {
 		t.Fatalf("Broadcast: %v", err)
 	}
-	if err := ts.Broadcast(wsgate.OpBinary, big); err != nil {
+	if err := ts.Broadcast(codec.OpBinary, big); err != nil {
 		t.Fatalf("Broadcast: %v", err)
 	}
 	for i, c := range conns {
@@ -385,7 +386,7 @@ func TestGorillaBroadcast(t *testing.T) {
 	}
 	waitFor(t, "server Conns() == 0", func() bool { return ts.Conns() == 0 })
 	// Broadcast to nobody is fine.
-	if err := ts.Broadcast(wsgate.OpText, []byte("anyone?")); err != nil {
+	if err := ts.Broadcast(codec.OpText, []byte("anyone?")); err != nil {
 		t.Errorf("Broadcast with no connections: %v", err)
 	}
 }

@@ -14,7 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/loop"
 )
 
 // sizes are the message sizes every client round-trips: the header length
@@ -26,35 +27,35 @@ const waitTimeout = 10 * time.Second
 
 // closeEvent is one Handler.OnClose call.
 type closeEvent struct {
-	conn *wsgate.Conn
-	err  *wsgate.CloseError
+	conn *loop.Conn
+	err  *loop.CloseError
 }
 
 // recorder is the server's Handler: it echoes every message with its
 // opcode (unless onMessage is set) and records opens and closes.
 type recorder struct {
 	t         *testing.T
-	onMessage func(c *wsgate.Conn, op wsgate.OpCode, p []byte)
+	onMessage func(c *loop.Conn, op codec.OpCode, p []byte)
 
 	opens     atomic.Int64
 	closes    atomic.Int64
-	opened    chan *wsgate.Conn
+	opened    chan *loop.Conn
 	closed    chan closeEvent
 	writeErrs atomic.Int64
 
 	mu        sync.Mutex
-	badCloses []string // OnClose errors that were not a *wsgate.CloseError
+	badCloses []string // OnClose errors that were not a *loop.CloseError
 }
 
 func newRecorder(t *testing.T) *recorder {
 	return &recorder{
 		t:      t,
-		opened: make(chan *wsgate.Conn, 64),
+		opened: make(chan *loop.Conn, 64),
 		closed: make(chan closeEvent, 64),
 	}
 }
 
-func (r *recorder) OnOpen(c *wsgate.Conn) {
+func (r *recorder) OnOpen(c *loop.Conn) {
 	r.opens.Add(1)
 	select {
 	case r.opened <- c:
@@ -62,7 +63,7 @@ func (r *recorder) OnOpen(c *wsgate.Conn) {
 	}
 }
 
-func (r *recorder) OnMessage(c *wsgate.Conn, op wsgate.OpCode, p []byte) {
+func (r *recorder) OnMessage(c *loop.Conn, op codec.OpCode, p []byte) {
 	if r.onMessage != nil {
 		r.onMessage(c, op, p)
 		return
@@ -72,9 +73,9 @@ func (r *recorder) OnMessage(c *wsgate.Conn, op wsgate.OpCode, p []byte) {
 	}
 }
 
-func (r *recorder) OnClose(c *wsgate.Conn, err error) {
+func (r *recorder) OnClose(c *loop.Conn, err error) {
 	r.closes.Add(1)
-	var ce *wsgate.CloseError
+	var ce *loop.CloseError
 	if !errors.As(err, &ce) {
 		r.mu.Lock()
 		r.badCloses = append(r.badCloses, fmtErr(err))
@@ -95,7 +96,7 @@ func fmtErr(err error) string {
 }
 
 // nextOpen waits for the next OnOpen.
-func (r *recorder) nextOpen(t *testing.T) *wsgate.Conn {
+func (r *recorder) nextOpen(t *testing.T) *loop.Conn {
 	t.Helper()
 	select {
 	case c := <-r.opened:
@@ -134,7 +135,7 @@ func (r *recorder) nextClose(t *testing.T) closeEvent {
 
 // testServer is a running wsgate echo server on 127.0.0.1.
 type testServer struct {
-	*wsgate.Server
+	*loop.Server
 	h    *recorder
 	addr string
 	url  string
@@ -173,20 +174,20 @@ func freePort(t *testing.T) int {
 // registers its shutdown, which also checks that every connection the
 // server opened was closed exactly once and that the count is back to 0.
 // Register client cleanups after this call so they run first.
-func startServer(t *testing.T, h *recorder, opts ...wsgate.Option) *testServer {
+func startServer(t *testing.T, h *recorder, o loop.Options) *testServer {
 	t.Helper()
 	if h == nil {
 		h = newRecorder(t)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	base := []wsgate.Option{wsgate.WithLoops(2), wsgate.WithLogger(logger)}
+	o.NumLoops, o.Logger = 2, logger
 	var (
-		srv  *wsgate.Server
+		srv  *loop.Server
 		addr string
 		err  error
 	)
 	for range 3 {
-		srv, err = wsgate.NewServer(h, append(base, opts...)...)
+		srv, err = loop.NewServer(h, o)
 		if err != nil {
 			t.Fatalf("NewServer: %v", err)
 		}
@@ -214,7 +215,7 @@ func startServer(t *testing.T, h *recorder, opts ...wsgate.Option) *testServer {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		for _, e := range h.badCloses {
-			t.Errorf("server: OnClose got %q, want a *wsgate.CloseError", e)
+			t.Errorf("server: OnClose got %q, want a *loop.CloseError", e)
 		}
 	})
 	return ts
@@ -234,7 +235,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // expectClose checks a server-side OnClose.
-func expectClose(t *testing.T, ev closeEvent, code wsgate.StatusCode, reason string, remote bool) {
+func expectClose(t *testing.T, ev closeEvent, code codec.StatusCode, reason string, remote bool) {
 	t.Helper()
 	ce := ev.err
 	if ce.Code != code || ce.Reason != reason || ce.Remote != remote {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/loop"
 )
 
 // nodeSummary is the JSON line testdata/node_client.mjs prints.
@@ -84,7 +86,7 @@ func runNodeClient(t *testing.T, node string, args ...string) nodeSummary {
 func TestNodeWS(t *testing.T) {
 	t.Parallel()
 	node := ensureNodeWS(t)
-	ts := startServer(t, nil)
+	ts := startServer(t, nil, loop.Options{})
 
 	sum := runNodeClient(t, node, ts.url)
 	t.Logf("node client (ws %s): %d round trips, %d bytes, %d pongs, close %d %q",

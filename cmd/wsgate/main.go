@@ -16,8 +16,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/codec"
 	"github.com/wsgate/wsgate/deflate"
+	"github.com/wsgate/wsgate/loop"
 	"github.com/wsgate/wsgate/pprof"
 )
 
@@ -57,22 +58,25 @@ func main() {
 	}
 
 	h := &echo{broadcast: *broadcast}
-	opts := []wsgate.Option{
-		wsgate.WithLogger(log),
-		wsgate.WithLoops(*loops),
-		wsgate.WithTimeouts(*handshake, *ping, *idle),
-		wsgate.WithMaxMessageSize(*maxMsg),
-		wsgate.WithMaxConns(*maxConns),
-		wsgate.WithMaxPendingBytes(*maxPend),
-		wsgate.WithSlowPolicy(policy, *highWater),
+	opts := loop.Options{
+		Logger:           log,
+		NumLoops:         *loops,
+		HandshakeTimeout: *handshake,
+		PingInterval:     *ping,
+		IdleTimeout:      *idle,
+		MaxMessageSize:   *maxMsg,
+		MaxConns:         *maxConns,
+		MaxPendingBytes:  *maxPend,
+		SlowPolicy:       policy,
+		HighWaterBytes:   *highWater,
 	}
 	if *compress {
-		opts = append(opts, wsgate.WithDeflate(&deflate.Config{ServerContextTakeover: *takeover}))
+		opts.Deflate = &deflate.Config{ServerContextTakeover: *takeover}
 	}
 	if *origins != "" {
-		opts = append(opts, wsgate.WithAllowedOrigins(strings.Split(*origins, ",")...))
+		opts.AllowedOrigins = strings.Split(*origins, ",")
 	}
-	srv, err := wsgate.NewServer(h, opts...)
+	srv, err := loop.NewServer(h, opts)
 	if err != nil {
 		log.Error("bad configuration", "err", err)
 		os.Exit(2)
@@ -114,7 +118,7 @@ func main() {
 	}
 }
 
-func waitChan(srv *wsgate.Server) <-chan error {
+func waitChan(srv *loop.Server) <-chan error {
 	ch := make(chan error, 1)
 	go func() { ch <- srv.Wait() }()
 	return ch
@@ -122,22 +126,22 @@ func waitChan(srv *wsgate.Server) <-chan error {
 
 // echo sends every message back, or broadcasts "BCAST " messages.
 type echo struct {
-	wsgate.BuiltinHandler
-	srv       *wsgate.Server
+	loop.BuiltinHandler
+	srv       *loop.Server
 	broadcast bool
 }
 
 var bcast = []byte("BCAST ")
 
-func (e *echo) OnMessage(c *wsgate.Conn, op wsgate.OpCode, p []byte) {
-	if e.broadcast && op == wsgate.OpText && bytes.HasPrefix(p, bcast) {
-		if err := e.srv.Broadcast(wsgate.OpText, p[len(bcast):]); err != nil {
-			c.Close(wsgate.StatusInternalError, "broadcast failed")
+func (e *echo) OnMessage(c *loop.Conn, op codec.OpCode, p []byte) {
+	if e.broadcast && op == codec.OpText && bytes.HasPrefix(p, bcast) {
+		if err := e.srv.Broadcast(codec.OpText, p[len(bcast):]); err != nil {
+			c.Close(codec.StatusInternalError, "broadcast failed")
 		}
 		return
 	}
-	if err := c.WriteMessage(op, p); err != nil && !errors.Is(err, wsgate.ErrClosed) {
-		c.Close(wsgate.StatusInternalError, "")
+	if err := c.WriteMessage(op, p); err != nil && !errors.Is(err, loop.ErrClosed) {
+		c.Close(codec.StatusInternalError, "")
 	}
 }
 
@@ -159,8 +163,8 @@ func checkFileLimit(log *slog.Logger, maxConns int) {
 
 // slowPolicies are the -slow values. Conflation needs a key per message,
 // which BCAST messages do not carry.
-var slowPolicies = map[string]wsgate.SlowPolicy{
-	"disconnect":  wsgate.SlowDisconnect,
-	"drop-newest": wsgate.SlowDropNewest,
-	"drop-oldest": wsgate.SlowDropOldest,
+var slowPolicies = map[string]loop.SlowPolicy{
+	"disconnect":  loop.SlowDisconnect,
+	"drop-newest": loop.SlowDropNewest,
+	"drop-oldest": loop.SlowDropOldest,
 }

@@ -1,4 +1,6 @@
-package wsgate_test
+//go:build !windows
+
+package loop_test
 
 import (
 	"bufio"
@@ -22,7 +24,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/loop"
 )
 
 // This file is the raw-socket client of the conformance suite: it builds
@@ -151,8 +154,6 @@ func closeFrame(code int, reason string) []byte {
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
-func repeat(s string, n int) []byte { return bytes.Repeat([]byte(s), n)[:n] }
-
 // pattern returns n bytes that are not periodic with period 4, so an
 // unmasking bug cannot cancel out.
 func pattern(n int) []byte {
@@ -244,10 +245,10 @@ type closeRecord struct {
 	at  time.Time
 }
 
-// echoServer is a wsgate server whose handler echoes every message with
+// echoServer is a loop server whose handler echoes every message with
 // its opcode and records every OnClose by the peer's address.
 type echoServer struct {
-	srv  *wsgate.Server
+	srv  *loop.Server
 	addr string
 
 	mu     sync.Mutex
@@ -273,19 +274,19 @@ func (e *echoServer) violation(format string, args ...any) {
 	e.mu.Unlock()
 }
 
-func (e *echoServer) OnOpen(*wsgate.Conn) {}
+func (e *echoServer) OnOpen(*loop.Conn) {}
 
-func (e *echoServer) OnMessage(c *wsgate.Conn, op wsgate.OpCode, p []byte) {
+func (e *echoServer) OnMessage(c *loop.Conn, op codec.OpCode, p []byte) {
 	switch {
-	case op != wsgate.OpText && op != wsgate.OpBinary:
+	case op != codec.OpText && op != codec.OpBinary:
 		e.violation("OnMessage got opcode %v", op)
-	case op == wsgate.OpText && !utf8.Valid(p):
+	case op == codec.OpText && !utf8.Valid(p):
 		e.violation("OnMessage got a text message that is not UTF-8: %q", p)
 	}
 	_ = c.WriteMessage(op, p)
 }
 
-func (e *echoServer) OnClose(c *wsgate.Conn, err error) {
+func (e *echoServer) OnClose(c *loop.Conn, err error) {
 	addr := c.RemoteAddr().String()
 	e.mu.Lock()
 	e.calls[addr]++
@@ -313,11 +314,11 @@ func freePort(t testing.TB) string {
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// startEcho starts an echo server with opts on a free port; it is shut
+// startEcho starts an echo server with o on a free port; it is shut
 // down, and its handler's findings reported, when t ends.
-func startEcho(t testing.TB, opts ...wsgate.Option) *echoServer {
+func startEcho(t testing.TB, o loop.Options) *echoServer {
 	t.Helper()
-	e := startEchoNoCleanup(t, opts...)
+	e := startEchoNoCleanup(t, o)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
@@ -330,11 +331,13 @@ func startEcho(t testing.TB, opts ...wsgate.Option) *echoServer {
 
 // startEchoNoCleanup is startEcho for a test that shuts the server down
 // itself; the handler's findings are still reported.
-func startEchoNoCleanup(t testing.TB, opts ...wsgate.Option) *echoServer {
+func startEchoNoCleanup(t testing.TB, o loop.Options) *echoServer {
 	t.Helper()
 	e := &echoServer{closes: map[string]chan closeRecord{}, calls: map[string]int{}}
-	opts = append([]wsgate.Option{wsgate.WithLogger(quietLog)}, opts...)
-	srv, err := wsgate.NewServer(e, opts...)
+	if o.Logger == nil {
+		o.Logger = quietLog
+	}
+	srv, err := loop.NewServer(e, o)
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}

@@ -1,4 +1,6 @@
-package wsgate_test
+//go:build !windows
+
+package loop_test
 
 import (
 	"bytes"
@@ -14,7 +16,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/loop"
+	"github.com/wsgate/wsgate/upgrade"
 )
 
 // The RFC 6455 conformance suite. It takes the place of the Autobahn
@@ -138,17 +141,17 @@ type closeWant struct {
 
 type confCase struct {
 	name     string
-	srv      string          // shared server by name ("" = "default")
-	opts     []wsgate.Option // if set: a server of its own with these options
-	raw      bool            // the steps do the opening handshake themselves
-	pre      int             // upgraded connections opened (and held) first
+	srv      string        // shared server by name ("" = "default")
+	opts     *loop.Options // if set: a server of its own with these options
+	raw      bool          // the steps do the opening handshake themselves
+	pre      int           // upgraded connections opened (and held) first
 	steps    []step
 	closed   *closeWant // nil only for connections that are never upgraded
 	keepOpen bool       // wait for OnClose with the socket still open
 }
 
-func (c confCase) on(srv string) confCase              { c.srv = srv; return c }
-func (c confCase) with(opts ...wsgate.Option) confCase { c.opts = opts; return c }
+func (c confCase) on(srv string) confCase       { c.srv = srv; return c }
+func (c confCase) with(o loop.Options) confCase { c.opts = &o; return c }
 
 func sptr(s string) *string { return &s }
 
@@ -195,13 +198,13 @@ func textPattern(n int) []byte {
 }
 
 // Named shared servers and their options.
-func sharedServers() map[string][]wsgate.Option {
-	return map[string][]wsgate.Option{
-		"default": nil,
-		"small":   {wsgate.WithMaxMessageSize(4096)},
-		"idle":    {wsgate.WithTimeouts(5*time.Second, 300*time.Millisecond, time.Second)},
-		"hs":      {wsgate.WithTimeouts(500*time.Millisecond, 0, 0)},
-		"origins": {wsgate.WithAllowedOrigins("https://app.example")},
+func sharedServers() map[string]loop.Options {
+	return map[string]loop.Options{
+		"default": {},
+		"small":   {MaxMessageSize: 4096},
+		"idle":    {HandshakeTimeout: 5 * time.Second, PingInterval: 300 * time.Millisecond, IdleTimeout: time.Second},
+		"hs":      {HandshakeTimeout: 500 * time.Millisecond},
+		"origins": {AllowedOrigins: []string{"https://app.example"}},
 	}
 }
 
@@ -507,7 +510,7 @@ func conformanceCases() []confCase {
 	big := textPattern(256 << 10)
 	add(peerClose("close.after.256KiB.message", 1000, "", []step{sendLax(textFrame(string(big)), closeFrame(1000, ""), pingFrame("p")), text(string(big))}, 1000).lax())
 	add(confCase{name: "close.timeout.silent.peer", keepOpen: true,
-		opts:   []wsgate.Option{wsgate.WithOptions(wsgate.Options{CloseTimeout: 500 * time.Millisecond, Logger: quietLog})},
+		opts:   &loop.Options{CloseTimeout: 500 * time.Millisecond},
 		steps:  []step{send(rawFrame(fin(3), nil, encMin, false)), closeWith(1002), eof()},
 		closed: &closeWant{code: 1002, within: 2 * time.Second}}.lax())
 
@@ -581,14 +584,14 @@ func conformanceCases() []confCase {
 	add(upgraded("handshake.origin.allowed", reqSpec{extra: []string{"Origin: https://app.example"}}).on("origins"))
 	add(upgraded("handshake.no.origin", reqSpec{}).on("origins"))
 	{
-		c := rejected("handshake.max.conns.503", reqSpec{}, 503).with(wsgate.WithMaxConns(2))
+		c := rejected("handshake.max.conns.503", reqSpec{}, 503).with(loop.Options{MaxConns: 2})
 		c.pre = 2
 		add(c)
-		d := upgraded("handshake.max.conns.below", reqSpec{}).with(wsgate.WithMaxConns(2))
+		d := upgraded("handshake.max.conns.below", reqSpec{}).with(loop.Options{MaxConns: 2})
 		d.pre = 1
 		add(d)
 	}
-	protos := wsgate.WithProtocols("chat", "superchat")
+	protos := loop.Options{Protocols: []string{"chat", "superchat"}}
 	add(upgraded("handshake.subprotocol.selected", reqSpec{extra: []string{"Sec-WebSocket-Protocol: foo, chat"}},
 		"Sec-WebSocket-Protocol: chat").with(protos))
 	{
@@ -596,12 +599,12 @@ func conformanceCases() []confCase {
 		c.steps[1] = status(101, "!Sec-WebSocket-Protocol")
 		add(c)
 	}
-	auth := wsgate.WithAuthorize(func(r *wsgate.Request) (any, error) {
+	auth := loop.Options{Authorize: func(r *upgrade.Request) (any, error) {
 		if string(r.Header("Authorization")) != "Bearer good" {
-			return nil, wsgate.RejectError{Status: 401, Reason: "no token"}
+			return nil, upgrade.RejectError{Status: 401, Reason: "no token"}
 		}
 		return "user", nil
-	})
+	}}
 	add(rejected("handshake.authorize.401", reqSpec{}, 401).with(auth))
 	add(upgraded("handshake.authorize.ok", reqSpec{extra: []string{"Authorization: Bearer good"}}).with(auth))
 	// Server "hs": 500 ms handshake timeout.
@@ -621,11 +624,11 @@ func conformanceCases() []confCase {
 	add(confCase{name: "idle.ping.then.1001", srv: "idle", steps: []step{
 		expectPing(false).after(150 * time.Millisecond),
 		closeWith(1001).afterPings().after(500 * time.Millisecond), eof()},
-		closed: &closeWant{code: 1001, err: wsgate.ErrIdle}})
+		closed: &closeWant{code: 1001, err: loop.ErrIdle}})
 	// The server closes first: the client's answering close ends it.
 	add(confCase{name: "idle.1001.answered", srv: "idle", steps: []step{
 		closeWith(1001).afterPings(), send(closeFrame(1001, "")), eof()},
-		closed: &closeWant{code: 1001, err: wsgate.ErrIdle, within: time.Second}, keepOpen: true})
+		closed: &closeWant{code: 1001, err: loop.ErrIdle, within: time.Second}, keepOpen: true})
 	// The timing wheel ticks every 100 ms and may lag under load, so a ping
 	// may come a little early: extra pings are legal, an idle close is not.
 	{
@@ -679,7 +682,7 @@ func TestConformance(t *testing.T) {
 	}
 	servers := map[string]*echoServer{}
 	for name, opts := range sharedServers() {
-		servers[name] = startEcho(t, opts...)
+		servers[name] = startEcho(t, opts)
 	}
 	for _, mode := range []string{"whole", "bytes"} {
 		t.Run(mode, func(t *testing.T) {
@@ -689,7 +692,7 @@ func TestConformance(t *testing.T) {
 					t.Parallel()
 					e := servers[tc.srv]
 					if tc.opts != nil {
-						e = startEcho(t, tc.opts...)
+						e = startEcho(t, *tc.opts)
 					} else if tc.srv == "" {
 						e = servers["default"]
 					}
@@ -744,9 +747,9 @@ func runCase(t *testing.T, e *echoServer, tc confCase, byteMode bool) {
 	if w.within > 0 && rec.at.Sub(end) > w.within {
 		t.Errorf("OnClose came %v after the last step, want within %v", rec.at.Sub(end), w.within)
 	}
-	var ce *wsgate.CloseError
+	var ce *loop.CloseError
 	if !errors.As(rec.err, &ce) {
-		t.Fatalf("OnClose error %T %v is not a *wsgate.CloseError", rec.err, rec.err)
+		t.Fatalf("OnClose error %T %v is not a *loop.CloseError", rec.err, rec.err)
 	}
 	if int(ce.Code) != w.code || ce.Remote != w.remote {
 		t.Errorf("OnClose got code %d remote %v (%v), want code %d remote %v", ce.Code, ce.Remote, ce, w.code, w.remote)
@@ -921,7 +924,7 @@ func TestConformanceShutdown(t *testing.T) {
 	for _, mode := range []string{"whole", "bytes"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			e := startEchoNoCleanup(t)
+			e := startEchoNoCleanup(t, loop.Options{})
 			c := dial(t, e.addr, mode == "bytes")
 			c.handshake()
 			local := c.conn.LocalAddr().String()
@@ -947,7 +950,7 @@ func TestConformanceShutdown(t *testing.T) {
 			}
 			select {
 			case rec := <-e.closeChan(local):
-				if code, _ := wsgate.CloseStatus(rec.err); code != 1001 || !errors.Is(rec.err, wsgate.ErrShutdown) {
+				if code, _ := loop.CloseStatus(rec.err); code != 1001 || !errors.Is(rec.err, loop.ErrShutdown) {
 					t.Errorf("OnClose got %v, want code 1001 wrapping ErrShutdown", rec.err)
 				}
 			default:
@@ -967,7 +970,7 @@ func TestConformanceShutdown(t *testing.T) {
 // and MaxConns compares against it, so a connection counted only after its
 // 101 is out can be cut by Shutdown without a closing handshake.
 func TestConformanceConnsAfterUpgrade(t *testing.T) {
-	e := startEcho(t)
+	e := startEcho(t, loop.Options{})
 	for i := range 200 {
 		c := dial(t, e.addr, false)
 		c.handshake()
@@ -996,7 +999,7 @@ func diff(got, want []byte) string {
 // no goroutine: 500 idle connections leave runtime.NumGoroutine() within a
 // small constant of the count with none.
 func TestGoroutinesDoNotGrowWithConns(t *testing.T) {
-	e := startEcho(t, wsgate.WithLoops(2))
+	e := startEcho(t, loop.Options{NumLoops: 2})
 	// Warm up: one connection through its whole life, so goroutines the
 	// server starts lazily (once) are counted in the baseline.
 	w := dial(t, e.addr, false)

@@ -1,14 +1,15 @@
+//go:build !windows
+
 package loop
 
 import (
 	"context"
-	"sync"
+	"errors"
 
 	"github.com/wsgate/wsgate/codec"
-	"github.com/wsgate/wsgate/deflate"
 )
 
-// Fan-out: topics, prepared messages and slow-consumer policies.
+// Fan-out: topics, the loop's inbox and slow-consumer policies.
 //
 // A message for many connections is framed once (PreparedMessage) and,
 // for connections with permessage-deflate, compressed once per window
@@ -46,56 +47,6 @@ const (
 	SlowConflate
 )
 
-// PreparedMessage is a message framed once for many connections. It is
-// immutable and safe for concurrent use.
-type PreparedMessage struct {
-	op      codec.OpCode
-	key     string
-	payload []byte
-	plain   []byte // uncompressed frames
-
-	mu sync.Mutex
-	z  [16][]byte // compressed frames per server_max_window_bits (0: 15), made on first need
-	zn [16]bool   // z[i] was computed (nil: compression does not pay)
-}
-
-// Prepare frames payload as a message of type op (OpText or OpBinary) for
-// Publish. key, if not empty, is the conflation key (SlowConflate).
-// payload is copied. Safe from any goroutine.
-func (s *Server) Prepare(op codec.OpCode, payload []byte, key string) (*PreparedMessage, error) {
-	if op != codec.OpText && op != codec.OpBinary {
-		return nil, ErrNotData
-	}
-	p := append([]byte(nil), payload...)
-	return &PreparedMessage{
-		op: op, key: key, payload: p,
-		plain: appendMessage(nil, op, 0, p, s.opts.FragmentSize),
-	}, nil
-}
-
-// compressed returns the message compressed without history for a
-// server window of bits (0: 15), framed with RSV1, or nil when
-// compression does not pay. The first caller per window size compresses,
-// with the server's shared Compressor.
-func (pm *PreparedMessage) compressed(s *Server, bits uint8) []byte {
-	i := bits & 15
-	pm.mu.Lock()
-	defer pm.mu.Unlock()
-	if !pm.zn[i] {
-		pm.zn[i] = true
-		s.zmu.Lock()
-		if s.zcomp == nil {
-			s.zcomp, _ = deflate.NewCompressor(s.opts.Deflate)
-		}
-		z, ok := s.zcomp.AppendCompress(nil, pm.payload, deflate.Params{ServerMaxWindowBits: bits}, nil)
-		s.zmu.Unlock()
-		if ok {
-			pm.z[i] = appendMessage(nil, pm.op, codec.Rsv1, z, s.opts.FragmentSize)
-		}
-	}
-	return pm.z[i]
-}
-
 // topic is one loop's subscribers of a topic.
 type topic struct {
 	name string
@@ -109,8 +60,7 @@ type topic struct {
 type connExt struct {
 	dfl    *deflateState
 	topics []*topic
-	keys   map[string]int64 // conflation: base-relative offset in out.B of the queued message per key
-	base   int64            // bytes removed from the front of out.B since keys was made
+	ix     keyIndex // conflation: where each key's message is queued
 }
 
 func (c *Conn) x() *connExt {
@@ -122,25 +72,35 @@ func (c *Conn) x() *connExt {
 
 // dropExt frees c.ext once it holds nothing. Event-loop only.
 func (c *Conn) dropExt() {
-	if x := c.ext; x != nil && x.dfl == nil && len(x.topics) == 0 && x.keys == nil {
+	if x := c.ext; x != nil && x.dfl == nil && len(x.topics) == 0 && x.ix.keys == nil {
 		c.ext = nil
 	}
 }
 
-// rsvDroppable marks, in the queue, the first frame of a published
-// message: a policy may drop it, never one queued by WriteMessage. It is
-// RSV3 in the frame's first byte, a bit never negotiated; flush clears it
-// (frameBoundary) before the frame is handed to gnet.
-const rsvDroppable = 0x10
+// errNotBusy is enqueue's answer when it was asked to add only to a busy
+// inbox and the inbox was idle.
+var errNotBusy = errors.New("loop: inbox not busy")
 
-// delivery is a published message waiting in a loop's inbox.
+// Delivery kinds.
+const (
+	dPublish uint8 = iota // pm to topic's subscribers ("": every connection)
+	dSub                  // subscribe c to topic
+	dUnsub                // unsubscribe c from topic
+	dWrite                // c.WriteMessage(op, msg) made while the inbox was busy
+	dClose                // c.Close(code, reason) made while the inbox was busy
+)
+
+// delivery is an entry of a loop's inbox: a published message, or an
+// operation on one connection that must keep its order with them.
 type delivery struct {
-	topic string // "" = every connection
-	pm    *PreparedMessage
-	// A subscription change instead of a message: it goes through the
-	// inbox so that it keeps its order with Publish.
-	c   *Conn
-	sub bool // subscribe (else unsubscribe) c to topic
+	kind     uint8
+	compress bool // dWrite
+	op       codec.OpCode
+	code     codec.StatusCode // dClose
+	topic    string           // dPublish, dSub, dUnsub; dClose: the reason
+	pm       *PreparedMessage
+	c        *Conn
+	msg      []byte // dWrite: a copy of the payload
 }
 
 // SetSlowPolicy sets what happens to published messages when c is slow.
@@ -148,15 +108,18 @@ type delivery struct {
 func (c *Conn) SetSlowPolicy(p SlowPolicy) { c.policy = uint8(p) }
 
 // Subscribe adds c to topic. Safe from any goroutine; it takes effect on
-// c's event loop, before any message published after it returns.
+// c's event loop, before any message published after it returns and
+// after every message published before it (which does not reach c
+// through topic). A message written to c after Subscribe returns reaches
+// c before the messages published after it.
 func (s *Server) Subscribe(c *Conn, name string) error {
-	return c.ls.enqueue(delivery{topic: name, c: c, sub: true})
+	return c.ls.enqueue(delivery{kind: dSub, topic: name, c: c}, false)
 }
 
 // Unsubscribe removes c from topic. Safe from any goroutine; no message
 // published after it returns reaches c through topic.
 func (s *Server) Unsubscribe(c *Conn, name string) error {
-	return c.ls.enqueue(delivery{topic: name, c: c})
+	return c.ls.enqueue(delivery{kind: dUnsub, topic: name, c: c}, false)
 }
 
 // subscribe adds c to the topic name. Event-loop only.
@@ -177,7 +140,7 @@ func (ls *loopState) subscribe(c *Conn, name string) {
 	}
 	t.idx[c] = int32(len(t.subs))
 	t.subs = append(t.subs, c)
-	ls.srv.stats.subs.Add(1)
+	ls.stats.subs.Add(1)
 	x := c.x()
 	x.topics = append(x.topics, t)
 }
@@ -194,7 +157,7 @@ func (ls *loopState) unsubscribe(c *Conn, t *topic) {
 	t.subs[len(t.subs)-1] = nil
 	t.subs = t.subs[:len(t.subs)-1]
 	delete(t.idx, c)
-	ls.srv.stats.subs.Add(-1)
+	ls.stats.subs.Add(-1)
 	if len(t.subs) == 0 {
 		delete(ls.topics, t.name)
 	}
@@ -234,7 +197,7 @@ func (s *Server) publish(topic string, pm *PreparedMessage) error {
 	s.mu.Unlock()
 	var err error
 	for _, ls := range loops {
-		if e := ls.enqueue(delivery{topic: topic, pm: pm}); e != nil {
+		if e := ls.enqueue(delivery{kind: dPublish, topic: topic, pm: pm}, false); e != nil {
 			err = e
 		}
 	}
@@ -242,10 +205,19 @@ func (s *Server) publish(topic string, pm *PreparedMessage) error {
 }
 
 // enqueue adds d to the loop's inbox, and schedules a drain if it is the
-// first: one hand-off to the loop per batch. Safe from any goroutine.
-func (ls *loopState) enqueue(d delivery) error {
+// first: one hand-off to the loop per batch. The inbox is busy from then
+// until the drain has handled all of it. Safe from any goroutine.
+//
+// With ifBusy, d is only added if the inbox is busy; errNotBusy says it
+// was not (the caller then acts at once).
+func (ls *loopState) enqueue(d delivery, ifBusy bool) error {
 	ls.inboxMu.Lock()
+	if ifBusy && !ls.busy {
+		ls.inboxMu.Unlock()
+		return errNotBusy
+	}
 	ls.inbox = append(ls.inbox, d)
+	ls.busy = true
 	schedule := len(ls.inbox) == 1
 	ls.inboxMu.Unlock()
 	if schedule {
@@ -262,13 +234,26 @@ func (ls *loopState) drain(context.Context) error {
 	ls.inboxMu.Unlock()
 	for i, d := range batch {
 		switch {
-		case d.c != nil && d.sub:
+		case d.kind == dSub:
 			ls.subscribe(d.c, d.topic)
-		case d.c != nil:
+		case d.kind == dUnsub:
 			if t := ls.topics[d.topic]; t != nil {
 				ls.unsubscribe(d.c, t)
 				d.c.dropExt()
 			}
+		case d.kind == dWrite || d.kind == dClose:
+			if d.c.state == stateClosed {
+				break
+			}
+			d.c.mu.Lock()
+			d.c.wflags |= wBusy // flushed below, with the others touched
+			d.c.mu.Unlock()
+			if d.kind == dWrite {
+				_ = d.c.queueMessage(d.op, d.msg, d.compress)
+			} else {
+				_ = d.c.queueClose(d.code, d.topic)
+			}
+			ls.touch(d.c)
 		case d.topic == "":
 			ls.wheel.each(func(c *Conn) { ls.deliver(c, d.pm) })
 		default:
@@ -290,6 +275,11 @@ func (ls *loopState) drain(context.Context) error {
 	}
 	clear(ls.touched)
 	ls.touched = ls.touched[:0]
+	ls.inboxMu.Lock()
+	if len(ls.inbox) == 0 {
+		ls.busy = false // else the drain scheduled by the first of them comes
+	}
+	ls.inboxMu.Unlock()
 	return nil
 }
 
@@ -323,51 +313,50 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 		frames = codec.AppendFrame(nil, codec.Header{Fin: true, Rsv: rsvDeflate, OpCode: pm.op}, pm.payload)
 		takeover, marker = false, true
 	}
-	conflate := policy == SlowConflate && pm.key != "" && c.outbound > 0
+	conflate := policy == SlowConflate && pm.key != "" && c.q.outbound > 0
 	replaced := conflate && c.unqueueKeyLocked(pm.key)
 	if replaced {
-		s.stats.conflated.Add(1)
+		ls.stats.conflated.Add(1)
 	}
 	// Above the high-water mark the policy decides; a message that
 	// replaced its key's queued one is kept (dropping it too would lose
 	// the key's latest value).
 	over := c.queuedLocked() + len(frames) - s.opts.HighWaterBytes
 	if hard := c.pendingLocked()+len(frames) > s.opts.MaxPendingBytes; over > 0 && !replaced || hard {
+		room := false
+		if policy == SlowDropOldest && !hard {
+			dropped, freed := c.q.dropOldest(over, c.wflags&wMidMsg != 0, c.index())
+			if dropped > 0 {
+				ls.stats.dropped.Add(int64(dropped))
+				c.releaseSendHistory()
+			}
+			room = freed >= over
+		}
 		switch {
 		case policy == SlowDisconnect || hard:
 			c.wflags |= wSlow // flush fails it with 1008
 			c.mu.Unlock()
 			ls.touch(c)
 			return
-		case policy == SlowDropOldest && c.dropOldestLocked(over):
-			// room was made
-		default: // drop-newest, conflate with nothing to replace, nothing droppable
+		case room:
+		default: // drop-newest, conflate with nothing to replace, not enough droppable
 			c.mu.Unlock()
-			s.stats.dropped.Add(1)
+			ls.stats.dropped.Add(1)
 			return
 		}
 	}
-	if c.out == nil {
-		c.out = outPool.Get()
-	}
-	at := len(c.out.B)
-	c.out.B = append(c.out.B, frames...)
-	c.out.B[at] |= rsvDroppable
+	at := c.q.push(frames, true)
 	if marker {
 		c.wflags |= wMarkers
 	}
 	if conflate {
-		x := c.x()
-		if x.keys == nil {
-			x.keys = make(map[string]int64)
-		}
-		x.keys[pm.key] = x.base + int64(at)
+		c.x().ix.set(pm.key, at)
 	}
 	c.mu.Unlock()
 	if takeover {
 		c.sendHistory().Add(pm.payload, c.dparams)
 	}
-	s.stats.delivered.Add(1)
+	ls.stats.delivered.Add(1)
 	ls.touch(c)
 }
 
@@ -382,108 +371,26 @@ func (ls *loopState) touch(c *Conn) {
 // wholly in our queue. It reports whether one was removed.
 func (c *Conn) unqueueKeyLocked(key string) bool {
 	x := c.ext
-	if x == nil || x.keys == nil || c.out == nil {
+	if x == nil || x.ix.keys == nil || c.q.data == nil {
 		return false
 	}
-	abs, ok := x.keys[key]
+	at, ok := x.ix.pos(key)
 	if !ok {
 		return false
 	}
-	delete(x.keys, key)
-	at := int(abs - x.base)
-	if at < int(c.head) || at >= len(c.out.B) {
+	delete(x.ix.keys, key)
+	if at < int(c.q.head) || at >= len(c.q.data.B) {
 		return false // already handed to gnet
 	}
-	c.removeLocked(at, messageEnd(c.out.B, at))
+	c.q.unqueue(at, &x.ix)
+	c.releaseSendHistory()
 	return true
 }
 
-// dropOldestLocked removes whole published messages from the front of the
-// queue (after any message gnet is in the middle of; messages queued by
-// WriteMessage stay) until need bytes are free. It reports whether it
-// freed that much.
-func (c *Conn) dropOldestLocked(need int) bool {
-	if c.out == nil {
-		return false
-	}
-	at := int(c.head)
-	if c.wflags&wMidMsg != 0 { // the message at head is partly sent: keep its rest
-		at = messageEnd(c.out.B, at)
-	}
-	freed, dropped := 0, 0
-	for at < len(c.out.B) && freed < need {
-		// A run of published messages, up to the next one queued by
-		// WriteMessage (or our close frame), which stays.
-		end := at
-		for end < len(c.out.B) && freed+end-at < need && c.out.B[end]&rsvDroppable != 0 {
-			end = messageEnd(c.out.B, end)
-			dropped++
-		}
-		if end > at {
-			c.removeLocked(at, end)
-			freed += end - at
-			continue
-		}
-		at = messageEnd(c.out.B, at)
-	}
-	if dropped == 0 {
-		return false
-	}
-	c.ls.srv.stats.dropped.Add(int64(dropped))
-	return freed >= need
-}
-
-// messageEnd returns the end of the message whose first frame starts at
-// b[at:] (after its FIN frame).
-func messageEnd(b []byte, at int) int {
-	for at < len(b) {
-		h, n, _ := codec.ParseHeader(b[at:])
-		at += n + int(h.Length)
-		if h.Fin {
-			break
-		}
-	}
-	return at
-}
-
-// removeLocked cuts b[from:to] out of the queue, fixing the conflation
-// index. A compressed message leaving the queue would leave the History
-// ahead of the peer's window, so the History is released.
-func (c *Conn) removeLocked(from, to int) {
-	b := c.out.B
-	c.out.B = b[:from+copy(b[from:], b[to:])]
-	n := int64(to - from)
-	if x := c.ext; x != nil {
-		for k, abs := range x.keys {
-			switch at := abs - x.base; {
-			case at >= int64(to):
-				x.keys[k] = abs - n
-			case at >= int64(from):
-				delete(x.keys, k)
-			}
-		}
-		if x.dfl != nil {
-			x.dfl.send.Release()
-		}
-	}
-}
-
-// Stats are the server's fan-out counters.
-type Stats struct {
-	Delivered     int64 // messages queued to a connection by Publish or Broadcast
-	Dropped       int64 // messages dropped by SlowDropNewest, SlowDropOldest or SlowConflate
-	Conflated     int64 // queued messages replaced by a newer one with the same key
-	SlowClosed    int64 // connections closed as slow consumers
-	Subscriptions int64 // current subscriptions
-}
-
-// Stats returns the fan-out counters. Safe from any goroutine.
-func (s *Server) Stats() Stats {
-	return Stats{
-		Delivered:     s.stats.delivered.Load(),
-		Dropped:       s.stats.dropped.Load(),
-		Conflated:     s.stats.conflated.Load(),
-		SlowClosed:    s.stats.slowClosed.Load(),
-		Subscriptions: s.stats.subs.Load(),
+// releaseSendHistory releases the send History after a compressed message
+// left the queue unsent: the History would be ahead of the peer's window.
+func (c *Conn) releaseSendHistory() {
+	if x := c.ext; x != nil && x.dfl != nil {
+		x.dfl.send.Release()
 	}
 }
