@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -574,13 +573,6 @@ func (s *sniffer) conn(i int) *sniffConn {
 	}
 }
 
-// count returns the number of proxied connections so far.
-func (s *sniffer) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
-
 // snapshot returns the handshake and the frames recorded so far.
 func (rec *sniffConn) snapshot() (req *http.Request, resp *http.Response, toServer, toClient []wireFrame, errs []string) {
 	rec.mu.Lock()
@@ -659,13 +651,3 @@ func wordsPayload(n int, seed uint64) []byte {
 	return p[:n]
 }
 
-// sizeName formats a byte count for test names.
-func sizeName(n int) string {
-	switch {
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return strconv.Itoa(n>>20) + "MiB"
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return strconv.Itoa(n>>10) + "KiB"
-	}
-	return strconv.Itoa(n) + "B"
-}
