@@ -650,4 +650,3 @@ func wordsPayload(n int, seed uint64) []byte {
 	}
 	return p[:n]
 }
-
