@@ -195,9 +195,10 @@ func runTrickle(ctx context.Context, conn net.Conn, c *counters) {
 	if upgrade(conn) != nil {
 		return
 	}
-	go func() { // the server's close frame, if any, ends the read
+	gone := make(chan struct{}) // closed when the server ends the connection
+	go func() {
 		_, _ = io.Copy(io.Discard, conn)
-		conn.Close()
+		close(gone)
 	}()
 	hdr := []byte{0x82, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 	binary.BigEndian.PutUint64(hdr[2:10], uint64(*trickleSize))
@@ -216,6 +217,9 @@ func runTrickle(ctx context.Context, conn net.Conn, c *counters) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-gone:
+			c.closed.Add(1)
 			return
 		case <-time.After(*trickleEvery):
 		}
