@@ -11,7 +11,9 @@
 //   - trickle: upgrades, announces a binary frame of -trickle-size bytes,
 //     sends all but 64 of them and then one byte every -trickle-every;
 //   - stalled: upgrades with a 4 KiB receive buffer and never reads
-//     (broadcasts pile up for it).
+//     (broadcasts pile up for it);
+//   - bomb: negotiates permessage-deflate and sends, as fast as it can,
+//     messages of ~1 KiB that inflate to -bomb-size bytes of zeros.
 //
 // The healthy side: a publisher sends "BCAST <-bcast-size bytes>" at
 // -bcast-rate (cmd/wsgate echo -broadcast sends it to every connection),
@@ -23,6 +25,7 @@ package main
 
 import (
 	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -51,6 +54,8 @@ var (
 	trickleSize  = flag.Int("trickle-size", 1<<20, "announced size of a trickled message")
 	trickleEvery = flag.Duration("trickle-every", 20*time.Second, "one byte of a trickled message this often, once all but 64 are sent")
 	stalledN     = flag.Int("stalled", 200, "upgraded clients that never read")
+	bombN        = flag.Int("bomb", 0, "clients that send compressed messages inflating to -bomb-size, as fast as they can")
+	bombSize     = flag.Int("bomb-size", 1<<20, "inflated size of a bomb (zeros)")
 	bcastRate    = flag.Float64("bcast-rate", 20, "BCAST messages per second from the publisher (0: none)")
 	bcastSize    = flag.Int("bcast-size", 1024, "bytes per broadcast")
 	duration     = flag.Duration("duration", 60*time.Second, "length of the attack")
@@ -70,7 +75,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), *duration)
 	defer cancel()
 
-	var partial, trickle, stalled counters
+	var partial, trickle, stalled, bomb counters
 	var wg sync.WaitGroup
 	spawn := func(n int, c *counters, run func(context.Context, net.Conn, *counters)) {
 		for i := range n {
@@ -89,8 +94,10 @@ func main() {
 	spawn(*stalledN, &stalled, runStalled)
 	spawn(*trickleN, &trickle, runTrickle)
 	spawn(*partialN, &partial, runPartial)
+	spawn(*bombN, &bomb, runBomb)
 
 	var maxRSS int64
+	cpu0, _ := serverStats()
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	statsFailed := false
@@ -101,10 +108,10 @@ func main() {
 			fmt.Printf("stats: %v\n", err)
 		}
 		maxRSS = max(maxRSS, rss)
-		fmt.Printf("%s rss %.1f MiB | partial dials %d refused %d | trickle dials %d closed %d | stalled dials %d closed %d\n",
+		fmt.Printf("%s rss %.1f MiB | partial dials %d refused %d | trickle dials %d closed %d | stalled dials %d closed %d | bomb dials %d closed %d\n",
 			time.Now().Format("15:04:05"), float64(rss)/(1<<20),
 			partial.dials.Load(), partial.refused.Load(), trickle.dials.Load(), trickle.closed.Load(),
-			stalled.dials.Load(), stalled.closed.Load())
+			stalled.dials.Load(), stalled.closed.Load(), bomb.dials.Load(), bomb.closed.Load())
 	}
 loop:
 	for {
@@ -116,6 +123,9 @@ loop:
 		}
 	}
 	report()
+	if cpu1, err := serverStats(); err == nil && *statsURL != "" {
+		fmt.Printf("server CPU %.1f s in %v\n", cpu1.CPU-cpu0.CPU, *duration)
+	}
 	h := <-healthyDone
 	wg.Wait()
 	fmt.Printf("healthy echo: %d sent, %d echoed, p50 %v p99 %v max %v, error: %v\n",
@@ -231,11 +241,14 @@ func runTrickle(ctx context.Context, conn net.Conn, c *counters) {
 }
 
 // upgrade sends an upgrade request and reads the response header.
-func upgrade(conn net.Conn) error {
+func upgrade(conn net.Conn) error { return upgradeWith(conn, "") }
+
+// upgradeWith is upgrade with extra header lines.
+func upgradeWith(conn net.Conn, extra string) error {
 	var k [16]byte
 	_, _ = rand.Read(k[:])
 	req := "GET " + *path + " HTTP/1.1\r\nHost: " + *addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(k[:]) + "\r\n\r\n"
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(k[:]) + "\r\n" + extra + "\r\n"
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	defer conn.SetDeadline(time.Time{})
 	if _, err := conn.Write([]byte(req)); err != nil {
@@ -386,21 +399,59 @@ func publisher(ctx context.Context) {
 	}
 }
 
-func serverRSS() (int64, error) {
+type stats struct {
+	RSS int64   `json:"rss_bytes"`
+	CPU float64 `json:"cpu_seconds"`
+}
+
+func serverStats() (st stats, err error) {
 	if *statsURL == "" {
-		return 0, nil
+		return st, nil
 	}
 	cl := http.Client{Timeout: 2 * time.Second}
 	resp, err := cl.Get(*statsURL)
 	if err != nil {
-		return 0, err
+		return st, err
 	}
 	defer resp.Body.Close()
-	var st struct {
-		RSS int64 `json:"rss_bytes"`
-	}
 	err = json.NewDecoder(resp.Body).Decode(&st)
+	return st, err
+}
+
+func serverRSS() (int64, error) {
+	st, err := serverStats()
 	return st.RSS, err
+}
+
+func runBomb(ctx context.Context, conn net.Conn, c *counters) {
+	if upgradeWith(conn, "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover\r\n") != nil {
+		return
+	}
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.BestCompression)
+	_, _ = w.Write(make([]byte, *bombSize))
+	_ = w.Flush()
+	z := bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
+	frame := maskedFrame(0xC2, z) // FIN, RSV1, binary
+	gone := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, conn)
+		close(gone)
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-gone:
+			c.closed.Add(1)
+			return
+		default:
+		}
+		if _, err := conn.Write(frame); err != nil {
+			c.closed.Add(1)
+			return
+		}
+	}
 }
 
 func raiseFileLimit() {
