@@ -83,6 +83,9 @@ func (e *engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if s.shutdown.Load() {
 		return nil, gnet.Close
 	}
+	if !s.adm.admit() {
+		return refusal, gnet.Close
+	}
 	ls := s.loopOf(gc)
 	c := &Conn{gc: gc, ls: ls, policy: uint8(s.opts.SlowPolicy)}
 	c.raddr, _ = gc.RemoteAddr().(*net.TCPAddr)
@@ -140,6 +143,7 @@ func (e *engine) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.releaseReader()
 	c.ls.unsubscribeAll(c)
 	c.ext = nil
+	s.adm.release(c.rflags&rUpgraded == 0)
 	if c.rflags&rUpgraded == 0 {
 		return gnet.None
 	}

@@ -95,6 +95,7 @@ func (c *Conn) accept() bool {
 	c.state = stateOpen
 	c.mark = 0 // no ping sent yet (it held the handshake deadline)
 	c.rflags |= rUpgraded
+	s.adm.upgraded()
 	c.ls.reschedule(c)
 	s.handler.OnOpen(c)
 	return true

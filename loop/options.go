@@ -98,6 +98,29 @@ type Options struct {
 	// total, about 0.6 KiB per idle connection.
 	MaxConns int
 
+	// MaxTCPConns bounds the TCP connections held at once, in their
+	// handshake or upgraded; one accepted beyond it is answered 503 and
+	// closed before anything is read from it. It is what keeps the process
+	// below its descriptor limit, which gnet cannot survive reaching.
+	// Default: the soft RLIMIT_NOFILE when Start is called, less FDReserve
+	// and one descriptor per loop.
+	MaxTCPConns int
+
+	// FDReserve is the number of descriptors the default MaxTCPConns leaves
+	// for everything else the process opens: listeners and pollers, the
+	// admin and API servers, broker connections, files. Default 256, or a
+	// quarter of the limit if that is smaller. Without SO_REUSEPORT it must
+	// also cover the listen backlog (see NoReusePort).
+	FDReserve int
+
+	// MaxHandshakes bounds the connections accepted but not yet upgraded;
+	// one accepted beyond it is answered 503 and closed at once, so peers
+	// that open sockets and never finish the upgrade cannot take every
+	// place. Memory: each holds at most its pooled request buffer (see
+	// Upgrade) until HandshakeTimeout. Default 1024, or half of
+	// MaxTCPConns if that is smaller.
+	MaxHandshakes int
+
 	// Upgrade holds the request size limits (default 8 KiB of header,
 	// 64 header lines, 4 KiB request line). Memory: a connection in its
 	// handshake buffers at most the header limit.
@@ -143,6 +166,8 @@ const (
 	DefaultMaxMessageSize   = 1 << 20
 	DefaultMaxPendingBytes  = 4 << 20
 	DefaultFragmentSize     = 64 << 10
+	DefaultFDReserve        = 256
+	DefaultMaxHandshakes    = 1024
 )
 
 // normalize returns a copy of o with the defaults filled in, or an error
@@ -205,6 +230,8 @@ func (o Options) normalize() (Options, error) {
 		return o, errors.New("loop: FragmentSize must be at least 125")
 	case o.MaxConns < 0:
 		return o, errors.New("loop: MaxConns must not be negative")
+	case o.MaxTCPConns < 0 || o.FDReserve < 0 || o.MaxHandshakes < 0:
+		return o, errors.New("loop: MaxTCPConns, FDReserve and MaxHandshakes must not be negative")
 	}
 	if o.Deflate != nil {
 		if err := o.Deflate.Validate(); err != nil {

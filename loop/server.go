@@ -64,6 +64,7 @@ type Server struct {
 	finished chan struct{} // closed when gnet.Run has returned
 	runErr   error
 	conns    atomic.Int64 // upgraded connections
+	adm      admission    // TCP connections held, handshaking or upgraded
 	shutdown atomic.Bool
 
 	mu    sync.Mutex
@@ -111,6 +112,7 @@ func NewServer(h Handler, opts Options) (*Server, error) {
 // them from binding.
 func (s *Server) Start(addr string) error {
 	s.start = time.Now()
+	s.adm.maxTCP, s.adm.maxHandshakes = admissionLimits(&s.opts, s.opts.NumLoops)
 	go func() {
 		s.runErr = gnet.Run(&s.eng, "tcp://"+addr,
 			gnet.WithNumEventLoop(s.opts.NumLoops),

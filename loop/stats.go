@@ -29,6 +29,10 @@ type Stats struct {
 	// we sent (first, or in answer) and the valid ones peers sent.
 	ClosesSent     map[codec.StatusCode]int64
 	ClosesReceived map[codec.StatusCode]int64
+
+	TCPConns   int64 // TCP connections held, in their handshake or upgraded
+	Handshakes int64 // TCP connections in their handshake
+	Refused    int64 // TCP connections refused at accept (MaxTCPConns, MaxHandshakes)
 }
 
 // loopStats are one event loop's counters. Only that loop writes them, so
@@ -72,6 +76,9 @@ func (s *Server) Stats() Stats {
 		Rejected:       map[int]int64{},
 		ClosesSent:     map[codec.StatusCode]int64{},
 		ClosesReceived: map[codec.StatusCode]int64{},
+		TCPConns:       s.adm.tcp.Load(),
+		Handshakes:     s.adm.handshakes.Load(),
+		Refused:        s.adm.refused.Load(),
 	}
 	s.mu.Lock()
 	loops := s.loops
