@@ -42,6 +42,7 @@ func (c *Conn) fail(err error) {
 			msgPool.Put(rd.msg)
 			rd.msg = nil
 		}
+		c.unreserve()
 		rd.stream.Reset() // nothing more is validated; the reader may go
 	}
 	if err == ErrSlowConsumer {

@@ -79,6 +79,13 @@ type reader struct {
 	// The frame sequence; between messages it is in its zero state and
 	// needs no reader.
 	stream codec.Stream
+	// since is 1 + the tick at which the input still incomplete (a partial
+	// header or control frame, or a message not yet whole) began; 0 when
+	// there is none. It must complete within Options.MessageTimeout.
+	since uint32
+	// reserved is what this connection's message being assembled holds of
+	// Options.MessageBudget.
+	reserved int64
 }
 
 // r returns c's reader, taking one from the pool if it has none.
@@ -114,6 +121,7 @@ func (c *Conn) releaseReader() {
 		msgPool.Put(rd.msg)
 	}
 	c.releaseReq()
+	c.unreserve()
 	*rd = reader{}
 	rdPool.Put(rd)
 	c.rd = nil

@@ -65,6 +65,16 @@ var (
 	// after our close frame but before the peer's (gnet's own error, if it
 	// reported one, is recorded instead).
 	ErrNoPeerClose = errors.New("loop: connection ended without the peer's close frame")
+
+	// ErrMessageBudget is the cause recorded when a message could not be
+	// received because the messages being assembled on all connections
+	// hold Options.MessageBudget (1013 Try Again Later).
+	ErrMessageBudget = error(codeError{codec.StatusTryAgainLater, "loop: server-wide budget for incomplete messages exhausted"})
+
+	// ErrMessageTimeout is the cause recorded when input stayed incomplete
+	// (a message, frame header or control frame begun and not finished)
+	// for longer than Options.MessageTimeout (1008).
+	ErrMessageTimeout = error(codeError{codec.StatusPolicyViolation, "loop: incomplete message timed out"})
 )
 
 // CloseError tells OnClose how a connection ended: the close code and

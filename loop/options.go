@@ -61,6 +61,23 @@ type Options struct {
 	// complete.
 	MaxMessageSize int64
 
+	// MessageBudget bounds, across all connections, the bytes held for
+	// messages that arrive in more than one read (a whole message that
+	// arrives at once is handled in place and holds nothing). Each frame of
+	// such a message reserves its announced length when its header
+	// arrives, until the message is complete; a frame that finds no room
+	// fails its connection with 1013 (Try Again Later) before any payload is
+	// buffered. What the reservations pin is at most twice the budget
+	// (buffers grow by doubling). Default 64 MiB.
+	MessageBudget int64
+
+	// MessageTimeout bounds how long input may stay incomplete: a message,
+	// frame header or control frame begun must be finished within it, or
+	// the connection is failed with 1008. Bytes that trickle in keep a
+	// connection from idling out, but not past this. Default 30 s;
+	// negative disables it.
+	MessageTimeout time.Duration
+
 	// MaxPendingBytes bounds the bytes queued for sending to one connection
 	// (ours plus gnet's outbound buffer). A write that would exceed it fails
 	// with ErrSlowConsumer and the connection is closed with 1008. It is
@@ -167,6 +184,8 @@ const (
 	DefaultMaxPendingBytes  = 4 << 20
 	DefaultFragmentSize     = 64 << 10
 	DefaultFDReserve        = 256
+	DefaultMessageBudget    = 64 << 20
+	DefaultMessageTimeout   = 30 * time.Second
 	DefaultMaxHandshakes    = 1024
 )
 
@@ -193,6 +212,12 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.CloseTimeout == 0 {
 		o.CloseTimeout = DefaultCloseTimeout
+	}
+	if o.MessageTimeout == 0 {
+		o.MessageTimeout = DefaultMessageTimeout
+	}
+	if o.MessageBudget == 0 {
+		o.MessageBudget = DefaultMessageBudget
 	}
 	if o.MaxMessageSize == 0 {
 		o.MaxMessageSize = DefaultMaxMessageSize
@@ -230,6 +255,8 @@ func (o Options) normalize() (Options, error) {
 		return o, errors.New("loop: FragmentSize must be at least 125")
 	case o.MaxConns < 0:
 		return o, errors.New("loop: MaxConns must not be negative")
+	case o.MessageBudget < 0:
+		return o, errors.New("loop: MessageBudget must not be negative")
 	case o.MaxTCPConns < 0 || o.FDReserve < 0 || o.MaxHandshakes < 0:
 		return o, errors.New("loop: MaxTCPConns, FDReserve and MaxHandshakes must not be negative")
 	}

@@ -40,8 +40,50 @@ func (c *Conn) read(data []byte) gnet.Action {
 		in.B = append(in.B[:0], rest...)
 		c.r().in = in
 	}
+	c.timeIncomplete()
 	c.trimReader()
 	return act
+}
+
+// timeIncomplete starts the MessageTimeout clock when an open connection
+// is left with incomplete input, and stops it once there is none. Bytes
+// that trickle in keep the connection from idling out, but not past this
+// deadline. Event-loop only.
+func (c *Conn) timeIncomplete() {
+	rd := c.rd
+	if rd == nil || c.state != stateOpen {
+		return
+	}
+	switch incomplete := rd.in != nil || rd.msg != nil || c.rflags&rInFrame != 0; {
+	case !incomplete:
+		rd.since = 0
+	case rd.since == 0:
+		rd.since = c.ls.wheel.now + 1
+		if c.ls.srv.msgTicks > 0 {
+			c.ls.reschedule(c)
+		}
+	}
+}
+
+// reserve takes n bytes of Options.MessageBudget for the message being
+// assembled; false if the budget has no room. Event-loop only.
+func (c *Conn) reserve(n int64) bool {
+	s := c.ls.srv
+	if s.msgUsed.Add(n) > s.opts.MessageBudget {
+		s.msgUsed.Add(-n)
+		return false
+	}
+	c.r().reserved += n
+	return true
+}
+
+// unreserve gives back what the message being assembled held of
+// Options.MessageBudget. Event-loop only.
+func (c *Conn) unreserve() {
+	if rd := c.rd; rd != nil && rd.reserved != 0 {
+		c.ls.srv.msgUsed.Add(-rd.reserved)
+		rd.reserved = 0
+	}
 }
 
 // consume parses buf according to the state and returns how many bytes it
@@ -157,7 +199,13 @@ func (c *Conn) readFrames(p []byte) (int, gnet.Action) {
 			c.deliver(h.OpCode, payload)
 			continue
 		}
-		// Stream the payload into the message buffer as it arrives.
+		// Stream the payload into the message buffer as it arrives, once
+		// the server-wide budget has room for it.
+		if h.Length > 0 && !c.reserve(h.Length) {
+			c.fail(ErrMessageBudget)
+			c.r().fleft = h.Length // framing is intact: skip the payload
+			continue
+		}
 		rd := c.r()
 		if st == &idle {
 			rd.stream = idle
@@ -242,6 +290,7 @@ func (c *Conn) endFrame() {
 	rd := c.rd
 	msg, op := rd.msg, rd.mop
 	rd.msg = nil
+	c.unreserve()
 	if rd.stream.Compressed() {
 		c.inflate(op, msg.B)
 		msgPool.Put(msg)

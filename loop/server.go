@@ -55,6 +55,7 @@ type Server struct {
 	pingTicks  uint32
 	idleTicks  uint32
 	hsTicks    uint32
+	msgTicks   uint32
 	// a send History unused for this long is released
 	historyTicks uint32
 	start        time.Time
@@ -65,6 +66,7 @@ type Server struct {
 	runErr   error
 	conns    atomic.Int64 // upgraded connections
 	adm      admission    // TCP connections held, handshaking or upgraded
+	msgUsed  atomic.Int64 // of Options.MessageBudget, by messages being assembled
 	shutdown atomic.Bool
 
 	mu    sync.Mutex
@@ -98,6 +100,7 @@ func NewServer(h Handler, opts Options) (*Server, error) {
 		pingTicks:    ticks(o.PingInterval),
 		idleTicks:    ticks(o.IdleTimeout),
 		hsTicks:      ticks(o.HandshakeTimeout),
+		msgTicks:     ticks(o.MessageTimeout),
 		historyTicks: ticks(historyIdle(o.Deflate)),
 		booted:       make(chan struct{}),
 		finished:     make(chan struct{}),

@@ -43,6 +43,9 @@ func (c *Conn) nextDeadline() uint32 {
 	if s.idleTicks > 0 {
 		due = min(due, c.lastRead+s.idleTicks+1)
 	}
+	if s.msgTicks > 0 && c.rd != nil && c.rd.since != 0 {
+		due = min(due, c.rd.since-1+s.msgTicks+1)
+	}
 	if s.pingTicks > 0 {
 		due = min(due, max(c.lastRead, c.mark)+s.pingTicks+1)
 	}
@@ -76,6 +79,10 @@ func (ls *loopState) fire(c *Conn) {
 	case stateOpen:
 		c.releaseIdle(now, s.historyTicks)
 		switch {
+		case s.msgTicks > 0 && c.rd != nil && c.rd.since != 0 && now-(c.rd.since-1) > s.msgTicks:
+			c.fail(ErrMessageTimeout)
+			ls.flushConn(c)
+			return // fail rescheduled it
 		case s.idleTicks > 0 && now-c.lastRead > s.idleTicks:
 			c.startClose(codec.StatusGoingAway, "idle timeout", ErrIdle, false)
 			ls.flushConn(c)
