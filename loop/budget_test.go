@@ -3,11 +3,17 @@
 package loop
 
 import (
+	"bytes"
+	"compress/flate"
 	"encoding/binary"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/deflate"
 )
 
 // budgetFrameHeader is the masked header (zero key) of a binary frame of n
@@ -157,5 +163,71 @@ func TestMessageTimeout(t *testing.T) {
 	for i := range 3 {
 		time.Sleep(300 * time.Millisecond)
 		admEcho(t, []net.Conn{c}, "slow"+string(rune('0'+i)))
+	}
+}
+
+// deflateMessage compresses p as one permessage-deflate message without
+// context takeover: a DEFLATE stream flushed and stripped of its 4-byte
+// tail (RFC 7692 §7.2.1).
+func deflateMessage(t *testing.T, p []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w, err := flate.NewWriter(&b, flate.BestCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = w.Write(p)
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
+}
+
+// TestInflateRatio: a compressed message may inflate to at most
+// InflateRatio times its size (past 4 KiB); a bomb within MaxMessageSize
+// fails its connection with 1009 instead of costing a core, while ordinary
+// compressed text is delivered.
+func TestInflateRatio(t *testing.T) {
+	_, addr := startServer(t, echoLoopHandler{}, Options{
+		MaxMessageSize: 2 << 20, Deflate: &deflate.Config{}, PingInterval: -1, IdleTimeout: -1,
+	}, nil)
+	req := withDeflateOffer(upgradeRequest)
+
+	var text []byte // 8 KiB of ticks: compresses a few times, like real JSON
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for len(text) < 8<<10 {
+		text = fmt.Appendf(text, `{"sym":"EURUSD","bid":%.5f,"ask":%.5f,"ts":%d}`, 1+rnd.Float64(), 1+rnd.Float64(), rnd.Int64())
+	}
+	ok, err := admTryUpgradeWith(addr, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ok.Close()
+	z := deflateMessage(t, text)
+	if len(text)/len(z) >= 64 {
+		t.Fatalf("test text compresses %d×: pick text below the ratio", len(text)/len(z))
+	}
+	frame := append([]byte{0xC2, 0x80 | 126, byte(len(z) >> 8), byte(len(z)), 0, 0, 0, 0}, z...)
+	if _, err := ok.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	_ = ok.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var h [2]byte
+	if _, err := io.ReadFull(ok, h[:]); err != nil || h[0]&0x0F != 0x2 {
+		t.Fatalf("compressed text: got frame %x (%v), want its echo", h, err)
+	}
+
+	bomb, err := admTryUpgradeWith(addr, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bomb.Close()
+	z = deflateMessage(t, make([]byte, 1<<20))
+	frame = append([]byte{0xC2, 0x80 | 126, byte(len(z) >> 8), byte(len(z)), 0, 0, 0, 0}, z...)
+	if _, err := bomb.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	if code := closeCodeOf(t, bomb); code != 1009 {
+		t.Fatalf("a %d-byte message inflating to 1 MiB: close %d, want 1009", len(z), code)
 	}
 }

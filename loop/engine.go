@@ -46,8 +46,12 @@ type loopState struct {
 	backlog []*Conn
 	comp    *deflate.Compressor   // created on first use
 	dec     *deflate.Decompressor // created on first use
-	topics  map[string]*topic
-	touched []*Conn // connections given messages by the current drain
+	// inflated holds the message being inflated: one at a time per loop,
+	// kept between messages (at most MaxMessageSize+1 bytes) so that
+	// inflating allocates nothing.
+	inflated []byte
+	topics   map[string]*topic
+	touched  []*Conn // connections given messages by the current drain
 
 	inboxMu sync.Mutex
 	inbox   []delivery // published messages for this loop

@@ -71,6 +71,16 @@ type Options struct {
 	// (buffers grow by doubling). Default 64 MiB.
 	MessageBudget int64
 
+	// InflateRatio bounds the work a compressed message can cause: it may
+	// inflate to at most InflateRatio times its compressed size (and never
+	// past MaxMessageSize; messages up to 4 KiB inflated are always
+	// allowed), or the connection is failed with 1009. Real text compresses
+	// 1.4–3.5× on its own; zeros inflate at ~6 GB/s, so at 64 a bomb costs
+	// ~20 ns of inflating per byte received, about what real JSON costs.
+	// Default 64; negative: no ratio limit (clients with context takeover
+	// that repeat large messages may compress far better than 64×).
+	InflateRatio int
+
 	// MessageTimeout bounds how long input may stay incomplete: a message,
 	// frame header or control frame begun must be finished within it, or
 	// the connection is failed with 1008. Bytes that trickle in keep a
@@ -185,6 +195,7 @@ const (
 	DefaultFragmentSize     = 64 << 10
 	DefaultFDReserve        = 256
 	DefaultMessageBudget    = 64 << 20
+	DefaultInflateRatio     = 64
 	DefaultMessageTimeout   = 30 * time.Second
 	DefaultMaxHandshakes    = 1024
 )
@@ -215,6 +226,12 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.MessageTimeout == 0 {
 		o.MessageTimeout = DefaultMessageTimeout
+	}
+	switch {
+	case o.InflateRatio == 0:
+		o.InflateRatio = DefaultInflateRatio
+	case o.InflateRatio < 0:
+		o.InflateRatio = 0 // deflate.Limit: no ratio bound
 	}
 	if o.MessageBudget == 0 {
 		o.MessageBudget = DefaultMessageBudget
