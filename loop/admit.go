@@ -72,8 +72,8 @@ func (a *admission) release(handshaking bool) {
 }
 
 // admissionLimits works out MaxTCPConns and MaxHandshakes where the
-// options leave them to their defaults: the soft RLIMIT_NOFILE, read when
-// the server starts, less FDReserve and one descriptor per loop.
+// options leave them to their defaults: the soft RLIMIT_NOFILE, read by
+// NewServer, less FDReserve and one descriptor per loop.
 func admissionLimits(o *Options, loops int) (maxTCP, maxHandshakes int64) {
 	maxTCP = int64(o.MaxTCPConns)
 	if maxTCP == 0 {

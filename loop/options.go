@@ -129,8 +129,8 @@ type Options struct {
 	// handshake or upgraded; one accepted beyond it is answered 503 and
 	// closed before anything is read from it. It is what keeps the process
 	// below its descriptor limit, which gnet cannot survive reaching.
-	// Default: the soft RLIMIT_NOFILE when Start is called, less FDReserve
-	// and one descriptor per loop.
+	// Default: the soft RLIMIT_NOFILE when NewServer is called, less
+	// FDReserve and one descriptor per loop.
 	MaxTCPConns int
 
 	// FDReserve is the number of descriptors the default MaxTCPConns leaves

@@ -107,6 +107,7 @@ func NewServer(h Handler, opts Options) (*Server, error) {
 		stop:         make(chan struct{}),
 	}
 	s.eng.s = s
+	s.adm.maxTCP, s.adm.maxHandshakes = admissionLimits(&s.opts, s.opts.NumLoops)
 	return s, nil
 }
 
@@ -115,7 +116,6 @@ func NewServer(h Handler, opts Options) (*Server, error) {
 // them from binding.
 func (s *Server) Start(addr string) error {
 	s.start = time.Now()
-	s.adm.maxTCP, s.adm.maxHandshakes = admissionLimits(&s.opts, s.opts.NumLoops)
 	go func() {
 		s.runErr = gnet.Run(&s.eng, "tcp://"+addr,
 			gnet.WithNumEventLoop(s.opts.NumLoops),
