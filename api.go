@@ -317,7 +317,7 @@ func (n *Node) apiInfo(body []byte) (any, *apiError) {
 	}
 	users := map[string]struct{}{}
 	subs := 0
-	n.eachClient(func(c *client) {
+	n.eachClient(func(c *session) {
 		if c.state.Load() == stateConnected {
 			users[c.user] = struct{}{}
 		}

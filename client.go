@@ -27,11 +27,11 @@ const (
 	stateClosed
 )
 
-// client is the gateway state of one connection: a few words plus its
+// session is the gateway state of one connection: a few words plus its
 // subscriptions. Its mutex serialises the connection's commands with
 // server API operations on it; timestamps replace timers (see
 // Node.sweep).
-type client struct {
+type session struct {
 	conn   *loop.Conn
 	mu     sync.Mutex
 	seq    uint64        // client id number
@@ -54,7 +54,7 @@ type sub struct {
 	exp uint32 // subscription token expiry, Unix s (0: none)
 }
 
-func (c *client) id(n *Node) string { return n.clientID(c.seq) }
+func (c *session) id(n *Node) string { return n.clientID(c.seq) }
 
 // disconnect is a protocol disconnect: a close code and reason.
 type disconnect struct {
@@ -117,7 +117,7 @@ func encodeReply(f uint8, r *protocol.Reply) []byte {
 	return append(out, b...)
 }
 
-func (c *client) writeRaw(b []byte) {
+func (c *session) writeRaw(b []byte) {
 	op := codec.OpText
 	if c.proto == protoProtobuf {
 		op = codec.OpBinary
@@ -127,15 +127,15 @@ func (c *client) writeRaw(b []byte) {
 	}
 }
 
-func (c *client) write(r *protocol.Reply) { c.writeRaw(encodeReply(c.proto, r)) }
+func (c *session) write(r *protocol.Reply) { c.writeRaw(encodeReply(c.proto, r)) }
 
 // disconnect closes the connection with d. c.mu held.
-func (c *client) disconnect(d disconnect) {
+func (c *session) disconnect(d disconnect) {
 	_ = c.conn.Close(codec.StatusCode(d.Code), d.Reason)
 }
 
 // handle runs one command; a non-nil result disconnects. c.mu held.
-func (n *Node) handle(c *client, cmd *protocol.Command) *disconnect {
+func (n *Node) handle(c *session, cmd *protocol.Command) *disconnect {
 	state := c.state.Load()
 	if state == stateClosed {
 		return nil
@@ -143,10 +143,13 @@ func (n *Node) handle(c *client, cmd *protocol.Command) *disconnect {
 	if cmd.Connect == nil && state != stateConnected {
 		return &disconnectBadRequest
 	}
+	if cmd.Send != nil {
+		// An asynchronous message: no reply, and no handler for it.
+		return nil
+	}
 	if cmd.Id == 0 {
-		// An empty command is a pong (seen already recorded); a send
-		// has no reply and is not implemented.
-		if cmd.Send != nil || isPong(cmd) {
+		// An empty command is a pong (its arrival is recorded already).
+		if isPong(cmd) {
 			return nil
 		}
 		return &disconnectBadRequest
@@ -227,7 +230,7 @@ func ttl(exp int64) uint32 {
 	return uint32(d)
 }
 
-func (n *Node) connect(c *client, id uint32, req *protocol.ConnectRequest) (*protocol.Reply, error) {
+func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*protocol.Reply, error) {
 	var cl *claims
 	if req.Token != "" {
 		var err error
@@ -279,7 +282,7 @@ func (n *Node) connect(c *client, id uint32, req *protocol.ConnectRequest) (*pro
 }
 
 // subscribed returns the index of channel name in c.subs, or -1.
-func (c *client) subscribed(name string) int {
+func (c *session) subscribed(name string) int {
 	for i, s := range c.subs {
 		if s.ch.name == name {
 			return i
@@ -289,7 +292,7 @@ func (c *client) subscribed(name string) int {
 }
 
 // subscribe adds a subscription of c to name. c.mu held.
-func (n *Node) subscribe(c *client, name string, opts *ChannelOptions, req *protocol.SubscribeRequest, exp uint32, write func(*protocol.SubscribeResult)) error {
+func (n *Node) subscribe(c *session, name string, opts *ChannelOptions, req *protocol.SubscribeRequest, exp uint32, write func(*protocol.SubscribeResult)) error {
 	ch, err := n.acquire(name, opts)
 	if err != nil {
 		return err
@@ -303,7 +306,7 @@ func (n *Node) subscribe(c *client, name string, opts *ChannelOptions, req *prot
 	return nil
 }
 
-func (c *client) updateSubExp() {
+func (c *session) updateSubExp() {
 	var m uint32
 	for _, s := range c.subs {
 		if s.exp != 0 && (m == 0 || s.exp < m) {
@@ -313,7 +316,7 @@ func (c *client) updateSubExp() {
 	c.subExp.Store(m)
 }
 
-func (n *Node) clientSubscribe(c *client, id uint32, req *protocol.SubscribeRequest) (*protocol.Reply, error) {
+func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeRequest) (*protocol.Reply, error) {
 	if req.Channel == "" {
 		return nil, disconnectBadRequest
 	}
@@ -351,7 +354,7 @@ func (n *Node) clientSubscribe(c *client, id uint32, req *protocol.SubscribeRequ
 	})
 }
 
-func (n *Node) clientUnsubscribe(c *client, id uint32, req *protocol.UnsubscribeRequest) (*protocol.Reply, error) {
+func (n *Node) clientUnsubscribe(c *session, id uint32, req *protocol.UnsubscribeRequest) (*protocol.Reply, error) {
 	if req.Channel == "" {
 		return nil, disconnectBadRequest
 	}
@@ -360,7 +363,7 @@ func (n *Node) clientUnsubscribe(c *client, id uint32, req *protocol.Unsubscribe
 }
 
 // unsubscribe removes c's subscription to name, if any. c.mu held.
-func (n *Node) unsubscribe(c *client, name string) bool {
+func (n *Node) unsubscribe(c *session, name string) bool {
 	i := c.subscribed(name)
 	if i < 0 {
 		return false
@@ -374,7 +377,7 @@ func (n *Node) unsubscribe(c *client, name string) bool {
 	return true
 }
 
-func (n *Node) clientPublish(c *client, id uint32, req *protocol.PublishRequest) (*protocol.Reply, error) {
+func (n *Node) clientPublish(c *session, id uint32, req *protocol.PublishRequest) (*protocol.Reply, error) {
 	if req.Channel == "" || len(req.Data) == 0 {
 		return nil, disconnectBadRequest
 	}
@@ -394,7 +397,7 @@ func (n *Node) clientPublish(c *client, id uint32, req *protocol.PublishRequest)
 	return &protocol.Reply{Id: id, Publish: &protocol.PublishResult{}}, nil
 }
 
-func (n *Node) clientHistory(c *client, id uint32, req *protocol.HistoryRequest) (*protocol.Reply, error) {
+func (n *Node) clientHistory(c *session, id uint32, req *protocol.HistoryRequest) (*protocol.Reply, error) {
 	if req.Channel == "" {
 		return nil, disconnectBadRequest
 	}
@@ -432,7 +435,7 @@ func (n *Node) clientHistory(c *client, id uint32, req *protocol.HistoryRequest)
 	return &protocol.Reply{Id: id, History: res}, nil
 }
 
-func (n *Node) refresh(c *client, id uint32, req *protocol.RefreshRequest) (*protocol.Reply, error) {
+func (n *Node) refresh(c *session, id uint32, req *protocol.RefreshRequest) (*protocol.Reply, error) {
 	if req.Token == "" {
 		return nil, disconnectBadRequest
 	}
@@ -455,7 +458,7 @@ func (n *Node) refresh(c *client, id uint32, req *protocol.RefreshRequest) (*pro
 	return &protocol.Reply{Id: id, Refresh: res}, nil
 }
 
-func (n *Node) subRefresh(c *client, id uint32, req *protocol.SubRefreshRequest) (*protocol.Reply, error) {
+func (n *Node) subRefresh(c *session, id uint32, req *protocol.SubRefreshRequest) (*protocol.Reply, error) {
 	if req.Channel == "" || req.Token == "" {
 		return nil, disconnectBadRequest
 	}

@@ -66,7 +66,7 @@ type Node struct {
 
 type clientShard struct {
 	mu      sync.Mutex
-	clients []*client
+	clients []*session
 }
 
 type channelShard struct {
@@ -171,7 +171,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		close(n.stop)
 		<-n.done
 	}
-	n.eachClient(func(c *client) { c.conn.Close(codec.StatusCode(3001), "shutdown") })
+	n.eachClient(func(c *session) { c.conn.Close(codec.StatusCode(3001), "shutdown") })
 	return n.srv.Shutdown(ctx)
 }
 
@@ -187,7 +187,7 @@ func (n *Node) clock() uint32 { return uint32(time.Since(n.start) / time.Second)
 
 // OnOpen implements loop.Handler.
 func (n *Node) OnOpen(conn *loop.Conn) {
-	c := &client{conn: conn, seq: n.seq.Add(1), opened: n.clock()}
+	c := &session{conn: conn, seq: n.seq.Add(1), opened: n.clock()}
 	c.seen.Store(c.opened)
 	if conn.Subprotocol() == ProtobufSubprotocol {
 		c.proto = protoProtobuf
@@ -202,7 +202,7 @@ func (n *Node) OnOpen(conn *loop.Conn) {
 
 // OnClose implements loop.Handler.
 func (n *Node) OnClose(conn *loop.Conn, _ error) {
-	c, _ := conn.Value().(*client)
+	c, _ := conn.Value().(*session)
 	if c == nil {
 		return
 	}
@@ -228,7 +228,7 @@ func (n *Node) OnClose(conn *loop.Conn, _ error) {
 
 // OnMessage implements loop.Handler.
 func (n *Node) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
-	c, _ := conn.Value().(*client)
+	c, _ := conn.Value().(*session)
 	if c == nil {
 		return
 	}
@@ -274,7 +274,7 @@ func (n *Node) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 
 // eachClient calls f for every client (under its shard's lock: f must
 // not block).
-func (n *Node) eachClient(f func(c *client)) {
+func (n *Node) eachClient(f func(c *session)) {
 	for i := range n.clients {
 		sh := &n.clients[i]
 		sh.mu.Lock()
@@ -287,9 +287,9 @@ func (n *Node) eachClient(f func(c *client)) {
 
 // clientsOf returns the connected clients of user (all connected clients
 // when all is set), or the one with id client.
-func (n *Node) clientsOf(user, clientID string, all bool) []*client {
-	var out []*client
-	n.eachClient(func(c *client) {
+func (n *Node) clientsOf(user, clientID string, all bool) []*session {
+	var out []*session
+	n.eachClient(func(c *session) {
 		if c.state.Load() != stateConnected {
 			return
 		}
@@ -325,9 +325,9 @@ func (n *Node) sweep() {
 		if sendPing {
 			lastPing = now
 		}
-		var closing []*client
+		var closing []*session
 		var closeWith []disconnect
-		n.eachClient(func(c *client) {
+		n.eachClient(func(c *session) {
 			switch c.state.Load() {
 			case stateNew:
 				if now-c.opened >= stale {
@@ -347,7 +347,7 @@ func (n *Node) sweep() {
 					return
 				}
 				if sendPing {
-					c.writeRaw(pingFrame[c.proto])
+					c.writeRaw(pingBytes[c.proto])
 				}
 			}
 		})
@@ -361,8 +361,8 @@ func (n *Node) sweep() {
 	}
 }
 
-// pingFrame is the server ping per format: an empty reply.
-var pingFrame = [2][]byte{protoJSON: []byte("{}"), protoProtobuf: {0}}
+// pingBytes is the server ping per format: an empty reply.
+var pingBytes = [2][]byte{protoJSON: []byte("{}"), protoProtobuf: {0}}
 
 // Channels.
 
@@ -483,7 +483,7 @@ func (n *Node) position(ch *channel) error {
 // subscription, and then write (the reply or push), all under ch's lock
 // so that no publication falls between the recovered ones and the live
 // ones, nor arrives twice. c.mu held.
-func (n *Node) join(c *client, ch *channel, req *protocol.SubscribeRequest, write func(*protocol.SubscribeResult)) error {
+func (n *Node) join(c *session, ch *channel, req *protocol.SubscribeRequest, write func(*protocol.SubscribeResult)) error {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	o := ch.opts
@@ -550,7 +550,7 @@ func (n *Node) recover(ch *channel, offset uint64, epoch string) ([]*protocol.Pu
 }
 
 // leave removes c from ch. c.mu held.
-func (n *Node) leave(c *client, ch *channel, engine bool) {
+func (n *Node) leave(c *session, ch *channel, engine bool) {
 	if engine {
 		_ = n.srv.Unsubscribe(c.conn, topic(c.proto, ch.name))
 	}
