@@ -258,6 +258,11 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 	}
 	c.state.Store(stateConnected)
 	n.nconn.Add(1)
+	// Server-side subscriptions: their results go into the connect reply,
+	// written after them. No publication can reach the connection
+	// before it: this runs on the connection's event loop (OnMessage),
+	// and publications are delivered through that loop's inbox, after
+	// OnMessage returns and after the engine subscriptions made here.
 	if cl != nil && len(cl.Channels) > 0 {
 		res.Subs = make(map[string]*protocol.SubscribeResult, len(cl.Channels))
 		for _, name := range cl.Channels {
@@ -267,6 +272,9 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 			opts := n.cfg.options(name)
 			if opts == nil || c.subscribed(name) >= 0 {
 				continue
+			}
+			if opts.ConflationTag != "" {
+				c.conn.SetSlowPolicy(loop.SlowConflate)
 			}
 			sreq := req.Subs[name]
 			if sreq == nil {
@@ -344,6 +352,11 @@ func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeReq
 		exp = uint32(cl.expiry())
 	} else if !opts.AllowSubscribeForClient || (c.user == "" && !opts.AllowSubscribeForAnonymous) {
 		return nil, errPermissionDenied
+	}
+	if opts.ConflationTag != "" {
+		// On the event loop (OnMessage): the connection's slow policy
+		// becomes conflation by the channel's tag.
+		c.conn.SetSlowPolicy(loop.SlowConflate)
 	}
 	// The reply is written inside join, under the channel's lock.
 	return nil, n.subscribe(c, req.Channel, opts, req, exp, func(r *protocol.SubscribeResult) {

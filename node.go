@@ -171,7 +171,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		close(n.stop)
 		<-n.done
 	}
-	n.eachClient(func(c *session) { c.conn.Close(codec.StatusCode(3001), "shutdown") })
+	n.eachClient(func(c *session) { c.disconnect(disconnectShutdown) })
 	return n.srv.Shutdown(ctx)
 }
 
