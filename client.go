@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/centrifugal/protocol"
 
@@ -48,6 +49,9 @@ type session struct {
 	info   []byte
 	subs   []sub
 }
+
+// sessionSize is the size of a session, for the memory test.
+const sessionSize = int(unsafe.Sizeof(session{}))
 
 type sub struct {
 	ch  *channel
