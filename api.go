@@ -124,10 +124,10 @@ func (n *Node) apiAuthorized(r *http.Request) bool {
 	return key != "" && subtle.ConstantTimeCompare([]byte(key), []byte(n.cfg.HTTPAPI.Key)) == 1
 }
 
+// decode reads a request body. Fields wsgate does not implement are
+// ignored, as Centrifugo ignores unknown fields.
 func decode(body []byte, v any) *apiError {
-	d := json.NewDecoder(strings.NewReader(string(body)))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
+	if err := json.Unmarshal(body, v); err != nil {
 		return errBadBody
 	}
 	return nil
@@ -375,9 +375,9 @@ func (n *Node) apiChannels(body []byte) (any, *apiError) {
 
 func (n *Node) apiDisconnect(body []byte) (any, *apiError) {
 	var r struct {
-		User       string `json:"user"`
-		Client     string `json:"client"`
-		Whitelist  []string
+		User       string   `json:"user"`
+		Client     string   `json:"client"`
+		Whitelist  []string `json:"whitelist"`
 		Disconnect *struct {
 			Code   uint32 `json:"code"`
 			Reason string `json:"reason"`

@@ -85,7 +85,6 @@ var (
 	errInternal          = &replyError{100, "internal server error", true}
 	errUnknownChannel    = &replyError{102, "unknown channel", false}
 	errPermissionDenied  = &replyError{103, "permission denied", false}
-	errMethodNotFound    = &replyError{104, "method not found", false}
 	errAlreadySubscribed = &replyError{105, "already subscribed", false}
 	errLimitExceeded     = &replyError{106, "limit exceeded", false}
 	errNotAvailable      = &replyError{108, "not available", false}
@@ -192,10 +191,10 @@ func (n *Node) handle(c *session, cmd *protocol.Command) *disconnect {
 		rep, err = n.subRefresh(c, id, cmd.SubRefresh)
 	case cmd.Ping != nil:
 		rep = &protocol.Reply{Id: id, Ping: &protocol.PingResult{}}
-	case cmd.Presence != nil, cmd.PresenceStats != nil:
+	case cmd.Presence != nil, cmd.PresenceStats != nil, cmd.Rpc != nil:
+		// Not implemented: answered as Centrifugo answers them where
+		// presence is off and no RPC proxy is configured.
 		err = errNotAvailable
-	case cmd.Rpc != nil:
-		err = errMethodNotFound
 	default:
 		return &disconnectBadRequest
 	}
@@ -328,9 +327,16 @@ func (c *session) updateSubExp() {
 	c.subExp.Store(m)
 }
 
+// MaxChannelLength is the longest channel name accepted (Centrifugo's
+// default); longer names get error 106.
+const MaxChannelLength = 255
+
 func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeRequest) (*protocol.Reply, error) {
 	if req.Channel == "" {
 		return nil, disconnectBadRequest
+	}
+	if len(req.Channel) > MaxChannelLength {
+		return nil, errLimitExceeded
 	}
 	opts := n.cfg.options(req.Channel)
 	if opts == nil {
@@ -397,6 +403,9 @@ func (n *Node) unsubscribe(c *session, name string) bool {
 func (n *Node) clientPublish(c *session, id uint32, req *protocol.PublishRequest) (*protocol.Reply, error) {
 	if req.Channel == "" || len(req.Data) == 0 {
 		return nil, disconnectBadRequest
+	}
+	if len(req.Channel) > MaxChannelLength {
+		return nil, errLimitExceeded
 	}
 	opts := n.cfg.options(req.Channel)
 	if opts == nil {

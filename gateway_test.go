@@ -105,7 +105,7 @@ func TestGatewayNotImplemented(t *testing.T) {
 		}{
 			{&protocol.Command{Presence: &protocol.PresenceRequest{Channel: "a"}}, 108},
 			{&protocol.Command{PresenceStats: &protocol.PresenceStatsRequest{Channel: "a"}}, 108},
-			{&protocol.Command{Rpc: &protocol.RPCRequest{Method: "m"}}, 104},
+			{&protocol.Command{Rpc: &protocol.RPCRequest{Method: "m"}}, 108},
 		} {
 			if r := g.call(c.cmd); r.Error == nil || r.Error.Code != c.code {
 				t.Fatalf("%+v: reply %+v, want error %d", c.cmd, r, c.code)
@@ -515,7 +515,7 @@ func TestGatewayAPI(t *testing.T) {
 	if st, _ := n.apiRaw(t, "publish", "", `{"channel":"a","data":1}`); st != 401 {
 		t.Fatalf("no key: %d", st)
 	}
-	for _, body := range []string{`{"channel":`, `{"channel":"a","data":1,"bogus":true}`, `[]`} {
+	for _, body := range []string{`{"channel":`, `[]`, `{"channel":5}`} {
 		if st, _ := n.apiRaw(t, "publish", gwAPIKey, body); st != 400 {
 			t.Fatalf("bad body %s: %d", body, st)
 		}

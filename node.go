@@ -60,8 +60,9 @@ type Node struct {
 	seq      atomic.Uint64
 	nconn    atomic.Int64 // clients that completed connect
 
-	stop chan struct{}
-	done chan struct{}
+	started atomic.Bool
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 type clientShard struct {
@@ -158,6 +159,7 @@ func (n *Node) Start(addr string) error {
 	if err := n.srv.Start(addr); err != nil {
 		return err
 	}
+	n.started.Store(true)
 	go n.sweep()
 	return nil
 }
@@ -169,7 +171,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	case <-n.stop:
 	default:
 		close(n.stop)
-		<-n.done
+		if n.started.Load() {
+			<-n.done
+		}
 	}
 	n.eachClient(func(c *session) { c.disconnect(disconnectShutdown) })
 	return n.srv.Shutdown(ctx)
