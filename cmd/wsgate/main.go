@@ -20,10 +20,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,6 +39,12 @@ import (
 
 //go:embed default_config.json
 var defaultConfig []byte
+
+// demoPage is the walk-through page served at / on the API address;
+// {{WSPORT}} becomes the WebSocket port.
+//
+//go:embed demo.html
+var demoPage string
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "echo" {
@@ -56,6 +65,7 @@ func main() {
 
 	var cfg wsgate.Config
 	var err error
+	var generated bool
 	if *config != "" {
 		cfg, err = wsgate.LoadConfig(*config)
 	} else {
@@ -65,6 +75,7 @@ func main() {
 		}
 		if err == nil && *apiKey == "" {
 			cfg.HTTPAPI.Key = random()
+			generated = true
 		}
 	}
 	if err != nil {
@@ -90,16 +101,24 @@ func main() {
 	}
 	log.Info("websocket listening", "addr", *addr, "path", wsgate.WebSocketPath)
 
-	api := &http.Server{Addr: *apiAddr, Handler: n.APIHandler(), ReadHeaderTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/api/", n.APIHandler())
+	_, wsPort, _ := net.SplitHostPort(*addr)
+	page := strings.ReplaceAll(demoPage, "{{WSPORT}}", wsPort)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, page)
+	})
+	api := &http.Server{Addr: *apiAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := api.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("api server stopped", "addr", *apiAddr, "err", err)
 			os.Exit(1)
 		}
 	}()
-	log.Info("api listening", "addr", *apiAddr)
-	if *config == "" {
-		log.Info("default configuration", "api_key", cfg.HTTPAPI.Key)
+	log.Info("api listening", "addr", *apiAddr, "walk-through page", "http://"+*apiAddr+"/")
+	if generated {
+		log.Info("default configuration: generated API key", "api_key", cfg.HTTPAPI.Key)
 	}
 	if k := cfg.Client.Token.HMACSecretKey; k != "" {
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
