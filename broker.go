@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,6 +167,7 @@ func (b *MemoryBroker) stream(channel string, create bool) *memStream {
 	defer sh.mu.Unlock()
 	s := sh.streams[channel]
 	if s == nil && create {
+		channel = strings.Clone(channel) // the caller's may point into a reused buffer
 		s = &memStream{epoch: newEpoch()}
 		if sh.streams == nil {
 			sh.streams = map[string]*memStream{}

@@ -620,3 +620,24 @@ func TestParseConfig(t *testing.T) {
 		t.Fatal("a config without token keys or API key is accepted")
 	}
 }
+
+// TestGatewayFrameReuse: channel names decoded from a client's frame
+// point into the read buffer; a channel first created by a client publish
+// must keep its name after the buffer is reused for later frames.
+func TestGatewayFrameReuse(t *testing.T) {
+	n := startNode(t, gwConfig())
+	g := dialNode(t, n.addr, false)
+	g.connect(token(t, jwt.MapClaims{"sub": "u"}))
+	if r := g.call(&protocol.Command{Publish: &protocol.PublishRequest{Channel: "chat:aaaaaaaa", Data: []byte(`1`)}}); r.Error != nil {
+		t.Fatalf("publish %+v", r)
+	}
+	for i := 0; i < 20; i++ {
+		g.call(&protocol.Command{Publish: &protocol.PublishRequest{Channel: "chat:zzzzzzzz", Data: []byte(`1`)}})
+	}
+	if p := n.position(t, "chat:aaaaaaaa"); p.Offset != 1 {
+		t.Fatalf("chat:aaaaaaaa at offset %d, want 1", p.Offset)
+	}
+	if p := n.position(t, "chat:zzzzzzzz"); p.Offset != 20 {
+		t.Fatalf("chat:zzzzzzzz at offset %d, want 20", p.Offset)
+	}
+}
