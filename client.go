@@ -78,6 +78,7 @@ var (
 	disconnectBadRequest    = disconnect{3501, "bad request"}
 	disconnectStale         = disconnect{3502, "stale"}
 	disconnectForceNoReconn = disconnect{3503, "force disconnect"}
+	disconnectChannelLimit  = disconnect{3505, "channel limit"}
 )
 
 // Error replies of the protocol.
@@ -270,7 +271,7 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 		res.Subs = make(map[string]*protocol.SubscribeResult, len(cl.Channels))
 		for _, name := range cl.Channels {
 			if len(c.subs) >= n.cfg.Client.ChannelLimit {
-				return nil, errLimitExceeded
+				return nil, disconnectChannelLimit
 			}
 			opts := n.cfg.options(name)
 			if opts == nil || c.subscribed(name) >= 0 {
@@ -285,7 +286,8 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 			}
 			err := n.subscribe(c, name, opts, sreq, 0, func(r *protocol.SubscribeResult) { res.Subs[name] = r })
 			if err != nil {
-				return nil, err
+				n.log.Warn("server-side subscription failed", "client", c.id(n), "channel", name, "err", err)
+				return nil, disconnectServerError
 			}
 		}
 	}

@@ -478,6 +478,11 @@ func TestGatewayLimits(t *testing.T) {
 		t.Fatalf("channel limit: %+v", r)
 	}
 
+	// More server-side channels in the token than the limit: 3505.
+	g = dialNode(t, n.addr, true)
+	g.send(&protocol.Command{Connect: &protocol.ConnectRequest{Token: token(t, jwt.MapClaims{"sub": "u", "channels": []string{"a", "b", "c"}})}})
+	g.expectClose(3505)
+
 	// More commands than the rate limit within a second: error 111.
 	g = dialNode(t, n.addr, false)
 	g.connect(tok)
