@@ -61,12 +61,7 @@ func startNode(t *testing.T, cfg Config) *gwNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeLoopback(t)
 	if err := n.Start(addr); err != nil {
 		t.Fatal(err)
 	}
@@ -436,4 +431,15 @@ func httpStatusOfUpgrade(t *testing.T, addr, path string) int {
 		t.Fatal(err)
 	}
 	return resp.StatusCode
+}
+
+// freeLoopback returns a free 127.0.0.1 address.
+func freeLoopback(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -1,6 +1,7 @@
 package wsgate
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -644,5 +645,55 @@ func TestGatewayFrameReuse(t *testing.T) {
 	}
 	if p := n.position(t, "chat:zzzzzzzz"); p.Offset != 20 {
 		t.Fatalf("chat:zzzzzzzz at offset %d, want 20", p.Offset)
+	}
+}
+
+// lossyBroker is a MemoryBroker whose deliveries to the node lose the
+// publications with the offsets in drop, as a broker between nodes may.
+type lossyBroker struct {
+	*MemoryBroker
+	drop map[uint64]bool
+}
+
+type lossyHandler struct {
+	h    BrokerHandler
+	drop map[uint64]bool
+}
+
+func (b *lossyBroker) Run(h BrokerHandler) error {
+	return b.MemoryBroker.Run(lossyHandler{h, b.drop})
+}
+
+func (l lossyHandler) HandlePublication(ch string, p *Publication, sp StreamPosition) {
+	if !l.drop[p.Offset] {
+		l.h.HandlePublication(ch, p, sp)
+	}
+}
+
+// TestGatewayGapFill: publications the broker failed to deliver are
+// taken from history when the next one arrives: subscribers still see
+// every offset once, in order.
+func TestGatewayGapFill(t *testing.T) {
+	n, err := NewNode(gwConfig(), NodeOptions{Broker: &lossyBroker{NewMemoryBroker(0), map[uint64]bool{2: true, 3: true, 5: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeLoopback(t)
+	if err := n.Start(addr); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown(context.Background())
+	g := dialNode(t, addr, false)
+	g.connect(token(t, jwt.MapClaims{"sub": "u"}))
+	g.subscribe(&protocol.SubscribeRequest{Channel: "gap"})
+	for i := 1; i <= 6; i++ {
+		if _, err := n.Publish("gap", []byte(fmt.Sprint(i)), PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 6; i++ {
+		if p := g.pub("gap"); p.Offset != uint64(i) || string(p.Data) != fmt.Sprint(i) {
+			t.Fatalf("publication %d: offset %d data %s", i, p.Offset, p.Data)
+		}
 	}
 }

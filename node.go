@@ -434,11 +434,41 @@ func (n *Node) HandlePublication(name string, pub *Publication, sp StreamPositio
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if pub.Offset != 0 {
-		if ch.init && sp.Epoch == ch.epoch && pub.Offset <= ch.top {
+		same := ch.init && sp.Epoch == ch.epoch
+		if same && pub.Offset <= ch.top {
 			return
+		}
+		if same && pub.Offset > ch.top+1 {
+			// Publications were lost on the way (a broker between nodes
+			// may drop some): deliver them from history first.
+			n.fill(ch, pub.Offset-1)
 		}
 		ch.init, ch.top, ch.epoch = true, pub.Offset, sp.Epoch
 	}
+	n.fanOut(ch, pub)
+}
+
+// fill delivers the publications after ch.top up to offset to from
+// history; one that history no longer holds is skipped (logged). ch.mu
+// held.
+func (n *Node) fill(ch *channel, to uint64) {
+	pubs, _, err := n.broker.History(ch.name, HistoryOptions{
+		Since: &StreamPosition{Offset: ch.top, Epoch: ch.epoch}, Limit: int(to - ch.top), TTL: time.Duration(ch.opts.HistoryTTL)})
+	if err != nil {
+		n.log.Warn("publications lost before delivery", "channel", ch.name, "after", ch.top, "to", to, "err", err)
+		return
+	}
+	for _, p := range pubs {
+		if p.Offset > ch.top && p.Offset <= to {
+			ch.top = p.Offset
+			n.fanOut(ch, p)
+		}
+	}
+}
+
+// fanOut encodes pub once per format with subscribers, prepares it once
+// and publishes it to the format's engine topic. ch.mu held.
+func (n *Node) fanOut(ch *channel, pub *Publication) {
 	var key string
 	if t := ch.opts.ConflationTag; t != "" {
 		key = pub.Tags[t]
@@ -447,17 +477,17 @@ func (n *Node) HandlePublication(name string, pub *Publication, sp StreamPositio
 		if ch.n[f] == 0 {
 			continue
 		}
-		b := encodeReply(f, &protocol.Reply{Push: &protocol.Push{Channel: name, Pub: toProtoPub(pub)}})
+		b := encodeReply(f, &protocol.Reply{Push: &protocol.Push{Channel: ch.name, Pub: toProtoPub(pub)}})
 		op := codec.OpText
 		if f == protoProtobuf {
 			op = codec.OpBinary
 		}
 		pm, err := n.srv.Prepare(op, b, key)
 		if err == nil {
-			err = n.srv.Publish(topic(f, name), pm)
+			err = n.srv.Publish(topic(f, ch.name), pm)
 		}
 		if err != nil {
-			n.log.Warn("fan-out failed", "channel", name, "err", err)
+			n.log.Warn("fan-out failed", "channel", ch.name, "err", err)
 		}
 	}
 }
