@@ -19,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/loop"
 )
 
 const (
@@ -442,4 +443,10 @@ func freeLoopback(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// loopOptionsForSlow makes a connection that stops reading slow quickly:
+// a small socket send buffer and a low high-water mark.
+func loopOptionsForSlow() loop.Options {
+	return loop.Options{SocketSendBuffer: 4096, MaxPendingBytes: 1 << 20, HighWaterBytes: 16 << 10}
 }

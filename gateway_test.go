@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -674,7 +676,7 @@ func (l lossyHandler) HandlePublication(ch string, p *Publication, sp StreamPosi
 // taken from history when the next one arrives: subscribers still see
 // every offset once, in order.
 func TestGatewayGapFill(t *testing.T) {
-	n, err := NewNode(gwConfig(), NodeOptions{Broker: &lossyBroker{NewMemoryBroker(0), map[uint64]bool{2: true, 3: true, 5: true}}})
+	n, err := NewNode(gwConfig(), NodeOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Broker: &lossyBroker{NewMemoryBroker(0), map[uint64]bool{2: true, 3: true, 5: true}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -694,6 +696,59 @@ func TestGatewayGapFill(t *testing.T) {
 	for i := 1; i <= 6; i++ {
 		if p := g.pub("gap"); p.Offset != uint64(i) || string(p.Data) != fmt.Sprint(i) {
 			t.Fatalf("publication %d: offset %d data %s", i, p.Offset, p.Data)
+		}
+	}
+}
+
+func TestGatewayShutdown(t *testing.T) {
+	n := startNode(t, gwConfig())
+	g := dialNode(t, n.addr, false)
+	g.connect(token(t, jwt.MapClaims{"sub": "u"}))
+	go n.Shutdown(context.Background())
+	g.expectClose(3001)
+}
+
+// TestGatewayConflation: a client of a namespace with conflation_tag
+// that stops reading gets the latest publication per tag value instead of
+// a backlog or a disconnect.
+func TestGatewayConflation(t *testing.T) {
+	cfg := gwConfig()
+	cfg.Channel.Namespaces = append(cfg.Channel.Namespaces, Namespace{Name: "market", ChannelOptions: ChannelOptions{
+		HistorySize: 10, HistoryTTL: Duration(time.Minute), AllowSubscribeForClient: true, ConflationTag: "instrument"}})
+	n, err := NewNode(cfg, NodeOptions{Loop: loopOptionsForSlow(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeLoopback(t)
+	if err := n.Start(addr); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown(context.Background())
+	g := dialNode(t, addr, false)
+	g.connect(token(t, jwt.MapClaims{"sub": "u"}))
+	g.subscribe(&protocol.SubscribeRequest{Channel: "market:eur"})
+	pad := strings.Repeat("x", 1000)
+	const total = 3000
+	for i := 1; i <= total; i++ {
+		tags := map[string]string{"instrument": fmt.Sprint(i % 5)}
+		if _, err := n.Publish("market:eur", []byte(fmt.Sprintf(`{"i":%d,"p":"%s"}`, i, pad)), PublishOptions{Tags: tags}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "conflation", func() bool { return n.Server().Stats().Conflated > 0 })
+	// Read everything: no disconnect, and the last publication of each
+	// instrument arrives, the very last one last.
+	last := map[string]uint64{}
+	for {
+		p := g.pub("market:eur")
+		last[p.Tags["instrument"]] = p.Offset
+		if p.Offset == total {
+			break
+		}
+	}
+	for k := 0; k < 5; k++ {
+		if want := uint64(total - (total-k)%5); last[fmt.Sprint(k)] != want {
+			t.Fatalf("instrument %d: last offset %d, want %d", k, last[fmt.Sprint(k)], want)
 		}
 	}
 }
