@@ -141,7 +141,7 @@ func NewNode(cfg Config, o NodeOptions) (*Node, error) {
 		lo.PingInterval = -1
 		lo.IdleTimeout = 2 * time.Duration(cfg.Client.PingInterval+cfg.Client.PongTimeout)
 	}
-	if n.srv, err = loop.NewServer(n, lo); err != nil {
+	if n.srv, err = loop.NewServer((*engine)(n), lo); err != nil {
 		return nil, err
 	}
 	if err := n.broker.Run(n); err != nil {
@@ -187,10 +187,13 @@ func (n *Node) ID() string { return n.id }
 
 func (n *Node) clock() uint32 { return uint32(time.Since(n.start) / time.Second) }
 
-// Handler methods: the engine calls them on the connection's event loop.
+// engine is the node as the engine's loop.Handler; its methods run on
+// the connection's event loop.
+type engine Node
 
 // OnOpen implements loop.Handler.
-func (n *Node) OnOpen(conn *loop.Conn) {
+func (e *engine) OnOpen(conn *loop.Conn) {
+	n := (*Node)(e)
 	c := &session{conn: conn, seq: n.seq.Add(1), opened: n.clock()}
 	c.seen.Store(c.opened)
 	if conn.Subprotocol() == ProtobufSubprotocol {
@@ -205,7 +208,8 @@ func (n *Node) OnOpen(conn *loop.Conn) {
 }
 
 // OnClose implements loop.Handler.
-func (n *Node) OnClose(conn *loop.Conn, _ error) {
+func (e *engine) OnClose(conn *loop.Conn, _ error) {
+	n := (*Node)(e)
 	c, _ := conn.Value().(*session)
 	if c == nil {
 		return
@@ -231,7 +235,8 @@ func (n *Node) OnClose(conn *loop.Conn, _ error) {
 }
 
 // OnMessage implements loop.Handler.
-func (n *Node) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
+func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
+	n := (*Node)(e)
 	c, _ := conn.Value().(*session)
 	if c == nil {
 		return

@@ -60,6 +60,10 @@ func main() {
 		apiKey  = flag.String("api-key", "", "server API key (overrides http_api.key)")
 		verbose = flag.Bool("v", false, "debug logging")
 	)
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: wsgate [flags]   (the gateway)\n       wsgate echo [flags]   (the echo server of the benchmarks; wsgate echo -h)\n\n")
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	log := newLogger(*verbose)
 
