@@ -311,7 +311,9 @@ func (n *Node) clientsOf(user, clientID string, all bool) []*session {
 
 // sweep runs once a second: protocol pings, the pong check, the connect
 // timeout and token expiry. It is the node's only timer: clients carry
-// timestamps, not timers.
+// timestamps, not timers. Pings are spread over the ping interval by
+// client number (each second about 1/interval of the clients), so that a
+// node with many clients writes no burst of pings.
 func (n *Node) sweep() {
 	defer close(n.done)
 	t := time.NewTicker(time.Second)
@@ -321,7 +323,7 @@ func (n *Node) sweep() {
 	stale := uint32(time.Duration(n.cfg.Client.StaleCloseDelay) / time.Second)
 	expDelay := int64(time.Duration(n.cfg.Client.ExpiredCloseDelay) / time.Second)
 	subDelay := int64(time.Duration(n.cfg.Client.ExpiredSubCloseDelay) / time.Second)
-	var lastPing uint32
+	prev := n.clock()
 	for {
 		select {
 		case <-n.stop:
@@ -330,10 +332,6 @@ func (n *Node) sweep() {
 		}
 		now := n.clock()
 		unix := time.Now().Unix()
-		sendPing := ping > 0 && now-lastPing >= ping
-		if sendPing {
-			lastPing = now
-		}
 		var closing []*session
 		var closeWith []disconnect
 		n.eachClient(func(c *session) {
@@ -355,11 +353,14 @@ func (n *Node) sweep() {
 					closing, closeWith = append(closing, c), append(closeWith, disconnectNoPong)
 					return
 				}
-				if sendPing {
+				// A client is pinged when a multiple of the interval
+				// falls in (prev, now], shifted by its number.
+				if ping > 0 && (uint64(now)+c.seq)/uint64(ping) != (uint64(prev)+c.seq)/uint64(ping) {
 					c.writeRaw(pingBytes[c.proto])
 				}
 			}
 		})
+		prev = now
 		for i, c := range closing {
 			c.mu.Lock()
 			if c.state.Load() != stateClosed {
