@@ -453,12 +453,24 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 	if opts == nil {
 		return nil, apiErrUnknownChannel
 	}
+	sreq := &protocol.SubscribeRequest{Recoverable: true}
+	if r.RecoverSince != nil {
+		sreq.Recover, sreq.Offset, sreq.Epoch = true, r.RecoverSince.Offset, r.RecoverSince.Epoch
+	}
 	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
 		c.mu.Lock()
 		if c.state.Load() == stateConnected && c.subscribed(r.Channel) < 0 && len(c.subs) < n.cfg.Client.ChannelLimit {
-			err := n.subscribe(c, r.Channel, opts, &protocol.SubscribeRequest{}, 0, func(res *protocol.SubscribeResult) {
-				c.write(&protocol.Reply{Push: &protocol.Push{Channel: r.Channel, Subscribe: &protocol.Subscribe{
-					Recoverable: res.Recoverable, Epoch: res.Epoch, Offset: res.Offset, Positioned: res.Positioned}}})
+			// The push subscribe, then the recovered publications as
+			// pushes, written under the channel's lock.
+			err := n.subscribe(c, r.Channel, opts, sreq, 0, func(res *protocol.SubscribeResult) {
+				sp := &protocol.Subscribe{Recoverable: res.Recoverable, Epoch: res.Epoch, Offset: res.Offset, Positioned: res.Positioned}
+				if len(res.Publications) > 0 {
+					sp.Offset = res.Publications[0].Offset - 1
+				}
+				c.write(&protocol.Reply{Push: &protocol.Push{Channel: r.Channel, Subscribe: sp}})
+				for _, p := range res.Publications {
+					c.write(&protocol.Reply{Push: &protocol.Push{Channel: r.Channel, Pub: p}})
+				}
 			})
 			if err != nil {
 				c.mu.Unlock()

@@ -602,6 +602,24 @@ func TestGatewayAPI(t *testing.T) {
 		t.Fatalf("unsubscribe push %+v", r)
 	}
 
+	// subscribe with recover_since: the push subscribe, then the missed
+	// publications.
+	n.publishAPI(t, "srv", `2`)
+	n.publishAPI(t, "srv", `3`)
+	pos := n.position(t, "srv")
+	n.apiCall(t, "subscribe", map[string]any{"channel": "srv", "user": "carol",
+		"recover_since": map[string]any{"offset": 1, "epoch": pos.Epoch}})
+	r = g.reply()
+	if r.Push == nil || r.Push.Subscribe == nil || r.Push.Subscribe.Offset != 1 {
+		t.Fatalf("subscribe push %+v", r)
+	}
+	if p := g.pub("srv"); p.Offset != 2 {
+		t.Fatalf("recovered %d", p.Offset)
+	}
+	if p := g.pub("srv"); p.Offset != 3 {
+		t.Fatalf("recovered %d", p.Offset)
+	}
+
 	// disconnect by client id, with the default code 3503.
 	n.apiCall(t, "disconnect", map[string]any{"user": "carol", "client": res.Client})
 	g.expectClose(3503)
