@@ -119,7 +119,15 @@ type MemoryBroker struct {
 	idemMu   sync.Mutex
 	idem     map[string]idemResult
 	idemNext time.Time
+
+	expireNext atomic.Int64 // Unix s of the next pass over idle streams
 }
+
+// StreamMetaTTL is how long MemoryBroker keeps the position (epoch and
+// offset) of a channel whose history has emptied (its publications aged
+// out or were removed) and that nobody published to: after it, the
+// stream is dropped and the channel starts again with a new epoch.
+const StreamMetaTTL = 24 * time.Hour
 
 type memShard struct {
 	mu      sync.Mutex
@@ -141,6 +149,9 @@ type memStream struct {
 	top     uint64
 	pubs    []*Publication // oldest first
 	bytes   int64
+	ttl     time.Duration // the history TTL of the last publish
+	used    int64         // Unix s of the last publish
+	dropped bool          // removed from the broker by expire
 }
 
 // NewMemoryBroker returns a broker whose histories hold at most maxBytes
@@ -202,11 +213,20 @@ func (b *MemoryBroker) Publish(channel string, data []byte, opts PublishOptions)
 		s := b.stream(channel, true)
 		s.deliver.Lock()
 		s.mu.Lock()
+		for s.dropped {
+			// expire removed it in the meantime: use the new one.
+			s.mu.Unlock()
+			s.deliver.Unlock()
+			s = b.stream(channel, true)
+			s.deliver.Lock()
+			s.mu.Lock()
+		}
 		s.top++
 		pub.Offset = s.top
 		s.pubs = append(s.pubs, pub)
 		s.bytes += int64(len(data))
 		b.bytes.Add(int64(len(data)))
+		s.ttl, s.used = opts.HistoryTTL, now.Unix()
 		s.trim(b, opts.HistorySize, now.Add(-opts.HistoryTTL).UnixMilli())
 		for b.bytes.Load() > b.maxBytes && len(s.pubs) > 0 {
 			s.drop(b)
@@ -221,7 +241,32 @@ func (b *MemoryBroker) Publish(channel string, data []byte, opts PublishOptions)
 	if opts.IdempotencyKey != "" {
 		b.remember(opts.IdempotencyKey, sp, now)
 	}
+	if next := b.expireNext.Load(); now.Unix() >= next && b.expireNext.CompareAndSwap(next, now.Unix()+60) {
+		b.expire(now)
+	}
 	return sp, nil
+}
+
+// expire ages out the publications of every stream and drops the streams
+// left empty and unused for StreamMetaTTL, so that channels nobody
+// publishes to any more cost nothing. It runs at most once a minute.
+func (b *MemoryBroker) expire(now time.Time) {
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.mu.Lock()
+		for name, s := range sh.streams {
+			s.mu.Lock()
+			if s.ttl > 0 {
+				s.trim(b, len(s.pubs), now.Add(-s.ttl).UnixMilli())
+			}
+			if len(s.pubs) == 0 && now.Unix()-s.used > int64(StreamMetaTTL/time.Second) {
+				delete(sh.streams, name)
+				s.dropped = true
+			}
+			s.mu.Unlock()
+		}
+		sh.mu.Unlock()
+	}
 }
 
 // trim drops publications beyond size or older than minTime. s.mu held.

@@ -69,7 +69,7 @@ func runEcho(args []string) {
 		os.Exit(1)
 	}
 	log.Info("wsgate listening", "addr", *addr, "broadcast", *broadcast)
-	serveAdmin(log, *admin, srv, nil)
+	serveAdmin(log, *admin, srv)
 	waitSignal(log, srv.Shutdown, srv.Wait)
 }
 

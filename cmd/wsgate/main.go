@@ -131,7 +131,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "test token (user \"test\", 24h):", tok)
 		}
 	}
-	serveAdmin(log, *admin, n.Server(), n)
+	serveAdmin(log, *admin, n.Server())
 	waitSignal(log, func(ctx context.Context) error {
 		_ = api.Shutdown(ctx)
 		return n.Shutdown(ctx)
@@ -145,7 +145,7 @@ func random() string {
 }
 
 // serveAdmin serves /debug/pprof/ and /stats on addr (empty: off).
-func serveAdmin(log *slog.Logger, addr string, srv *loop.Server, _ *wsgate.Node) {
+func serveAdmin(log *slog.Logger, addr string, srv *loop.Server) {
 	if addr == "" {
 		return
 	}
