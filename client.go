@@ -46,7 +46,7 @@ type session struct {
 	rateN  uint16        // commands in the rate window
 	proto  uint8
 	user   string
-	info   []byte
+	info   string // connection info from the token (bytes; a string is smaller)
 	subs   []sub
 }
 
@@ -251,7 +251,7 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 	res := &protocol.ConnectResult{Client: c.id(n), Version: Version, Node: n.id}
 	if cl != nil {
 		c.user = cl.Subject
-		c.info = cl.info()
+		c.info = string(cl.info())
 		if exp := cl.expiry(); exp > 0 {
 			c.exp.Store(uint32(exp))
 			res.Expires, res.Ttl = true, ttl(exp)
@@ -418,7 +418,7 @@ func (n *Node) clientPublish(c *session, id uint32, req *protocol.PublishRequest
 	if !allowed {
 		return nil, errPermissionDenied
 	}
-	info := &ClientInfo{User: c.user, Client: c.id(n), ConnInfo: c.info}
+	info := &ClientInfo{User: c.user, Client: c.id(n), ConnInfo: []byte(c.info)}
 	if _, err := n.Publish(req.Channel, req.Data, PublishOptions{Info: info}); err != nil {
 		return nil, err
 	}
@@ -481,7 +481,7 @@ func (n *Node) refresh(c *session, id uint32, req *protocol.RefreshRequest) (*pr
 		res.Expires, res.Ttl = true, ttl(exp)
 	}
 	if info := cl.info(); info != nil {
-		c.info = info
+		c.info = string(info)
 	}
 	return &protocol.Reply{Id: id, Refresh: res}, nil
 }

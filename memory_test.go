@@ -92,6 +92,9 @@ func memoryPerClient(t *testing.T, N int, subscribe bool) (heap, rss int64) {
 		var got []byte
 		for !bytes.Contains(got, want) {
 			k, err := syscall.Read(fd, buf)
+			if err == syscall.EINTR {
+				continue // the runtime's preemption signal
+			}
 			if err != nil || k <= 0 {
 				t.Fatalf("read: %v (got %q)", err, got)
 			}
@@ -106,13 +109,11 @@ func memoryPerClient(t *testing.T, N int, subscribe bool) (heap, rss int64) {
 		}
 		fds = append(fds, fd)
 		syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
-		if err := syscall.Connect(fd, sa); err != nil {
-			t.Fatal(err)
-		}
-		syscall.Write(fd, upgrade)
+		connectRaw(t, fd, sa)
+		writeRaw(t, fd, upgrade)
 		readUntil(fd, []byte("\r\n\r\n"))
 		if subscribe {
-			syscall.Write(fd, cmds)
+			writeRaw(t, fd, cmds)
 			readUntil(fd, []byte(`"id":2`))
 		}
 	}
@@ -128,4 +129,33 @@ func memoryPerClient(t *testing.T, N int, subscribe bool) (heap, rss int64) {
 	heap = (int64(after.HeapAlloc) - int64(before.HeapAlloc) - int64(N)*8) / int64(N)
 	rss = (rss1 - rss0) / int64(N)
 	return heap, rss
+}
+
+// connectRaw connects fd, retrying when a signal interrupts the call
+// (the connection then goes on in the background).
+func connectRaw(t *testing.T, fd int, sa syscall.Sockaddr) {
+	for {
+		switch err := syscall.Connect(fd, sa); err {
+		case nil, syscall.EISCONN:
+			return
+		case syscall.EINTR, syscall.EALREADY:
+			time.Sleep(time.Millisecond)
+		default:
+			t.Fatal(err)
+		}
+	}
+}
+
+// writeRaw writes all of p to fd, retrying on interrupted calls.
+func writeRaw(t *testing.T, fd int, p []byte) {
+	for len(p) > 0 {
+		k, err := syscall.Write(fd, p)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p = p[k:]
+	}
 }
