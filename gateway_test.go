@@ -80,6 +80,10 @@ func TestGatewayBadInput(t *testing.T) {
 		{"binary frame on json", false, func(g *gwClient) { g.writeFrame(codec.OpBinary, []byte(`{"id":1}`)) }},
 		{"text frame on protobuf", true, func(g *gwClient) { g.writeFrame(codec.OpText, []byte(`{}`)) }},
 		{"no method", false, func(g *gwClient) { g.writeFrame(codec.OpText, []byte(`{"id":1}`)) }},
+		{"duplicate ids in a batch", false, func(g *gwClient) {
+			g.connect(token(t, jwt.MapClaims{"sub": "u"}))
+			g.writeFrame(codec.OpText, []byte(`{"id":7,"ping":{}}`+"\n"+`{"id":7,"ping":{}}`))
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

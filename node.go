@@ -7,6 +7,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -257,15 +258,21 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 	} else {
 		dec = protocol.NewProtobufCommandDecoder(p)
 	}
+	var ids []uint32 // command ids of this message, for the duplicate check
 	for i := 0; ; i++ {
 		cmd, err := dec.Decode()
 		if cmd == nil && err == nil {
 			err = errors.New("empty command")
 		}
 		if cmd != nil {
-			if i >= n.cfg.Client.MaxBatchSize {
+			if i >= n.cfg.Client.MaxBatchSize || (cmd.Id != 0 && slices.Contains(ids, cmd.Id)) {
+				// A batch too large, or two commands of one message with
+				// the same id (their replies could not be told apart).
 				c.disconnect(disconnectBadRequest)
 				return
+			}
+			if cmd.Id != 0 && err == nil {
+				ids = append(ids, cmd.Id)
 			}
 			if d := n.handle(c, cmd); d != nil {
 				c.disconnect(*d)
