@@ -68,11 +68,13 @@ func (n *Node) apiErr(err error) *apiError {
 // 404.
 func (n *Node) APIHandler() http.Handler {
 	mux := http.NewServeMux()
-	for name, f := range map[string]func([]byte) (any, *apiError){
+	methods := map[string]func([]byte) (any, *apiError){
 		"publish": n.apiPublish, "broadcast": n.apiBroadcast, "history": n.apiHistory,
 		"history_remove": n.apiHistoryRemove, "info": n.apiInfo, "channels": n.apiChannels,
 		"disconnect": n.apiDisconnect, "unsubscribe": n.apiUnsubscribe, "subscribe": n.apiSubscribe,
-	} {
+	}
+	methods["batch"] = func(body []byte) (any, *apiError) { return n.apiBatch(body, methods) }
+	for name, f := range methods {
 		mux.HandleFunc("POST /api/"+name, func(w http.ResponseWriter, r *http.Request) {
 			if !n.apiAuthorized(r) {
 				http.Error(w, "Unauthorized", http.StatusUnauthorized)
@@ -87,6 +89,13 @@ func (n *Node) APIHandler() http.Handler {
 				body = []byte("{}")
 			}
 			res, aerr := f(body)
+			if b, ok := res.(batchResult); ok && aerr == nil {
+				// A batch reply is not wrapped in "result".
+				w.Header().Set("Content-Type", "application/json")
+				out, _ := json.Marshal(b)
+				_, _ = w.Write(out)
+				return
+			}
 			if aerr == errBadBody {
 				http.Error(w, "Bad Request", http.StatusBadRequest)
 				return
@@ -106,6 +115,52 @@ func (n *Node) APIHandler() http.Handler {
 		})
 	}
 	return mux
+}
+
+// apiErrNotFound answers a batch command wsgate does not implement.
+var apiErrNotFound = &apiError{104, "not found"}
+
+// batchResult is the reply of /api/batch: one reply per command, each
+// {"<method>": result} or {"error": …}.
+type batchResult struct {
+	Replies []map[string]any `json:"replies"`
+}
+
+// apiBatch runs the commands of a batch ({"commands": [{"publish": {…}},
+// …]}) one after the other, in order; "parallel" is accepted and
+// ignored.
+func (n *Node) apiBatch(body []byte, methods map[string]func([]byte) (any, *apiError)) (any, *apiError) {
+	var r struct {
+		Commands []map[string]json.RawMessage `json:"commands"`
+		Parallel bool                         `json:"parallel"`
+	}
+	if e := decode(body, &r); e != nil {
+		return nil, e
+	}
+	out := batchResult{Replies: make([]map[string]any, len(r.Commands))}
+	for i, cmd := range r.Commands {
+		out.Replies[i] = map[string]any{"error": apiErrNotFound}
+		if len(cmd) != 1 {
+			out.Replies[i]["error"] = apiErrBadRequest
+			continue
+		}
+		for name, params := range cmd {
+			f := methods[name]
+			if f == nil || name == "batch" {
+				break
+			}
+			res, aerr := f(params)
+			switch {
+			case aerr == errBadBody:
+				out.Replies[i]["error"] = apiErrBadRequest
+			case aerr != nil:
+				out.Replies[i]["error"] = aerr
+			default:
+				out.Replies[i] = map[string]any{name: res}
+			}
+		}
+	}
+	return out, nil
 }
 
 // errBadBody marks a body that does not decode: answered with 400.

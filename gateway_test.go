@@ -774,3 +774,43 @@ func TestGatewayConflation(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewayAPIBatch: /api/batch runs its commands in order and answers
+// one reply per command.
+func TestGatewayAPIBatch(t *testing.T) {
+	n := startNode(t, gwConfig())
+	g := dialNode(t, n.addr, true)
+	g.connect(token(t, jwt.MapClaims{"sub": "u"}))
+	g.subscribe(&protocol.SubscribeRequest{Channel: "batch"})
+	st, out := n.apiRaw(t, "batch", gwAPIKey, `{"commands":[
+		{"publish":{"channel":"batch","data":1}},
+		{"publish":{"channel":"batch","data":2}},
+		{"presence":{"channel":"batch"}},
+		{"publish":{"channel":"nope:x","data":3}},
+		{"history":{"channel":"batch","limit":-1}}]}`)
+	if st != 200 {
+		t.Fatalf("status %d %s", st, out)
+	}
+	var res struct {
+		Replies []map[string]json.RawMessage `json:"replies"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil || len(res.Replies) != 5 {
+		t.Fatalf("%s: %v", out, err)
+	}
+	want := []string{`{"offset":1,"epoch":`, `{"offset":2,"epoch":`, `{"code":104,`, `{"code":102,`, `{"publications":[{"data":1,"offset":1},{"data":2,"offset":2}]`}
+	for i, r := range res.Replies {
+		var got string
+		for _, v := range r {
+			got = string(v)
+		}
+		if !strings.HasPrefix(got, want[i]) {
+			t.Fatalf("reply %d: %s, want %s…", i, got, want[i])
+		}
+	}
+	if p := g.pub("batch"); p.Offset != 1 {
+		t.Fatalf("offset %d", p.Offset)
+	}
+	if p := g.pub("batch"); p.Offset != 2 {
+		t.Fatalf("offset %d", p.Offset)
+	}
+}
