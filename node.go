@@ -611,3 +611,19 @@ func (n *Node) leave(c *session, ch *channel, engine bool) {
 func (n *Node) clientID(seq uint64) string {
 	return n.id + "-" + strconv.FormatUint(seq, 16)
 }
+
+// NumClients returns the number of clients that completed connect.
+func (n *Node) NumClients() int64 { return n.nconn.Load() }
+
+// NumChannels returns the number of channels with subscribers on this
+// node.
+func (n *Node) NumChannels() int {
+	total := 0
+	for i := range n.channels {
+		sh := &n.channels[i]
+		sh.mu.Lock()
+		total += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return total
+}

@@ -131,7 +131,9 @@ func main() {
 			fmt.Fprintln(os.Stderr, "test token (user \"test\", 24h):", tok)
 		}
 	}
-	serveAdmin(log, *admin, n.Server())
+	serveAdmin(log, *admin, n.Server(), func() map[string]int64 {
+		return map[string]int64{"clients": n.NumClients(), "channels": int64(n.NumChannels())}
+	})
 	waitSignal(log, func(ctx context.Context) error {
 		_ = api.Shutdown(ctx)
 		return n.Shutdown(ctx)
@@ -144,19 +146,21 @@ func random() string {
 	return hex.EncodeToString(b[:])
 }
 
-// serveAdmin serves /debug/pprof/ and /stats on addr (empty: off).
-func serveAdmin(log *slog.Logger, addr string, srv *loop.Server) {
+// serveAdmin serves /debug/pprof/ and /stats on addr (empty: off); more
+// adds counters to /stats.
+func serveAdmin(log *slog.Logger, addr string, srv *loop.Server, more ...func() map[string]int64) {
 	if addr == "" {
 		return
 	}
 	go func() {
-		err := http.ListenAndServe(addr, pprof.NewMux(srv.Conns, func() map[string]int64 {
+		counters := append([]func() map[string]int64{func() map[string]int64 {
 			st := srv.Stats()
 			return map[string]int64{
 				"delivered": st.Delivered, "dropped": st.Dropped, "conflated": st.Conflated,
 				"slow_closed": st.SlowClosed, "subscriptions": st.Subscriptions,
 			}
-		}))
+		}}, more...)
+		err := http.ListenAndServe(addr, pprof.NewMux(srv.Conns, counters...))
 		log.Error("admin server stopped", "addr", addr, "err", err)
 	}()
 	log.Info("admin listening", "addr", addr)
