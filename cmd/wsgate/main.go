@@ -114,8 +114,15 @@ func main() {
 		_, _ = io.WriteString(w, page)
 	})
 	api := &http.Server{Addr: *apiAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Bound before "api listening" is logged: whoever waits for the line
+	// can connect.
+	apiLn, err := net.Listen("tcp", *apiAddr)
+	if err != nil {
+		log.Error("cannot listen", "addr", *apiAddr, "err", err)
+		os.Exit(1)
+	}
 	go func() {
-		if err := api.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := api.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("api server stopped", "addr", *apiAddr, "err", err)
 			os.Exit(1)
 		}
@@ -152,6 +159,12 @@ func serveAdmin(log *slog.Logger, addr string, srv *loop.Server, more ...func() 
 	if addr == "" {
 		return
 	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		// The admin endpoints are optional: serve without them.
+		log.Error("admin server stopped", "addr", addr, "err", err)
+		return
+	}
 	go func() {
 		counters := append([]func() map[string]int64{func() map[string]int64 {
 			st := srv.Stats()
@@ -160,7 +173,7 @@ func serveAdmin(log *slog.Logger, addr string, srv *loop.Server, more ...func() 
 				"slow_closed": st.SlowClosed, "subscriptions": st.Subscriptions,
 			}
 		}}, more...)
-		err := http.ListenAndServe(addr, pprof.NewMux(srv.Conns, counters...))
+		err := http.Serve(ln, pprof.NewMux(srv.Conns, counters...))
 		log.Error("admin server stopped", "addr", addr, "err", err)
 	}()
 	log.Info("admin listening", "addr", addr)
