@@ -1,8 +1,10 @@
 module github.com/wsgate/wsgate
 
-go 1.25
+go 1.26.0
 
 require (
+	github.com/centrifugal/protocol v0.23.1
+	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/klauspost/compress v1.20.3
 	github.com/panjf2000/gnet/v2 v2.10.0
 	github.com/valyala/bytebufferpool v1.0.0
@@ -14,5 +16,6 @@ require (
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/sync v0.11.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 )

@@ -1,14 +1,28 @@
-// Command wsgate runs a WebSocket gateway that echoes every message, or
-// with -broadcast relays "BCAST <text>" messages to every connection.
-// The admin address serves /debug/pprof/ and /stats.
+// Command wsgate runs the gateway: Centrifugo's client protocol on
+// WebSocket at /connection/websocket, its server HTTP API under /api/, and
+// the admin endpoints (/debug/pprof/, /stats). "wsgate echo" runs the echo
+// server of the benchmarks instead.
+//
+//	wsgate [-config FILE] [-addr HOST:PORT] [-api-addr HOST:PORT] [-admin HOST:PORT]
+//	       [-token-hmac-secret S] [-api-key K]
+//	wsgate echo [-addr HOST:PORT] [-broadcast] ...
+//
+// Without -config the embedded default configuration is used, with a
+// random HMAC secret and API key unless given by flags; a token for user
+// "test" is printed at start.
 package main
 
 import (
-	"bytes"
 	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -16,132 +30,173 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wsgate/wsgate/codec"
-	"github.com/wsgate/wsgate/deflate"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/loop"
 	"github.com/wsgate/wsgate/pprof"
 )
 
+//go:embed default_config.json
+var defaultConfig []byte
+
+// demoPage is the walk-through page served at / on the API address;
+// {{WSPORT}} becomes the WebSocket port.
+//
+//go:embed demo.html
+var demoPage string
+
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "echo" {
+		runEcho(os.Args[2:])
+		return
+	}
 	var (
-		addr      = flag.String("addr", ":8080", "listen address for WebSocket upgrades")
-		admin     = flag.String("admin", "127.0.0.1:6060", "admin address for /stats and /debug/pprof/ (empty: off)")
-		broadcast = flag.Bool("broadcast", false, `a text message "BCAST <rest>" sends <rest> to every connection instead of echoing`)
-		loops     = flag.Int("loops", 0, "event loops (0: one per CPU)")
-		handshake = flag.Duration("handshake-timeout", 0, "handshake timeout (0: 5s)")
-		ping      = flag.Duration("ping", 0, "ping interval for idle connections (0: 30s, <0: off)")
-		idle      = flag.Duration("idle", 0, "close connections silent for this long (0: 2×ping, <0: off)")
-		maxMsg    = flag.Int64("max-message", 0, "largest message accepted in bytes (0: 1 MiB)")
-		maxConns  = flag.Int("max-conns", 0, "answer 503 beyond this many connections (0: no limit)")
-		maxPend   = flag.Int("max-pending", 0, "bytes queued per connection before it is closed as a slow consumer (0: 4 MiB)")
-		origins   = flag.String("origins", "", "comma-separated extra allowed Origin values (* for any)")
-		compress  = flag.Bool("deflate", false, "negotiate permessage-deflate (no context takeover) with clients that offer it")
-		takeover  = flag.Bool("deflate-takeover", false, "with -deflate: server context takeover (4 KiB history per connection, freed when idle)")
-		slow      = flag.String("slow", "disconnect", "what a -broadcast does for a connection past -high-water: disconnect (1008), drop-newest or drop-oldest")
-		highWater = flag.Int("high-water", 0, "queued bytes per connection past which -slow applies (0: max-pending/4)")
-		verbose   = flag.Bool("v", false, "debug logging")
+		config  = flag.String("config", "", "JSON config file in Centrifugo v6 key format (default: embedded)")
+		addr    = flag.String("addr", ":8000", "WebSocket listen address (path "+wsgate.WebSocketPath+")")
+		apiAddr = flag.String("api-addr", ":9000", "server HTTP API listen address (/api/<method>)")
+		admin   = flag.String("admin", "127.0.0.1:6060", "admin address for /stats and /debug/pprof/ (empty: off)")
+		secret  = flag.String("token-hmac-secret", "", "HMAC secret of connection tokens (overrides client.token.hmac_secret_key)")
+		apiKey  = flag.String("api-key", "", "server API key (overrides http_api.key)")
+		verbose = flag.Bool("v", false, "debug logging")
 	)
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: wsgate [flags]   (the gateway)\n       wsgate echo [flags]   (the echo server of the benchmarks; wsgate echo -h)\n\n")
+		flag.PrintDefaults()
+	}
 	flag.Parse()
+	log := newLogger(*verbose)
 
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	var cfg wsgate.Config
+	var err error
+	var generated bool
+	if *config != "" {
+		cfg, err = wsgate.LoadConfig(*config)
+	} else {
+		cfg, err = wsgate.ParseConfig(defaultConfig)
+		if err == nil && *secret == "" {
+			cfg.Client.Token.HMACSecretKey = random()
+		}
+		if err == nil && *apiKey == "" {
+			cfg.HTTPAPI.Key = random()
+			generated = true
+		}
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-
-	checkFileLimit(log, *maxConns)
-
-	policy, ok := slowPolicies[*slow]
-	if !ok {
-		log.Error("bad -slow: want disconnect, drop-newest or drop-oldest", "slow", *slow)
-		os.Exit(2)
-	}
-
-	h := &echo{broadcast: *broadcast}
-	opts := loop.Options{
-		Logger:           log,
-		NumLoops:         *loops,
-		HandshakeTimeout: *handshake,
-		PingInterval:     *ping,
-		IdleTimeout:      *idle,
-		MaxMessageSize:   *maxMsg,
-		MaxConns:         *maxConns,
-		MaxPendingBytes:  *maxPend,
-		SlowPolicy:       policy,
-		HighWaterBytes:   *highWater,
-	}
-	if *compress {
-		opts.Deflate = &deflate.Config{ServerContextTakeover: *takeover}
-	}
-	if *origins != "" {
-		opts.AllowedOrigins = strings.Split(*origins, ",")
-	}
-	srv, err := loop.NewServer(h, opts)
 	if err != nil {
 		log.Error("bad configuration", "err", err)
 		os.Exit(2)
 	}
-	h.srv = srv
-	if err := srv.Start(*addr); err != nil {
+	if *secret != "" {
+		cfg.Client.Token.HMACSecretKey = *secret
+	}
+	if *apiKey != "" {
+		cfg.HTTPAPI.Key = *apiKey
+	}
+	checkFileLimit(log, cfg.Client.ConnectionLimit)
+
+	n, err := wsgate.NewNode(cfg, wsgate.NodeOptions{Logger: log})
+	if err != nil {
+		log.Error("bad configuration", "err", err)
+		os.Exit(2)
+	}
+	if err := n.Start(*addr); err != nil {
 		log.Error("cannot listen", "addr", *addr, "err", err)
 		os.Exit(1)
 	}
-	log.Info("wsgate listening", "addr", *addr, "broadcast", *broadcast)
+	log.Info("websocket listening", "addr", *addr, "path", wsgate.WebSocketPath)
 
-	if *admin != "" {
-		go func() {
-			err := http.ListenAndServe(*admin, pprof.NewMux(srv.Conns, func() map[string]int64 {
-				st := srv.Stats()
-				return map[string]int64{
-					"delivered": st.Delivered, "dropped": st.Dropped, "conflated": st.Conflated,
-					"slow_closed": st.SlowClosed, "subscriptions": st.Subscriptions,
-				}
-			}))
-			log.Error("admin server stopped", "addr", *admin, "err", err)
-		}()
-		log.Info("admin listening", "addr", *admin)
+	mux := http.NewServeMux()
+	mux.Handle("/api/", n.APIHandler())
+	_, wsPort, _ := net.SplitHostPort(*addr)
+	page := strings.ReplaceAll(demoPage, "{{WSPORT}}", wsPort)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, page)
+	})
+	api := &http.Server{Addr: *apiAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Bound before "api listening" is logged: whoever waits for the line
+	// can connect.
+	apiLn, err := net.Listen("tcp", *apiAddr)
+	if err != nil {
+		log.Error("cannot listen", "addr", *apiAddr, "err", err)
+		os.Exit(1)
 	}
+	go func() {
+		if err := api.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("api server stopped", "addr", *apiAddr, "err", err)
+			os.Exit(1)
+		}
+	}()
+	log.Info("api listening", "addr", *apiAddr, "walk-through page", "http://"+*apiAddr+"/")
+	if generated {
+		log.Info("default configuration: generated API key", "api_key", cfg.HTTPAPI.Key)
+	}
+	if k := cfg.Client.Token.HMACSecretKey; k != "" {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"sub": "test", "exp": time.Now().Add(24 * time.Hour).Unix()}).SignedString([]byte(k))
+		if err == nil {
+			fmt.Fprintln(os.Stderr, "test token (user \"test\", 24h):", tok)
+		}
+	}
+	serveAdmin(log, *admin, n.Server(), func() map[string]int64 {
+		return map[string]int64{"clients": n.NumClients(), "channels": int64(n.NumChannels())}
+	})
+	waitSignal(log, func(ctx context.Context) error {
+		_ = api.Shutdown(ctx)
+		return n.Shutdown(ctx)
+	}, n.Wait)
+}
 
+func random() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// serveAdmin serves /debug/pprof/ and /stats on addr (empty: off); more
+// adds counters to /stats.
+func serveAdmin(log *slog.Logger, addr string, srv *loop.Server, more ...func() map[string]int64) {
+	if addr == "" {
+		return
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		// The admin endpoints are optional: serve without them.
+		log.Error("admin server stopped", "addr", addr, "err", err)
+		return
+	}
+	go func() {
+		counters := append([]func() map[string]int64{func() map[string]int64 {
+			st := srv.Stats()
+			return map[string]int64{
+				"delivered": st.Delivered, "dropped": st.Dropped, "conflated": st.Conflated,
+				"slow_closed": st.SlowClosed, "subscriptions": st.Subscriptions,
+			}
+		}}, more...)
+		err := http.Serve(ln, pprof.NewMux(srv.Conns, counters...))
+		log.Error("admin server stopped", "addr", addr, "err", err)
+	}()
+	log.Info("admin listening", "addr", addr)
+}
+
+// waitSignal waits for SIGINT/SIGTERM (then shuts down) or for the server
+// to stop on its own (then exits 1).
+func waitSignal(log *slog.Logger, shutdown func(context.Context) error, wait func() error) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	stopped := make(chan error, 1)
+	go func() { stopped <- wait() }()
 	select {
 	case s := <-sig:
 		log.Info("shutting down", "signal", s.String())
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
+		if err := shutdown(ctx); err != nil {
 			log.Warn("shutdown", "err", err)
 		}
-	case <-waitChan(srv):
+	case <-stopped:
 		log.Error("server stopped")
 		os.Exit(1)
-	}
-}
-
-func waitChan(srv *loop.Server) <-chan error {
-	ch := make(chan error, 1)
-	go func() { ch <- srv.Wait() }()
-	return ch
-}
-
-// echo sends every message back, or broadcasts "BCAST " messages.
-type echo struct {
-	loop.BuiltinHandler
-	srv       *loop.Server
-	broadcast bool
-}
-
-var bcast = []byte("BCAST ")
-
-func (e *echo) OnMessage(c *loop.Conn, op codec.OpCode, p []byte) {
-	if e.broadcast && op == codec.OpText && bytes.HasPrefix(p, bcast) {
-		if err := e.srv.Broadcast(codec.OpText, p[len(bcast):]); err != nil {
-			c.Close(codec.StatusInternalError, "broadcast failed")
-		}
-		return
-	}
-	if err := c.WriteMessage(op, p); err != nil && !errors.Is(err, loop.ErrClosed) {
-		c.Close(codec.StatusInternalError, "")
 	}
 }
 
@@ -154,17 +209,7 @@ func checkFileLimit(log *slog.Logger, maxConns int) {
 		return
 	}
 	log.Info("open-file limit", "soft", rl.Cur, "hard", rl.Max)
-	if maxConns == 0 {
-		log.Warn("no -max-conns: connections are bounded only by the open-file limit", "limit", rl.Cur)
-	} else if uint64(maxConns)+64 > uint64(rl.Cur) { // int64 on FreeBSD, uint64 elsewhere
-		log.Warn("open-file limit is below -max-conns", "limit", rl.Cur, "max_conns", maxConns)
+	if maxConns != 0 && uint64(maxConns)+64 > uint64(rl.Cur) { // int64 on FreeBSD, uint64 elsewhere
+		log.Warn("open-file limit is below the connection limit", "limit", rl.Cur, "max_conns", maxConns)
 	}
-}
-
-// slowPolicies are the -slow values. Conflation needs a key per message,
-// which BCAST messages do not carry.
-var slowPolicies = map[string]loop.SlowPolicy{
-	"disconnect":  loop.SlowDisconnect,
-	"drop-newest": loop.SlowDropNewest,
-	"drop-oldest": loop.SlowDropOldest,
 }

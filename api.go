@@ -1,0 +1,538 @@
+package wsgate
+
+import (
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/centrifugal/protocol"
+)
+
+// ErrUnknownChannel is returned by Node.Publish for a channel whose
+// namespace is not configured.
+var ErrUnknownChannel = errors.New("wsgate: unknown channel")
+
+// Publish publishes data to channel with the history options of its
+// namespace (opts.HistorySize and HistoryTTL are taken from there) and
+// returns the channel's position after it.
+func (n *Node) Publish(channel string, data []byte, opts PublishOptions) (StreamPosition, error) {
+	o := n.cfg.options(channel)
+	if o == nil {
+		return StreamPosition{}, ErrUnknownChannel
+	}
+	if o.history() {
+		opts.HistorySize, opts.HistoryTTL = o.HistorySize, time.Duration(o.HistoryTTL)
+	} else {
+		opts.HistorySize, opts.HistoryTTL = 0, 0
+	}
+	return n.broker.Publish(channel, data, opts)
+}
+
+// apiError is an error of the server API.
+type apiError struct {
+	Code    uint32 `json:"code"`
+	Message string `json:"message"`
+}
+
+// Server API errors, as Centrifugo's.
+var (
+	apiErrInternal       = &apiError{100, "internal server error"}
+	apiErrUnknownChannel = &apiError{102, "unknown channel"}
+	apiErrBadRequest     = &apiError{107, "bad request"}
+	apiErrNotAvailable   = &apiError{108, "not available"}
+	apiErrUnrecoverable  = &apiError{112, "unrecoverable position"}
+)
+
+func (n *Node) apiErr(err error) *apiError {
+	switch {
+	case errors.Is(err, ErrUnknownChannel):
+		return apiErrUnknownChannel
+	case errors.Is(err, ErrUnrecoverablePosition):
+		return apiErrUnrecoverable
+	}
+	n.log.Warn("api", "err", err)
+	return apiErrInternal
+}
+
+// APIHandler serves the server HTTP API under /api/<method>: publish,
+// broadcast, history, history_remove, info, channels, disconnect,
+// unsubscribe, subscribe. Requests are POST with a JSON body; replies are
+// {"result": …} or {"error": {"code", "message"}}. A wrong or missing key
+// gets 401, a body that is not a valid request 400, an unknown method
+// 404.
+func (n *Node) APIHandler() http.Handler {
+	mux := http.NewServeMux()
+	methods := map[string]func([]byte) (any, *apiError){
+		"publish": n.apiPublish, "broadcast": n.apiBroadcast, "history": n.apiHistory,
+		"history_remove": n.apiHistoryRemove, "info": n.apiInfo, "channels": n.apiChannels,
+		"disconnect": n.apiDisconnect, "unsubscribe": n.apiUnsubscribe, "subscribe": n.apiSubscribe,
+	}
+	methods["batch"] = func(body []byte) (any, *apiError) { return n.apiBatch(body, methods) }
+	for name, f := range methods {
+		mux.HandleFunc("POST /api/"+name, func(w http.ResponseWriter, r *http.Request) {
+			if !n.apiAuthorized(r) {
+				http.Error(w, "Unauthorized", http.StatusUnauthorized)
+				return
+			}
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<20))
+			if err != nil {
+				http.Error(w, "Bad Request", http.StatusBadRequest)
+				return
+			}
+			if len(strings.TrimSpace(string(body))) == 0 {
+				body = []byte("{}")
+			}
+			res, aerr := f(body)
+			if b, ok := res.(batchResult); ok && aerr == nil {
+				// A batch reply is not wrapped in "result".
+				w.Header().Set("Content-Type", "application/json")
+				out, _ := json.Marshal(b)
+				_, _ = w.Write(out)
+				return
+			}
+			if aerr == errBadBody {
+				http.Error(w, "Bad Request", http.StatusBadRequest)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			var out []byte
+			if aerr != nil {
+				out, _ = json.Marshal(struct {
+					Error *apiError `json:"error"`
+				}{aerr})
+			} else {
+				out, _ = json.Marshal(struct {
+					Result any `json:"result"`
+				}{res})
+			}
+			_, _ = w.Write(out)
+		})
+	}
+	return mux
+}
+
+// apiErrNotFound answers a batch command wsgate does not implement.
+var apiErrNotFound = &apiError{104, "not found"}
+
+// batchResult is the reply of /api/batch: one reply per command, each
+// {"<method>": result} or {"error": …}.
+type batchResult struct {
+	Replies []map[string]any `json:"replies"`
+}
+
+// apiBatch runs the commands of a batch ({"commands": [{"publish": {…}},
+// …]}) one after the other, in order; "parallel" is accepted and
+// ignored.
+func (n *Node) apiBatch(body []byte, methods map[string]func([]byte) (any, *apiError)) (any, *apiError) {
+	var r struct {
+		Commands []map[string]json.RawMessage `json:"commands"`
+		Parallel bool                         `json:"parallel"`
+	}
+	if e := decode(body, &r); e != nil {
+		return nil, e
+	}
+	out := batchResult{Replies: make([]map[string]any, len(r.Commands))}
+	for i, cmd := range r.Commands {
+		out.Replies[i] = map[string]any{"error": apiErrNotFound}
+		if len(cmd) != 1 {
+			out.Replies[i]["error"] = apiErrBadRequest
+			continue
+		}
+		for name, params := range cmd {
+			f := methods[name]
+			if f == nil || name == "batch" {
+				break
+			}
+			res, aerr := f(params)
+			switch {
+			case aerr == errBadBody:
+				out.Replies[i]["error"] = apiErrBadRequest
+			case aerr != nil:
+				out.Replies[i]["error"] = aerr
+			default:
+				out.Replies[i] = map[string]any{name: res}
+			}
+		}
+	}
+	return out, nil
+}
+
+// errBadBody marks a body that does not decode: answered with 400.
+var errBadBody = &apiError{107, "bad body"}
+
+func (n *Node) apiAuthorized(r *http.Request) bool {
+	if n.cfg.HTTPAPI.Insecure {
+		return true
+	}
+	key := r.Header.Get("X-API-Key")
+	if key == "" {
+		if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "apikey ") {
+			key = strings.TrimSpace(a[7:])
+		}
+	}
+	return key != "" && subtle.ConstantTimeCompare([]byte(key), []byte(n.cfg.HTTPAPI.Key)) == 1
+}
+
+// decode reads a request body. Fields wsgate does not implement are
+// ignored, as Centrifugo ignores unknown fields.
+func decode(body []byte, v any) *apiError {
+	if err := json.Unmarshal(body, v); err != nil {
+		return errBadBody
+	}
+	return nil
+}
+
+type apiPublishRequest struct {
+	Channel        string            `json:"channel"`
+	Channels       []string          `json:"channels"` // broadcast
+	Data           json.RawMessage   `json:"data"`
+	B64Data        string            `json:"b64data"`
+	SkipHistory    bool              `json:"skip_history"`
+	Tags           map[string]string `json:"tags"`
+	IdempotencyKey string            `json:"idempotency_key"`
+}
+
+type apiPublishResult struct {
+	Offset uint64 `json:"offset,omitempty"`
+	Epoch  string `json:"epoch,omitempty"`
+}
+
+func (r *apiPublishRequest) payload() ([]byte, *apiError) {
+	if r.B64Data != "" {
+		b, err := base64.StdEncoding.DecodeString(r.B64Data)
+		if err != nil {
+			return nil, apiErrBadRequest
+		}
+		return b, nil
+	}
+	if len(r.Data) == 0 {
+		return nil, apiErrBadRequest
+	}
+	return []byte(r.Data), nil
+}
+
+func (n *Node) publish1(channel string, data []byte, r *apiPublishRequest) (*apiPublishResult, *apiError) {
+	if channel == "" {
+		return nil, apiErrBadRequest
+	}
+	opts := PublishOptions{Tags: r.Tags, IdempotencyKey: r.IdempotencyKey}
+	if r.IdempotencyKey != "" {
+		opts.IdempotencyKey = channel + "\x00" + r.IdempotencyKey
+	}
+	var sp StreamPosition
+	var err error
+	if r.SkipHistory {
+		if n.cfg.options(channel) == nil {
+			return nil, apiErrUnknownChannel
+		}
+		sp, err = n.broker.Publish(channel, data, opts)
+	} else {
+		sp, err = n.Publish(channel, data, opts)
+	}
+	if err != nil {
+		return nil, n.apiErr(err)
+	}
+	return &apiPublishResult{Offset: sp.Offset, Epoch: sp.Epoch}, nil
+}
+
+func (n *Node) apiPublish(body []byte) (any, *apiError) {
+	var r apiPublishRequest
+	if e := decode(body, &r); e != nil || r.Channels != nil {
+		return nil, errBadBody
+	}
+	data, e := r.payload()
+	if e != nil {
+		return nil, e
+	}
+	return n.publish1(r.Channel, data, &r)
+}
+
+func (n *Node) apiBroadcast(body []byte) (any, *apiError) {
+	var r apiPublishRequest
+	if e := decode(body, &r); e != nil || r.Channel != "" {
+		return nil, errBadBody
+	}
+	data, e := r.payload()
+	if e != nil {
+		return nil, e
+	}
+	if len(r.Channels) == 0 {
+		return nil, apiErrBadRequest
+	}
+	type resp struct {
+		Error  *apiError         `json:"error,omitempty"`
+		Result *apiPublishResult `json:"result,omitempty"`
+	}
+	out := make([]resp, len(r.Channels))
+	for i, ch := range r.Channels {
+		out[i].Result, out[i].Error = n.publish1(ch, data, &r)
+	}
+	return map[string]any{"responses": out}, nil
+}
+
+type apiPublication struct {
+	Data   json.RawMessage   `json:"data"`
+	Info   *apiClientInfo    `json:"info,omitempty"`
+	Offset uint64            `json:"offset,omitempty"`
+	Tags   map[string]string `json:"tags,omitempty"`
+}
+
+type apiClientInfo struct {
+	User     string          `json:"user"`
+	Client   string          `json:"client"`
+	ConnInfo json.RawMessage `json:"conn_info,omitempty"`
+}
+
+func rawJSON(b []byte) json.RawMessage {
+	if len(b) == 0 {
+		return nil
+	}
+	if json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(base64.StdEncoding.EncodeToString(b))
+	return s
+}
+
+func (n *Node) apiHistory(body []byte) (any, *apiError) {
+	var r struct {
+		Channel string `json:"channel"`
+		Limit   int    `json:"limit"`
+		Since   *struct {
+			Offset uint64 `json:"offset"`
+			Epoch  string `json:"epoch"`
+		} `json:"since"`
+		Reverse bool `json:"reverse"`
+	}
+	if e := decode(body, &r); e != nil {
+		return nil, e
+	}
+	if r.Channel == "" {
+		return nil, apiErrBadRequest
+	}
+	o := n.cfg.options(r.Channel)
+	if o == nil {
+		return nil, apiErrUnknownChannel
+	}
+	if !o.history() {
+		return nil, apiErrNotAvailable
+	}
+	hopts := HistoryOptions{Limit: r.Limit, Reverse: r.Reverse, TTL: time.Duration(o.HistoryTTL)}
+	if r.Since != nil {
+		hopts.Since = &StreamPosition{Offset: r.Since.Offset, Epoch: r.Since.Epoch}
+	}
+	pubs, sp, err := n.broker.History(r.Channel, hopts)
+	if err != nil {
+		return nil, n.apiErr(err)
+	}
+	res := struct {
+		Publications []apiPublication `json:"publications"`
+		Epoch        string           `json:"epoch"`
+		Offset       uint64           `json:"offset"`
+	}{Publications: make([]apiPublication, len(pubs)), Epoch: sp.Epoch, Offset: sp.Offset}
+	for i, p := range pubs {
+		ap := apiPublication{Data: rawJSON(p.Data), Offset: p.Offset, Tags: p.Tags}
+		if p.Info != nil {
+			ap.Info = &apiClientInfo{User: p.Info.User, Client: p.Info.Client, ConnInfo: rawJSON(p.Info.ConnInfo)}
+		}
+		res.Publications[i] = ap
+	}
+	return res, nil
+}
+
+func (n *Node) apiHistoryRemove(body []byte) (any, *apiError) {
+	var r struct {
+		Channel string `json:"channel"`
+	}
+	if e := decode(body, &r); e != nil {
+		return nil, e
+	}
+	if r.Channel == "" {
+		return nil, apiErrBadRequest
+	}
+	if n.cfg.options(r.Channel) == nil {
+		return nil, apiErrUnknownChannel
+	}
+	if err := n.broker.RemoveHistory(r.Channel); err != nil {
+		return nil, n.apiErr(err)
+	}
+	return struct{}{}, nil
+}
+
+func (n *Node) apiInfo(body []byte) (any, *apiError) {
+	var r struct{}
+	if e := decode(body, &r); e != nil {
+		return nil, e
+	}
+	users := map[string]struct{}{}
+	subs := 0
+	n.eachClient(func(c *session) {
+		if c.state.Load() == stateConnected {
+			users[c.user] = struct{}{}
+		}
+	})
+	chans := 0
+	for i := range n.channels {
+		sh := &n.channels[i]
+		sh.mu.Lock()
+		chans += len(sh.m)
+		for _, ch := range sh.m {
+			subs += ch.refs
+		}
+		sh.mu.Unlock()
+	}
+	type node struct {
+		UID         string `json:"uid"`
+		Name        string `json:"name"`
+		Version     string `json:"version"`
+		NumClients  int64  `json:"num_clients"`
+		NumUsers    int    `json:"num_users"`
+		NumChannels int    `json:"num_channels"`
+		Uptime      uint32 `json:"uptime"`
+		NumSubs     int    `json:"num_subs"`
+	}
+	return map[string]any{"nodes": []node{{UID: n.id, Name: n.id, Version: Version, NumClients: n.nconn.Load(),
+		NumUsers: len(users), NumChannels: chans, Uptime: n.clock(), NumSubs: subs}}}, nil
+}
+
+func (n *Node) apiChannels(body []byte) (any, *apiError) {
+	var r struct {
+		Pattern string `json:"pattern"`
+	}
+	if e := decode(body, &r); e != nil {
+		return nil, e
+	}
+	if _, err := path.Match(r.Pattern, ""); err != nil {
+		return nil, apiErrBadRequest
+	}
+	type info struct {
+		NumClients int `json:"num_clients"`
+	}
+	out := map[string]info{}
+	for i := range n.channels {
+		sh := &n.channels[i]
+		sh.mu.Lock()
+		for name, ch := range sh.m {
+			if ok, _ := path.Match(r.Pattern, name); r.Pattern == "" || ok {
+				out[name] = info{ch.refs}
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return map[string]any{"channels": out}, nil
+}
+
+func (n *Node) apiDisconnect(body []byte) (any, *apiError) {
+	var r struct {
+		User       string   `json:"user"`
+		Client     string   `json:"client"`
+		Whitelist  []string `json:"whitelist"`
+		Disconnect *struct {
+			Code   uint32 `json:"code"`
+			Reason string `json:"reason"`
+		} `json:"disconnect"`
+	}
+	if e := decode(body, &r); e != nil {
+		return nil, e
+	}
+	if r.User == "" && r.Client == "" {
+		return nil, apiErrBadRequest
+	}
+	d := disconnectForceNoReconn
+	if r.Disconnect != nil {
+		if r.Disconnect.Code < 3000 || r.Disconnect.Code > 4999 || len(r.Disconnect.Reason) > 123 {
+			return nil, apiErrBadRequest
+		}
+		d = disconnect{r.Disconnect.Code, r.Disconnect.Reason}
+	}
+next:
+	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
+		for _, w := range r.Whitelist {
+			if c.id(n) == w {
+				continue next
+			}
+		}
+		c.mu.Lock()
+		c.disconnect(d)
+		c.mu.Unlock()
+	}
+	return struct{}{}, nil
+}
+
+func (n *Node) apiUnsubscribe(body []byte) (any, *apiError) {
+	var r struct {
+		Channel string `json:"channel"`
+		User    string `json:"user"`
+		Client  string `json:"client"`
+	}
+	if e := decode(body, &r); e != nil {
+		return nil, e
+	}
+	if r.Channel == "" || (r.User == "" && r.Client == "") {
+		return nil, apiErrBadRequest
+	}
+	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
+		c.mu.Lock()
+		if c.state.Load() == stateConnected && n.unsubscribe(c, r.Channel) {
+			c.write(&protocol.Reply{Push: &protocol.Push{Channel: r.Channel,
+				Unsubscribe: &protocol.Unsubscribe{Code: 2000, Reason: "server unsubscribe"}}})
+		}
+		c.mu.Unlock()
+	}
+	return struct{}{}, nil
+}
+
+func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
+	var r struct {
+		Channel      string `json:"channel"`
+		User         string `json:"user"`
+		Client       string `json:"client"`
+		RecoverSince *struct {
+			Offset uint64 `json:"offset"`
+			Epoch  string `json:"epoch"`
+		} `json:"recover_since"`
+	}
+	if e := decode(body, &r); e != nil {
+		return nil, e
+	}
+	if r.Channel == "" || (r.User == "" && r.Client == "") {
+		return nil, apiErrBadRequest
+	}
+	opts := n.cfg.options(r.Channel)
+	if opts == nil {
+		return nil, apiErrUnknownChannel
+	}
+	sreq := &protocol.SubscribeRequest{Recoverable: true}
+	if r.RecoverSince != nil {
+		sreq.Recover, sreq.Offset, sreq.Epoch = true, r.RecoverSince.Offset, r.RecoverSince.Epoch
+	}
+	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
+		c.mu.Lock()
+		if c.state.Load() == stateConnected && c.subscribed(r.Channel) < 0 && len(c.subs) < n.cfg.Client.ChannelLimit {
+			// The push subscribe, then the recovered publications as
+			// pushes, written under the channel's lock.
+			err := n.subscribe(c, r.Channel, opts, sreq, 0, func(res *protocol.SubscribeResult) {
+				sp := &protocol.Subscribe{Recoverable: res.Recoverable, Epoch: res.Epoch, Offset: res.Offset, Positioned: res.Positioned}
+				if len(res.Publications) > 0 {
+					sp.Offset = res.Publications[0].Offset - 1
+				}
+				c.write(&protocol.Reply{Push: &protocol.Push{Channel: r.Channel, Subscribe: sp}})
+				for _, p := range res.Publications {
+					c.write(&protocol.Reply{Push: &protocol.Push{Channel: r.Channel, Pub: p}})
+				}
+			})
+			if err != nil {
+				c.mu.Unlock()
+				return nil, n.apiErr(err)
+			}
+		}
+		c.mu.Unlock()
+	}
+	return struct{}{}, nil
+}

@@ -1,0 +1,512 @@
+package wsgate
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/centrifugal/protocol"
+
+	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/loop"
+)
+
+// Protocol formats.
+const (
+	protoJSON     uint8 = 0
+	protoProtobuf uint8 = 1
+)
+
+// Client states.
+const (
+	stateNew uint32 = iota
+	stateConnected
+	stateClosed
+)
+
+// session is the gateway state of one connection: a few words plus its
+// subscriptions. Its mutex serialises the connection's commands with
+// server API operations on it; timestamps replace timers (see
+// Node.sweep).
+type session struct {
+	conn   *loop.Conn
+	mu     sync.Mutex
+	seq    uint64        // client id number
+	state  atomic.Uint32 // stateNew, stateConnected, stateClosed
+	seen   atomic.Uint32 // node clock (s) of the last message received
+	exp    atomic.Uint32 // connection token expiry, Unix s (0: none)
+	subExp atomic.Uint32 // earliest subscription token expiry, Unix s (0: none)
+	opened uint32        // node clock (s) at upgrade
+	idx    int32         // position in the node's client shard
+	rateAt uint32        // node clock (s) of the rate window
+	rateN  uint16        // commands in the rate window
+	proto  uint8
+	user   string
+	info   string // connection info from the token (bytes; a string is smaller)
+	subs   []sub
+}
+
+// sessionSize is the size of a session, for the memory test.
+const sessionSize = int(unsafe.Sizeof(session{}))
+
+type sub struct {
+	ch  *channel
+	exp uint32 // subscription token expiry, Unix s (0: none)
+}
+
+func (c *session) id(n *Node) string { return n.clientID(c.seq) }
+
+// disconnect is a protocol disconnect: a close code and reason.
+type disconnect struct {
+	Code   uint32
+	Reason string
+}
+
+// Disconnect codes of the protocol (3000-3499: the client reconnects;
+// 3500-3999: it does not).
+var (
+	disconnectShutdown      = disconnect{3001, "shutdown"}
+	disconnectServerError   = disconnect{3004, "internal server error"}
+	disconnectExpired       = disconnect{3005, "connection expired"}
+	disconnectSubExpired    = disconnect{3006, "subscription expired"}
+	disconnectNoPong        = disconnect{3012, "no pong"}
+	disconnectInvalidToken  = disconnect{3500, "invalid token"}
+	disconnectBadRequest    = disconnect{3501, "bad request"}
+	disconnectStale         = disconnect{3502, "stale"}
+	disconnectForceNoReconn = disconnect{3503, "force disconnect"}
+	disconnectChannelLimit  = disconnect{3505, "channel limit"}
+)
+
+// Error replies of the protocol.
+var (
+	errInternal          = &replyError{100, "internal server error", true}
+	errUnknownChannel    = &replyError{102, "unknown channel", false}
+	errPermissionDenied  = &replyError{103, "permission denied", false}
+	errAlreadySubscribed = &replyError{105, "already subscribed", false}
+	errLimitExceeded     = &replyError{106, "limit exceeded", false}
+	errNotAvailable      = &replyError{108, "not available", false}
+	errTokenExpiredReply = &replyError{109, "token expired", false}
+	errTooManyRequests   = &replyError{111, "too many requests", true}
+	errUnrecoverable     = &replyError{112, "unrecoverable position", false}
+)
+
+// replyError is an error reply of the protocol.
+type replyError struct {
+	code      uint32
+	msg       string
+	temporary bool
+}
+
+func (e *replyError) Error() string { return e.msg }
+
+func (e *replyError) proto() *protocol.Error {
+	return &protocol.Error{Code: e.code, Message: e.msg, Temporary: e.temporary}
+}
+
+func isEOF(err error) bool { return err == io.EOF }
+
+// encodeReply encodes r for format f (Protobuf: length-prefixed).
+func encodeReply(f uint8, r *protocol.Reply) []byte {
+	if f == protoJSON {
+		b, _ := protocol.NewJSONReplyEncoder().Encode(r)
+		return b
+	}
+	b, _ := r.MarshalCF()
+	out := make([]byte, 0, len(b)+binary.MaxVarintLen64)
+	out = binary.AppendUvarint(out, uint64(len(b)))
+	return append(out, b...)
+}
+
+func (c *session) writeRaw(b []byte) {
+	op := codec.OpText
+	if c.proto == protoProtobuf {
+		op = codec.OpBinary
+	}
+	if err := c.conn.WriteMessage(op, b); err != nil && !errors.Is(err, loop.ErrClosed) {
+		_ = c.conn.Close(codec.StatusCode(disconnectServerError.Code), disconnectServerError.Reason)
+	}
+}
+
+func (c *session) write(r *protocol.Reply) { c.writeRaw(encodeReply(c.proto, r)) }
+
+// disconnect closes the connection with d. c.mu held.
+func (c *session) disconnect(d disconnect) {
+	_ = c.conn.Close(codec.StatusCode(d.Code), d.Reason)
+}
+
+// handle runs one command; a non-nil result disconnects. c.mu held.
+func (n *Node) handle(c *session, cmd *protocol.Command) *disconnect {
+	state := c.state.Load()
+	if state == stateClosed {
+		return nil
+	}
+	if cmd.Connect == nil && state != stateConnected {
+		return &disconnectBadRequest
+	}
+	if cmd.Send != nil {
+		// An asynchronous message: no reply, and no handler for it.
+		return nil
+	}
+	if cmd.Id == 0 {
+		// An empty command is a pong (its arrival is recorded already).
+		if isPong(cmd) {
+			return nil
+		}
+		return &disconnectBadRequest
+	}
+	if lim := n.cfg.Client.CommandRateLimit; lim > 0 {
+		now := n.clock()
+		if c.rateAt != now {
+			c.rateAt, c.rateN = now, 0
+		}
+		if int(c.rateN) >= lim {
+			c.write(&protocol.Reply{Id: cmd.Id, Error: errTooManyRequests.proto()})
+			return nil
+		}
+		c.rateN++
+	}
+	var rep *protocol.Reply
+	var err error
+	id := cmd.Id
+	switch {
+	case cmd.Connect != nil:
+		if state != stateNew {
+			return &disconnectBadRequest
+		}
+		rep, err = n.connect(c, id, cmd.Connect)
+	case cmd.Subscribe != nil:
+		rep, err = n.clientSubscribe(c, id, cmd.Subscribe)
+	case cmd.Unsubscribe != nil:
+		rep, err = n.clientUnsubscribe(c, id, cmd.Unsubscribe)
+	case cmd.Publish != nil:
+		rep, err = n.clientPublish(c, id, cmd.Publish)
+	case cmd.History != nil:
+		rep, err = n.clientHistory(c, id, cmd.History)
+	case cmd.Refresh != nil:
+		rep, err = n.refresh(c, id, cmd.Refresh)
+	case cmd.SubRefresh != nil:
+		rep, err = n.subRefresh(c, id, cmd.SubRefresh)
+	case cmd.Ping != nil:
+		rep = &protocol.Reply{Id: id, Ping: &protocol.PingResult{}}
+	case cmd.Presence != nil, cmd.PresenceStats != nil, cmd.Rpc != nil:
+		// Not implemented: answered as Centrifugo answers them where
+		// presence is off and no RPC proxy is configured.
+		err = errNotAvailable
+	default:
+		return &disconnectBadRequest
+	}
+	var d disconnect
+	var pe *replyError
+	switch {
+	case err == nil:
+		if rep != nil {
+			c.write(rep)
+		}
+	case errors.As(err, &d):
+		return &d
+	case errors.As(err, &pe):
+		c.write(&protocol.Reply{Id: cmd.Id, Error: pe.proto()})
+	default:
+		n.log.Warn("command failed", "client", c.id(n), "err", err)
+		c.write(&protocol.Reply{Id: cmd.Id, Error: errInternal.proto()})
+	}
+	return nil
+}
+
+func (d disconnect) Error() string { return d.Reason }
+
+func isPong(cmd *protocol.Command) bool {
+	return cmd.Connect == nil && cmd.Subscribe == nil && cmd.Unsubscribe == nil && cmd.Publish == nil &&
+		cmd.Presence == nil && cmd.PresenceStats == nil && cmd.History == nil && cmd.Ping == nil &&
+		cmd.Send == nil && cmd.Rpc == nil && cmd.Refresh == nil && cmd.SubRefresh == nil
+}
+
+// ttl returns the seconds left until exp (Unix s), at least 1.
+func ttl(exp int64) uint32 {
+	d := exp - time.Now().Unix()
+	if d < 1 {
+		d = 1
+	}
+	return uint32(d)
+}
+
+func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*protocol.Reply, error) {
+	var cl *claims
+	if req.Token != "" {
+		var err error
+		cl, err = n.conns.verify(req.Token)
+		switch {
+		case errors.Is(err, errTokenExpired):
+			return nil, errTokenExpiredReply
+		case err != nil:
+			return nil, disconnectInvalidToken
+		}
+	} else if !n.cfg.Client.AllowAnonymousConnectWithoutToken {
+		return nil, disconnectInvalidToken
+	}
+	res := &protocol.ConnectResult{Client: c.id(n), Version: Version, Node: n.id}
+	if cl != nil {
+		c.user = cl.Subject
+		c.info = string(cl.info())
+		if exp := cl.expiry(); exp > 0 {
+			c.exp.Store(uint32(exp))
+			res.Expires, res.Ttl = true, ttl(exp)
+		}
+	}
+	if p := n.cfg.Client.PingInterval; p > 0 {
+		res.Ping, res.Pong = uint32(time.Duration(p)/time.Second), true
+	}
+	c.state.Store(stateConnected)
+	n.nconn.Add(1)
+	// Server-side subscriptions: their results go into the connect reply,
+	// written after them. No publication can reach the connection
+	// before it: this runs on the connection's event loop (OnMessage),
+	// and publications are delivered through that loop's inbox, after
+	// OnMessage returns and after the engine subscriptions made here.
+	if cl != nil && len(cl.Channels) > 0 {
+		res.Subs = make(map[string]*protocol.SubscribeResult, len(cl.Channels))
+		for _, name := range cl.Channels {
+			if len(c.subs) >= n.cfg.Client.ChannelLimit {
+				return nil, disconnectChannelLimit
+			}
+			opts := n.cfg.options(name)
+			if opts == nil || c.subscribed(name) >= 0 {
+				continue
+			}
+			if opts.ConflationTag != "" {
+				c.conn.SetSlowPolicy(loop.SlowConflate)
+			}
+			sreq := req.Subs[name]
+			if sreq == nil {
+				sreq = &protocol.SubscribeRequest{}
+			}
+			err := n.subscribe(c, name, opts, sreq, 0, func(r *protocol.SubscribeResult) { res.Subs[name] = r })
+			if err != nil {
+				n.log.Warn("server-side subscription failed", "client", c.id(n), "channel", name, "err", err)
+				return nil, disconnectServerError
+			}
+		}
+	}
+	return &protocol.Reply{Id: id, Connect: res}, nil
+}
+
+// subscribed returns the index of channel name in c.subs, or -1.
+func (c *session) subscribed(name string) int {
+	for i, s := range c.subs {
+		if s.ch.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// subscribe adds a subscription of c to name. c.mu held.
+func (n *Node) subscribe(c *session, name string, opts *ChannelOptions, req *protocol.SubscribeRequest, exp uint32, write func(*protocol.SubscribeResult)) error {
+	ch, err := n.acquire(name, opts)
+	if err != nil {
+		return err
+	}
+	if err := n.join(c, ch, req, write); err != nil {
+		n.release(ch)
+		return err
+	}
+	c.subs = append(c.subs, sub{ch: ch, exp: exp})
+	c.updateSubExp()
+	return nil
+}
+
+func (c *session) updateSubExp() {
+	var m uint32
+	for _, s := range c.subs {
+		if s.exp != 0 && (m == 0 || s.exp < m) {
+			m = s.exp
+		}
+	}
+	c.subExp.Store(m)
+}
+
+// MaxChannelLength is the longest channel name accepted (Centrifugo's
+// default); longer names get error 106.
+const MaxChannelLength = 255
+
+func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeRequest) (*protocol.Reply, error) {
+	if req.Channel == "" {
+		return nil, disconnectBadRequest
+	}
+	if len(req.Channel) > MaxChannelLength {
+		return nil, errLimitExceeded
+	}
+	opts := n.cfg.options(req.Channel)
+	if opts == nil {
+		return nil, errUnknownChannel
+	}
+	if c.subscribed(req.Channel) >= 0 {
+		return nil, errAlreadySubscribed
+	}
+	if len(c.subs) >= n.cfg.Client.ChannelLimit {
+		return nil, errLimitExceeded
+	}
+	var exp uint32
+	if req.Token != "" {
+		cl, err := n.subs.verify(req.Token)
+		switch {
+		case errors.Is(err, errTokenExpired):
+			return nil, errTokenExpiredReply
+		case err != nil:
+			return nil, errPermissionDenied
+		case cl.Channel != req.Channel || cl.Subject != c.user || (cl.Client != "" && cl.Client != c.id(n)):
+			return nil, disconnectInvalidToken
+		}
+		exp = uint32(cl.expiry())
+	} else if !opts.AllowSubscribeForClient || (c.user == "" && !opts.AllowSubscribeForAnonymous) {
+		return nil, errPermissionDenied
+	}
+	if opts.ConflationTag != "" {
+		// On the event loop (OnMessage): the connection's slow policy
+		// becomes conflation by the channel's tag.
+		c.conn.SetSlowPolicy(loop.SlowConflate)
+	}
+	// The reply is written inside join, under the channel's lock.
+	return nil, n.subscribe(c, req.Channel, opts, req, exp, func(r *protocol.SubscribeResult) {
+		if exp != 0 {
+			r.Expires, r.Ttl = true, ttl(int64(exp))
+		}
+		c.write(&protocol.Reply{Id: id, Subscribe: r})
+	})
+}
+
+func (n *Node) clientUnsubscribe(c *session, id uint32, req *protocol.UnsubscribeRequest) (*protocol.Reply, error) {
+	if req.Channel == "" {
+		return nil, disconnectBadRequest
+	}
+	n.unsubscribe(c, req.Channel)
+	return &protocol.Reply{Id: id, Unsubscribe: &protocol.UnsubscribeResult{}}, nil
+}
+
+// unsubscribe removes c's subscription to name, if any. c.mu held.
+func (n *Node) unsubscribe(c *session, name string) bool {
+	i := c.subscribed(name)
+	if i < 0 {
+		return false
+	}
+	ch := c.subs[i].ch
+	c.subs[i] = c.subs[len(c.subs)-1]
+	c.subs[len(c.subs)-1] = sub{}
+	c.subs = c.subs[:len(c.subs)-1]
+	c.updateSubExp()
+	n.leave(c, ch, true)
+	return true
+}
+
+func (n *Node) clientPublish(c *session, id uint32, req *protocol.PublishRequest) (*protocol.Reply, error) {
+	if req.Channel == "" || len(req.Data) == 0 {
+		return nil, disconnectBadRequest
+	}
+	if len(req.Channel) > MaxChannelLength {
+		return nil, errLimitExceeded
+	}
+	opts := n.cfg.options(req.Channel)
+	if opts == nil {
+		return nil, errUnknownChannel
+	}
+	allowed := (opts.AllowPublishForClient && (c.user != "" || opts.AllowPublishForAnonymous)) ||
+		(opts.AllowPublishForSubscriber && c.subscribed(req.Channel) >= 0)
+	if !allowed {
+		return nil, errPermissionDenied
+	}
+	info := &ClientInfo{User: c.user, Client: c.id(n), ConnInfo: []byte(c.info)}
+	if _, err := n.Publish(req.Channel, req.Data, PublishOptions{Info: info}); err != nil {
+		return nil, err
+	}
+	return &protocol.Reply{Id: id, Publish: &protocol.PublishResult{}}, nil
+}
+
+func (n *Node) clientHistory(c *session, id uint32, req *protocol.HistoryRequest) (*protocol.Reply, error) {
+	if req.Channel == "" {
+		return nil, disconnectBadRequest
+	}
+	opts := n.cfg.options(req.Channel)
+	if opts == nil {
+		return nil, errUnknownChannel
+	}
+	allowed := (opts.AllowHistoryForClient && (c.user != "" || opts.AllowHistoryForAnonymous)) ||
+		(opts.AllowHistoryForSubscriber && c.subscribed(req.Channel) >= 0)
+	if !allowed {
+		return nil, errPermissionDenied
+	}
+	if !opts.history() {
+		return nil, errNotAvailable
+	}
+	limit := int(req.Limit)
+	if max := n.cfg.Client.HistoryMaxPublicationLimit; limit < 0 || limit > max {
+		limit = max
+	}
+	var since *StreamPosition
+	if req.Since != nil {
+		since = &StreamPosition{Offset: req.Since.Offset, Epoch: req.Since.Epoch}
+	}
+	pubs, sp, err := n.broker.History(req.Channel, HistoryOptions{Since: since, Limit: limit, Reverse: req.Reverse, TTL: time.Duration(opts.HistoryTTL)})
+	if errors.Is(err, ErrUnrecoverablePosition) {
+		return nil, errUnrecoverable
+	}
+	if err != nil {
+		return nil, err
+	}
+	res := &protocol.HistoryResult{Epoch: sp.Epoch, Offset: sp.Offset, Publications: make([]*protocol.Publication, len(pubs))}
+	for i, p := range pubs {
+		res.Publications[i] = toProtoPub(p)
+	}
+	return &protocol.Reply{Id: id, History: res}, nil
+}
+
+func (n *Node) refresh(c *session, id uint32, req *protocol.RefreshRequest) (*protocol.Reply, error) {
+	if req.Token == "" {
+		return nil, disconnectBadRequest
+	}
+	cl, err := n.conns.verify(req.Token)
+	switch {
+	case errors.Is(err, errTokenExpired):
+		return nil, disconnectExpired
+	case err != nil || cl.Subject != c.user:
+		return nil, disconnectInvalidToken
+	}
+	res := &protocol.RefreshResult{Client: c.id(n), Version: Version}
+	exp := cl.expiry()
+	c.exp.Store(uint32(exp))
+	if exp > 0 {
+		res.Expires, res.Ttl = true, ttl(exp)
+	}
+	if info := cl.info(); info != nil {
+		c.info = string(info)
+	}
+	return &protocol.Reply{Id: id, Refresh: res}, nil
+}
+
+func (n *Node) subRefresh(c *session, id uint32, req *protocol.SubRefreshRequest) (*protocol.Reply, error) {
+	if req.Channel == "" || req.Token == "" {
+		return nil, disconnectBadRequest
+	}
+	i := c.subscribed(req.Channel)
+	if i < 0 {
+		return nil, errPermissionDenied
+	}
+	cl, err := n.subs.verify(req.Token)
+	switch {
+	case errors.Is(err, errTokenExpired):
+		return nil, disconnectSubExpired
+	case err != nil || cl.Channel != req.Channel || cl.Subject != c.user || (cl.Client != "" && cl.Client != c.id(n)):
+		return nil, disconnectInvalidToken
+	}
+	exp := cl.expiry()
+	c.subs[i].exp = uint32(exp)
+	c.updateSubExp()
+	res := &protocol.SubRefreshResult{}
+	if exp > 0 {
+		res.Expires, res.Ttl = true, ttl(exp)
+	}
+	return &protocol.Reply{Id: id, SubRefresh: res}, nil
+}

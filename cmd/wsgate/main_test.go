@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// start runs the built command with args and waits for a log line
+// containing want on stderr; the process is killed when the test ends.
+func start(t *testing.T, bin string, want string, args ...string) []string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var seen []string
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("exited before %q: %q", want, seen)
+			}
+			seen = append(seen, l)
+			if strings.Contains(l, want) {
+				return seen
+			}
+		case <-deadline:
+			t.Fatalf("no %q in %q", want, seen)
+		}
+	}
+}
+
+// TestCLI runs the gateway with the documented flags and the echo
+// subcommand, over real sockets.
+func TestCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command")
+	}
+	bin := filepath.Join(t.TempDir(), "wsgate")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ws, api := freeAddr(t), freeAddr(t)
+	start(t, bin, "api listening", "-addr", ws, "-api-addr", api, "-admin", "", "-token-hmac-secret", "s", "-api-key", "k")
+	post := func(key string) int {
+		req, _ := http.NewRequest("POST", "http://"+api+"/api/info", strings.NewReader(`{}`))
+		req.Header.Set("X-API-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := post("k"); st != 200 {
+		t.Fatalf("api with -api-key: %d", st)
+	}
+	if st := post("other"); st != 401 {
+		t.Fatalf("api with a wrong key: %d", st)
+	}
+	// The WebSocket path upgrades.
+	c, err := net.Dial("tcp", ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+
+	// Without flags the embedded configuration runs and prints a token.
+	lines := start(t, bin, "test token", "-addr", freeAddr(t), "-api-addr", freeAddr(t), "-admin", "")
+	if !strings.Contains(strings.Join(lines, "\n"), "generated API key") {
+		t.Fatalf("no generated key logged: %q", lines)
+	}
+
+	// wsgate echo keeps the old flags.
+	start(t, bin, "wsgate listening", "echo", "-addr", freeAddr(t), "-broadcast", "-admin", "")
+
+	// A config file with an unknown key is refused, naming it.
+	cfg := filepath.Join(t.TempDir(), "c.json")
+	writeFile(t, cfg, `{"client":{"token":{"hmac_secret_key":"s"},"nope":1},"http_api":{"key":"k"}}`)
+	out, err := exec.Command(bin, "-config", cfg, "-addr", freeAddr(t), "-api-addr", freeAddr(t), "-admin", "").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "nope") {
+		t.Fatalf("unknown key: %v %s", err, out)
+	}
+}
+
+func writeFile(t *testing.T, name, s string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
