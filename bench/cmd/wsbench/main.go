@@ -32,6 +32,13 @@
 //
 //	wsbench compare -out results          # the full comparison
 //	wsbench compare -quick -out /tmp/q    # a smoke run
+//
+// The gateway case runs Centrifugo (and wsgate's gateway, with -gateways
+// centrifugo,wsgate-gateway) beside wsgate's raw broadcast of messages as
+// large as the gateway's pushes:
+//
+//	wsbench compare -servers wsgate -scenarios gateway -gateways centrifugo,wsgate-gateway \
+//	    -fanout-subs 10000 -fanout-rate 20 -fanout-size 256 -out results-gateway
 package main
 
 import (
