@@ -2,7 +2,10 @@
 // (v2) and server HTTP API, Centrifugo v6.9.1 itself or wsgate's gateway,
 // with one channel configuration, and holds the tests that drive both with
 // the real client SDKs: centrifuge-go (JSON and Protobuf), centrifuge-js
-// in Node (JSON and Protobuf) and centrifuge-js in headless Chromium.
+// in Node (JSON and Protobuf) and centrifuge-js in headless Chromium,
+// plus the protocol's answers to bad and unsupported commands over a plain
+// WebSocket, and the HTTP API's (wrong key, missing channel, both ways of
+// passing the key).
 //
 // The targets a test run uses are named in GATEWAY_TARGETS (comma
 // separated: centrifugo, wsgate; both by default). CENTRIFUGO and WSGATE

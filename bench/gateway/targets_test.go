@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -171,6 +174,26 @@ func TestTargetAPI(t *testing.T) {
 		err := bad.Call(ctx, "publish", map[string]any{"channel": ch, "data": seqJSON(9)}, nil)
 		if se, ok := err.(*StatusError); !ok || se.Status != 401 {
 			t.Errorf("publish with a wrong API key: %v; want HTTP 401", err)
+		}
+		err = tg.Call(ctx, "publish", map[string]any{"data": seqJSON(9)}, nil)
+		if ae, ok := err.(*APIError); !ok || ae.Code != 107 {
+			t.Errorf("publish without a channel: %v; want error 107 (bad request)", err)
+		}
+
+		// The key may also come as "Authorization: apikey <key>".
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tg.API+"/publish",
+			strings.NewReader(`{"channel":"`+ch+`","data":{"seq":3}}`))
+		req.Header.Set("Authorization", "apikey "+tg.Config.APIKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var reply struct{ Result PublishResult }
+		json.Unmarshal(body, &reply)
+		if resp.StatusCode != 200 || reply.Result.Offset != 4 {
+			t.Errorf("publish with Authorization: apikey: HTTP %d %s; want 200 and offset 4", resp.StatusCode, body)
 		}
 	})
 }
