@@ -5,6 +5,7 @@ go 1.26
 replace github.com/wsgate/wsgate => ../
 
 require (
+	github.com/centrifugal/centrifuge-go v0.12.1
 	github.com/coder/websocket v1.8.13
 	github.com/gobwas/ws v1.5.0
 	github.com/gorilla/websocket v1.5.3
@@ -16,15 +17,24 @@ require (
 )
 
 require (
+	github.com/centrifugal/protocol v0.21.0 // indirect
 	github.com/dolthub/maphash v0.1.0 // indirect
 	github.com/gobwas/httphead v0.1.0 // indirect
+	github.com/josharian/intern v1.0.0 // indirect
+	github.com/jpillora/backoff v1.0.0 // indirect
 	github.com/lesismal/llib v1.2.4 // indirect
+	github.com/mailru/easyjson v0.9.2 // indirect
 	github.com/panjf2000/ants/v2 v2.12.1 // indirect
+	github.com/planetscale/vtprotobuf v0.6.0 // indirect
+	github.com/segmentio/asm v1.2.1 // indirect
+	github.com/segmentio/encoding v0.5.4 // indirect
+	github.com/shadowspore/fossil-delta v0.0.0-20241213113458-1d797d70cbe3 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/crypto v0.0.0-20210513122933-cd7d49e622d5 // indirect
 	golang.org/x/sync v0.11.0 // indirect
-	golang.org/x/sys v0.30.0 // indirect
+	golang.org/x/sys v0.44.0 // indirect
+	google.golang.org/protobuf v1.36.11 // indirect
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 )

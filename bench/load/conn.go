@@ -57,8 +57,11 @@ type wsConn struct {
 	key       [24]byte
 	head      [MinSize]byte
 	resp      []byte // a handshake response split over reads
-	z         []byte // the compressed message in progress
+	z         []byte // the compressed message in progress (gateway: any message)
 	rd        frameReader
+	// gateway scenario
+	subscribed bool   // the subscribe reply came
+	lastOff    uint64 // the channel offset of the last publication received
 }
 
 // loopState is what one gnet event loop of a worker owns: scratch buffers,
@@ -81,6 +84,7 @@ type loopState struct {
 	zr        bytes.Reader
 	fr        io.ReadCloser
 	inflated  []byte
+	data      []byte // gateway: the expected publication data
 }
 
 // handler is the worker's gnet.EventHandler.
@@ -248,7 +252,11 @@ func (ws *wsConn) handshake(buf []byte) (rest []byte, done bool, err error) {
 	if res.deflate {
 		rsv = codec.Rsv1
 	}
-	ws.rd.reset(rsv, int64(w.spec.Size)*2+4096)
+	limit := int64(w.spec.Size)*2 + 4096
+	if w.spec.Scenario == ScenarioGateway {
+		limit = 1 << 20 // servers put several pushes in one frame
+	}
+	ws.rd.reset(rsv, limit)
 	ws.state = stOpen
 	ws.nextSend, ws.nextRecv = 1, 1
 	ls := ws.ls
@@ -266,6 +274,8 @@ func (ws *wsConn) handshake(buf []byte) (rest []byte, done bool, err error) {
 	}
 	if w.spec.Scenario == ScenarioStorm || w.closing.Load() {
 		ws.sendClose(codec.StatusNormalClosure)
+	} else if w.spec.Scenario == ScenarioGateway {
+		ls.out = codec.AppendFrame(ls.out, codec.Header{Fin: true, OpCode: codec.OpText, Masked: true, Mask: ls.mask()}, w.hello)
 	}
 	ws.resp = nil // rest may alias it; the caller feeds rest at once
 	return rest, true, nil
@@ -368,12 +378,16 @@ func (ws *wsConn) appendPublish(seq uint32) {
 
 func (ws *wsConn) messageStart(op codec.OpCode, compressed bool) {
 	ws.inMsg, ws.msgOp, ws.msgZ, ws.msgOff, ws.msgErr = true, op, compressed, 0, nil
-	if compressed {
+	if compressed || ws.w.spec.Scenario == ScenarioGateway {
 		ws.z = ws.z[:0]
 	}
 }
 
 func (ws *wsConn) messageData(p []byte) {
+	if ws.w.spec.Scenario == ScenarioGateway {
+		ws.z = append(ws.z, p...)
+		return
+	}
 	if ws.msgZ {
 		if len(ws.z)+len(p) > 2*ws.w.spec.Size+4096 {
 			if ws.msgErr == nil {
@@ -416,6 +430,18 @@ func (ws *wsConn) messageEnd() {
 	ws.inMsg = false
 	w := ws.w
 	ls := ws.ls
+	if w.spec.Scenario == ScenarioGateway {
+		if ws.msgOp != codec.OpText || ws.msgZ {
+			w.count.BadPayload.Add(1)
+			w.sample(fmt.Errorf("%w: opcode %v, compressed %v", errOpcode, ws.msgOp, ws.msgZ))
+		} else {
+			ws.gatewayMessage(ws.z)
+		}
+		if cap(ws.z) > 64<<10 {
+			ws.z = nil
+		}
+		return
+	}
 	if ws.msgZ && ws.msgErr == nil {
 		out, err := ls.inflate(ws.z, w.spec.Size)
 		if err != nil {
@@ -514,6 +540,12 @@ func (ws *wsConn) tailLoss() {
 		if n > 0 {
 			w.sample(fmt.Errorf("echo: %d message(s) never came back", n))
 		}
+	case ScenarioGateway:
+		if !ws.subscribed || uint64(w.lastPub) <= ws.lastOff {
+			return
+		}
+		n = uint32(uint64(w.lastPub) - ws.lastOff)
+		w.sample(fmt.Errorf("gateway: a subscriber missed the last %d publications (offsets up to %d)", n, w.lastPub))
 	case ScenarioFanout:
 		if ws.publisher || w.lastPub <= ws.lastSeq {
 			return

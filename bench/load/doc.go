@@ -41,6 +41,10 @@
 // idle opens connections at a bounded rate and holds them; echo keeps
 // InFlight messages in flight per connection; fanout has one publisher
 // send "BCAST <message>" at PubRate, which the server must deliver to
-// every connection; storm churns connections (dial, upgrade, close). The
-// server's memory and CPU come from its /stats JSON or /proc/<pid>.
+// every connection; storm churns connections (dial, upgrade, close);
+// gateway speaks Centrifugo's client protocol (JSON): every connection
+// connects with a JWT and subscribes to one channel, the coordinator
+// publishes through the server HTTP API, and every push is checked (data
+// bytes, contiguous channel offsets). The server's memory and CPU come
+// from its /stats JSON or /proc/<pid>.
 package load

@@ -16,22 +16,26 @@ import (
 
 // Config describes one run of one scenario against one server.
 type Config struct {
-	Scenario    string   // ScenarioIdle, ScenarioEcho, ScenarioFanout or ScenarioStorm
+	Scenario    string   // ScenarioIdle, ScenarioEcho, ScenarioFanout, ScenarioStorm or ScenarioGateway
 	URL         string   // ws://host:port/path
 	Headers     []string // extra request header lines, "Name: value"
 	Subprotocol string   // offered in Sec-WebSocket-Protocol; the server must accept it
 	Deflate     bool     // offer permessage-deflate; the server must accept it
 
-	Conns    int           // idle and echo: connections; fanout: subscribers; storm: connections in flight
-	Size     int           // message size in bytes (>= MinSize)
-	InFlight int           // echo: messages in flight per connection
-	Text     bool          // echo: send text messages (default binary)
-	PubRate  float64       // fanout: broadcasts per second
-	Stalled  int           // fanout: extra subscribers that upgrade and then never read
-	Duration time.Duration // echo, fanout, storm: the measuring window
-	Warmup   time.Duration // echo, fanout, storm: traffic before the window opens
-	Hold     time.Duration // idle: how long connections are held before the server is measured
-	DialRate float64       // connections per second while connecting, 0: unlimited
+	Conns    int     // idle and echo: connections; fanout: subscribers; storm: connections in flight
+	Size     int     // message size in bytes (>= MinSize)
+	InFlight int     // echo: messages in flight per connection
+	Text     bool    // echo: send text messages (default binary)
+	PubRate  float64 // fanout: broadcasts per second; gateway: API publishes per second
+	// Gateway is the gateway scenario's server API, token secret and
+	// channel; PubConcurrency bounds its publish requests in flight (0: 8).
+	Gateway        *GatewayTarget
+	PubConcurrency int
+	Stalled        int           // fanout: extra subscribers that upgrade and then never read
+	Duration       time.Duration // echo, fanout, storm: the measuring window
+	Warmup         time.Duration // echo, fanout, storm: traffic before the window opens
+	Hold           time.Duration // idle: how long connections are held before the server is measured
+	DialRate       float64       // connections per second while connecting, 0: unlimited
 
 	Workers           int      // worker processes, 0: enough for MaxConnsPerWorker
 	MaxConnsPerWorker int      // 0: 8000 (the open-file limit here is 20,000 per process)
@@ -54,16 +58,22 @@ type Config struct {
 // second, memory in bytes. Server figures are present only when the
 // server's stats were available.
 type Result struct {
-	Scenario  string  `json:"scenario"`
-	URL       string  `json:"url"`
-	Deflate   bool    `json:"deflate"`
-	Conns     int     `json:"conns"`
-	Size      int     `json:"size,omitempty"`
-	InFlight  int     `json:"inflight,omitempty"`
-	PubRate   float64 `json:"pub_rate,omitempty"`
-	Stalled   int     `json:"stalled,omitempty"`
-	Workers   int     `json:"workers"`
-	WindowSec float64 `json:"window_sec,omitempty"`
+	Scenario string  `json:"scenario"`
+	URL      string  `json:"url"`
+	Deflate  bool    `json:"deflate"`
+	Conns    int     `json:"conns"`
+	Size     int     `json:"size,omitempty"`
+	InFlight int     `json:"inflight,omitempty"`
+	PubRate  float64 `json:"pub_rate,omitempty"`
+	// gateway: publish requests in flight at most (concurrent, not
+	// batched), publications the API accepted and publish failures.
+	PubConcurrency int      `json:"pub_concurrency,omitempty"`
+	Published      int64    `json:"published,omitempty"`
+	PubFailed      int64    `json:"pub_failed,omitempty"`
+	PubErrors      []string `json:"pub_errors,omitempty"`
+	Stalled        int      `json:"stalled,omitempty"`
+	Workers        int      `json:"workers"`
+	WindowSec      float64  `json:"window_sec,omitempty"`
 
 	Counters Counters `json:"counters"`
 	Errors   int64    `json:"errors"` // verification and protocol errors (Counters.Errors)
@@ -87,13 +97,15 @@ type Result struct {
 
 // ServerFigures are the server-side measurements.
 type ServerFigures struct {
-	Before         ServerStats `json:"before"`
-	After          ServerStats `json:"after"`
-	HeapPerConn    float64     `json:"heap_per_conn,omitempty"` // idle
-	RSSPerConn     float64     `json:"rss_per_conn,omitempty"`  // idle
-	CPUSeconds     float64     `json:"cpu_seconds"`             // in the window (idle: while connecting and holding)
-	CPUPerMsgUs    float64     `json:"cpu_per_msg_us,omitempty"`
-	CPUUtilization float64     `json:"cpu_utilization"` // CPUSeconds / window, in cores
+	Before         ServerStats  `json:"before"`
+	After          ServerStats  `json:"after"`
+	Baseline       *ServerStats `json:"baseline,omitempty"`      // gateway: before the first connection
+	Connected      *ServerStats `json:"connected,omitempty"`     // gateway: once every client subscribed
+	HeapPerConn    float64      `json:"heap_per_conn,omitempty"` // idle
+	RSSPerConn     float64      `json:"rss_per_conn,omitempty"`  // idle; gateway: per subscribed client
+	CPUSeconds     float64      `json:"cpu_seconds"`             // in the window (idle: while connecting and holding)
+	CPUPerMsgUs    float64      `json:"cpu_per_msg_us,omitempty"`
+	CPUUtilization float64      `json:"cpu_utilization"` // CPUSeconds / window, in cores
 }
 
 // workerProc is a running worker.
@@ -127,7 +139,9 @@ type runner struct {
 	lastP   time.Time
 	lastN   int64
 	phase   string
-	lastPub int64 // fanout: broadcasts published, known after "stop"
+	lastPub int64 // fanout: broadcasts published; gateway: the last offset; known after "stop"
+	epoch   int64 // unix ns, the time origin of message timestamps
+	pub     *apiPublisher
 }
 
 // Run performs one scenario run: it starts worker processes, connects,
@@ -156,7 +170,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	now := time.Now()
-	r := &runner{cfg: cfg, target: t, events: make(chan workerEvent, 64), start: now, lastP: now}
+	r := &runner{cfg: cfg, target: t, events: make(chan workerEvent, 64), start: now, lastP: now, epoch: now.UnixNano()}
 	defer r.kill()
 	return r.run(ctx, timeout)
 }
@@ -164,8 +178,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 func (c *Config) normalize() error {
 	switch c.Scenario {
 	case ScenarioIdle, ScenarioEcho, ScenarioFanout, ScenarioStorm:
+	case ScenarioGateway:
+		if c.Gateway == nil || c.Gateway.API == "" || c.Gateway.Channel == "" {
+			return errors.New("load: the gateway scenario needs the server's API URL, key, token secret and a channel")
+		}
+		if c.Deflate {
+			return errors.New("load: the gateway scenario runs without permessage-deflate")
+		}
+		if c.PubRate <= 0 {
+			c.PubRate = 10
+		}
+		if c.PubConcurrency <= 0 {
+			c.PubConcurrency = 8
+		}
 	default:
-		return fmt.Errorf("load: unknown scenario %q (idle, echo, fanout, storm)", c.Scenario)
+		return fmt.Errorf("load: unknown scenario %q (idle, echo, fanout, storm, gateway)", c.Scenario)
 	}
 	if c.Conns <= 0 {
 		return errors.New("load: need at least one connection")
@@ -223,6 +250,9 @@ func (r *runner) run(ctx context.Context, timeout time.Duration) (*Result, error
 	if cfg.Scenario == ScenarioFanout {
 		res.PubRate, res.Stalled = cfg.PubRate, cfg.Stalled
 	}
+	if cfg.Scenario == ScenarioGateway {
+		res.PubRate, res.PubConcurrency = cfg.PubRate, cfg.PubConcurrency
+	}
 	if haveStats {
 		var err error
 		if before, err = cfg.Stats.Read(ctx, cfg.Scenario == ScenarioIdle); err != nil {
@@ -248,6 +278,17 @@ func (r *runner) run(ctx context.Context, timeout time.Duration) (*Result, error
 			return nil, fmt.Errorf("no connection could be opened: %s", strings.Join(why, "; "))
 		}
 	}
+	// gateway: RSS per subscribed client, from before the workers started
+	// to when every client has subscribed.
+	base := before
+	var connected *ServerStats
+	if cfg.Scenario == ScenarioGateway && haveStats {
+		st, err := cfg.Stats.Read(ctx, true)
+		if err != nil {
+			return nil, err
+		}
+		connected = &st
+	}
 	var winStart, winEnd time.Time
 	var profErr chan error
 	if cfg.Scenario == ScenarioIdle {
@@ -268,6 +309,17 @@ func (r *runner) run(ctx context.Context, timeout time.Duration) (*Result, error
 		}
 	} else {
 		r.send("run")
+		pubStop := make(chan struct{})
+		pubDone := make(chan struct{})
+		if cfg.Scenario == ScenarioGateway {
+			r.pub = newAPIPublisher(cfg.Gateway, cfg.Size, cfg.PubConcurrency, r.epoch)
+			go func() {
+				defer close(pubDone)
+				r.pub.run(cfg.PubRate, cfg.PubConcurrency, pubStop)
+			}()
+		} else {
+			close(pubDone)
+		}
 		r.setPhase("warmup")
 		if err := r.pump(ctx, time.Now().Add(cfg.Warmup), nil); err != nil {
 			return nil, err
@@ -298,6 +350,8 @@ func (r *runner) run(ctx context.Context, timeout time.Duration) (*Result, error
 			}
 		}
 		r.send("stop")
+		close(pubStop)
+		<-pubDone
 		winEnd = time.Now()
 		if err := r.drain(ctx); err != nil {
 			return nil, err
@@ -331,6 +385,10 @@ func (r *runner) run(ctx context.Context, timeout time.Duration) (*Result, error
 	if haveStats {
 		sf := &ServerFigures{Before: before, After: after}
 		sf.CPUSeconds = after.CPUSeconds - before.CPUSeconds
+		sf.Connected = connected
+		if connected != nil {
+			sf.Baseline = &base
+		}
 		switch cfg.Scenario {
 		case ScenarioIdle:
 			open := float64(res.Counters.Open)
@@ -342,6 +400,13 @@ func (r *runner) run(ctx context.Context, timeout time.Duration) (*Result, error
 			}
 		case ScenarioStorm:
 			if n := res.Counters.WinHandshakes; n > 0 {
+				sf.CPUPerMsgUs = sf.CPUSeconds / float64(n) * 1e6
+			}
+		case ScenarioGateway:
+			if n := res.Counters.Subscribed; n > 0 && connected != nil {
+				sf.RSSPerConn = (float64(connected.RSSBytes) - float64(base.RSSBytes)) / float64(n)
+			}
+			if n := res.Counters.WinRecv; n > 0 {
 				sf.CPUPerMsgUs = sf.CPUSeconds / float64(n) * 1e6
 			}
 		default:
@@ -404,7 +469,12 @@ func (r *runner) aggregate(res *Result, winStart, winEnd time.Time) {
 			res.Counters.Stalled += w.readyCounters.Stalled
 		}
 	}
-	res.Errors = res.Counters.Errors()
+	if r.pub != nil {
+		res.Counters.Sent = r.pub.sent.Load()
+		res.Published, res.PubFailed = r.pub.sent.Load(), r.pub.failed.Load()
+		res.PubErrors = r.pub.errs
+	}
+	res.Errors = res.Counters.Errors() + res.PubFailed
 	if !winStart.IsZero() {
 		// The coordinator's window brackets the server's CPU reading;
 		// the workers' windows agree with it to within a pipe's latency.
@@ -442,7 +512,14 @@ func (w *workerProc) readyOpen() int64 {
 // spawn starts the workers and their readers.
 func (r *runner) spawn(timeout time.Duration) error {
 	cfg := &r.cfg
-	epoch := time.Now().UnixNano()
+	epoch := r.epoch
+	var hello string
+	if cfg.Scenario == ScenarioGateway {
+		var err error
+		if hello, err = gatewayHello(cfg.Gateway); err != nil {
+			return err
+		}
+	}
 	per := cfg.Conns / cfg.Workers
 	extra := cfg.Conns % cfg.Workers
 	for i := range cfg.Workers {
@@ -470,6 +547,7 @@ func (r *runner) spawn(timeout time.Duration) error {
 			Text:             cfg.Text,
 			PubRate:          cfg.PubRate,
 			Epoch:            epoch,
+			Hello:            hello,
 			Loops:            cfg.Loops,
 			HandshakeTimeout: 10 * time.Second,
 			Lifetime:         timeout + 10*time.Second,
@@ -643,8 +721,11 @@ func (r *runner) drain(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if r.cfg.Scenario == ScenarioFanout {
+	switch r.cfg.Scenario {
+	case ScenarioFanout:
 		r.lastPub = r.workers[0].last.Sent
+	case ScenarioGateway:
+		r.lastPub = int64(r.pub.lastOff.Load())
 	}
 	recv := func() int64 {
 		var n int64

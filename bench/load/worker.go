@@ -63,7 +63,8 @@ type Spec struct {
 	InFlight         int           `json:"inflight"`
 	Text             bool          `json:"text,omitempty"`
 	PubRate          float64       `json:"pub_rate,omitempty"`
-	Epoch            int64         `json:"epoch"` // unix ns, the time origin of message timestamps
+	Epoch            int64         `json:"epoch"`           // unix ns, the time origin of message timestamps
+	Hello            string        `json:"hello,omitempty"` // gateway: the first frame's payload (connect, subscribe)
 	Loops            int           `json:"loops"`
 	HandshakeTimeout time.Duration `json:"handshake_timeout"`
 	Lifetime         time.Duration `json:"lifetime"` // hard limit of the worker's life
@@ -87,6 +88,7 @@ type Counters struct {
 	Lost          int64 `json:"lost"`           // fanout messages skipped in the sequence
 	Protocol      int64 `json:"protocol"`       // frame errors, unexpected close frames
 	Dropped       int64 `json:"dropped"`        // connections lost without a close frame
+	Subscribed    int64 `json:"subscribed"`     // gateway: subscribe replies received
 }
 
 // Errors returns the number of verification and protocol errors.
@@ -111,12 +113,13 @@ func (c *Counters) add(o *Counters) {
 	c.Lost += o.Lost
 	c.Protocol += o.Protocol
 	c.Dropped += o.Dropped
+	c.Subscribed += o.Subscribed
 }
 
 // atomicCounters is Counters for concurrent update.
 type atomicCounters struct {
 	Handshakes, HSFailed, Sent, Recv, WinRecv, WinBytes, WinHandshakes, WinHSFailed, Compressed atomic.Int64
-	BadPayload, BadOrder, Lost, Protocol, Dropped                                               atomic.Int64
+	BadPayload, BadOrder, Lost, Protocol, Dropped, Subscribed                                   atomic.Int64
 }
 
 // Event is one line a worker writes to its stdout.
@@ -141,6 +144,7 @@ type worker struct {
 	req     requestTemplate
 	op      codec.OpCode
 	fill    []byte
+	hello   []byte // gateway: Spec.Hello
 	tmpl    *template
 	pubTmpl *template
 	dialers []*net.Dialer
@@ -153,6 +157,7 @@ type worker struct {
 	live      atomic.Int64 // registered with gnet and not yet closed
 	nStalled  atomic.Int64 // len(stalled), for snapshot
 	open      atomic.Int64 // upgraded and not yet closed
+	subFailed atomic.Int64 // gateway: connect or subscribe refused
 	running   atomic.Bool  // send traffic
 	measuring atomic.Bool  // count into the window
 	closing   atomic.Bool  // shutting connections down
@@ -239,6 +244,9 @@ func runWorker(in io.Reader, out io.Writer) int {
 	}
 	if w.spec.Scenario == ScenarioFanout {
 		w.stallAll(ctx)
+	}
+	if w.spec.Scenario == ScenarioGateway {
+		w.waitSubscribed(ctx, 30*time.Second)
 	}
 	w.sampleMu.Lock()
 	samples := append([]string(nil), w.samples...)
@@ -358,6 +366,7 @@ func (w *worker) init() error {
 	}
 	w.req = newRequest(t, s.Headers, s.Subprotocol, s.Deflate)
 	w.fill = filler(s.Size)
+	w.hello = []byte(s.Hello)
 	if w.tmpl, err = newTemplate("", s.Size, w.fill, s.Deflate); err != nil {
 		return err
 	}
@@ -741,6 +750,7 @@ func (w *worker) snapshot() Counters {
 		Lost:          c.Lost.Load(),
 		Protocol:      c.Protocol.Load(),
 		Dropped:       c.Dropped.Load(),
+		Subscribed:    c.Subscribed.Load(),
 	}
 }
 

@@ -21,12 +21,32 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wsgate/wsgate/bench/gateway"
 	"github.com/wsgate/wsgate/bench/load"
 )
 
 // allServers is every server compare knows, wsgate first: it is the
 // baseline of every ratio.
 var allServers = []string{"wsgate", "gws", "nbio", "gorilla", "gobwas-gnet"}
+
+// Servers of the gateway case: Centrifugo (v6.9.1, installed by
+// .ci/centrifugo.sh) and wsgate's gateway (cmd/wsgate). The case's
+// baseline row, "wsgate", is the library's raw broadcast (wsgate echo
+// -broadcast) of messages as large as the gateway's pushes.
+const (
+	gwCentrifugo = "centrifugo"
+	gwWsgate     = "wsgate-gateway"
+)
+
+// gatewayChannel is the channel of the gateway case (a namespace with
+// history, so offsets count publications).
+const gatewayChannel = gateway.NSFeed + ":wsbench"
+
+// gatewayPushSize is the size of the JSON push that carries a
+// publication of size bytes on gatewayChannel with a three-digit offset.
+func gatewayPushSize(size int) int {
+	return len(`{"push":{"channel":"`+gatewayChannel+`","pub":{"data":`) + size + len(`,"offset":123}}}`)
+}
 
 // benchCase is one column of the comparison: a scenario with its sizes and
 // compression setting.
@@ -101,7 +121,8 @@ func compareMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		st          compareSettings
 		out         = fs.String("out", "results", "output directory for results.json, results.md, the SVG charts and profiles")
 		servers     = fs.String("servers", strings.Join(allServers, ","), "servers to compare; peers without a directory in bench/peers are skipped")
-		scenarios   = fs.String("scenarios", "idle,echo,fanout,storm", "scenarios to run")
+		scenarios   = fs.String("scenarios", "idle,echo,fanout,storm,gateway", "scenarios to run")
+		gateways    = fs.String("gateways", gwCentrifugo, "servers of the gateway case: centrifugo, wsgate-gateway (beside wsgate's raw broadcast)")
 		benchDir    = fs.String("bench-dir", "", "the bench module directory (default: found from the working directory)")
 		cpuProfile  = fs.Bool("cpuprofile", false, "save each server's CPU profile of every measuring window in <out>/profiles")
 		heapProfile = fs.Bool("heapprofile", false, "save each server's heap profile at the end of every run in <out>/profiles")
@@ -178,6 +199,19 @@ func compareMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(rep.Servers) == 0 {
 		return errors.New("compare: no server could be built")
 	}
+	var gwServers []string
+	if strings.Contains(","+*scenarios+",", ","+load.ScenarioGateway+",") {
+		for _, name := range splitList(*gateways) {
+			bin, why := gatewayBinary(ctx, dir, binDir, name, bins, stderr)
+			if why != "" {
+				rep.Missing[name] = why
+				fmt.Fprintf(stderr, "wsbench compare: skipping %s: %s\n", name, why)
+				continue
+			}
+			bins[name] = bin
+			gwServers = append(gwServers, name)
+		}
+	}
 	profiled := map[string]bool{}
 	for _, s := range splitList(*profServers) {
 		profiled[s] = true
@@ -201,6 +235,10 @@ func compareMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				}
 			case load.ScenarioStorm:
 				cases = append(cases, benchCase{Name: "storm", Scenario: sc, Deflate: z})
+			case load.ScenarioGateway:
+				if !z && len(gwServers) > 0 {
+					cases = append(cases, benchCase{Name: "gateway", Scenario: sc, Size: st.FanoutSize})
+				}
 			default:
 				return fmt.Errorf("compare: unknown scenario %q", sc)
 			}
@@ -215,7 +253,15 @@ func compareMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	// Case by case, every server in turn, so that slow drifts of the
 	// machine's load spread over all servers alike.
 	for _, c := range cases {
-		for _, name := range rep.Servers {
+		servers := rep.Servers
+		if c.Scenario == load.ScenarioGateway {
+			servers = nil
+			if bins["wsgate"] != "" {
+				servers = append(servers, "wsgate")
+			}
+			servers = append(servers, gwServers...)
+		}
+		for _, name := range servers {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -235,7 +281,20 @@ func compareMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 					heapPath = base + ".heap.pprof"
 				}
 			}
-			res, skip, err := runCase(ctx, bins[name], name, c, &st, cpuPath, heapPath, progress, stderr)
+			var (
+				res  *load.Result
+				skip string
+				err  error
+			)
+			switch {
+			case c.Scenario == load.ScenarioGateway && name == "wsgate":
+				raw := benchCase{Name: c.Name, Scenario: load.ScenarioFanout, Size: gatewayPushSize(c.Size)}
+				res, skip, err = runCase(ctx, bins[name], name, raw, &st, cpuPath, heapPath, progress, stderr)
+			case c.Scenario == load.ScenarioGateway:
+				res, err = runGatewayCase(ctx, bins[name], name, c, &st, progress, stderr)
+			default:
+				res, skip, err = runCase(ctx, bins[name], name, c, &st, cpuPath, heapPath, progress, stderr)
+			}
 			switch {
 			case skip != "":
 				rec.Skipped = skip
@@ -409,6 +468,9 @@ func runCase(ctx context.Context, bin, name string, c benchCase, st *compareSett
 		return nil, "", err
 	}
 	args := []string{"-addr", addr, "-admin", admin, "-loops", strconv.Itoa(st.ServerLoops)}
+	if name == "wsgate" {
+		args = append([]string{"echo"}, args...) // cmd/wsgate runs the gateway by default
+	}
 	if c.Scenario == load.ScenarioFanout {
 		args = append(args, "-broadcast")
 	}
@@ -464,6 +526,68 @@ func runCase(ctx context.Context, bin, name string, c benchCase, st *compareSett
 		err = fmt.Errorf("server exited during the run: %s", strings.TrimSpace(lastLines(srv.output(), 5)))
 	}
 	return res, "", err
+}
+
+// gatewayBinary returns the binary of a gateway server, or why there is
+// none: Centrifugo from $CENTRIFUGO or GOPATH/bin (.ci/centrifugo.sh),
+// wsgate's gateway from the cmd/wsgate build.
+func gatewayBinary(ctx context.Context, benchDir, binDir, name string, bins map[string]string, stderr io.Writer) (bin, why string) {
+	switch name {
+	case gwCentrifugo:
+		bin, err := gateway.LookBinary(gateway.Centrifugo, binDir)
+		if err != nil {
+			return "", err.Error()
+		}
+		return bin, ""
+	case gwWsgate:
+		if b := bins["wsgate"]; b != "" {
+			return b, ""
+		}
+		return buildServer(ctx, benchDir, binDir, "wsgate", stderr)
+	}
+	return "", "unknown gateway server (centrifugo, wsgate-gateway)"
+}
+
+// runGatewayCase starts a fresh gateway server (Centrifugo or wsgate's
+// gateway, one configuration: bench/gateway.DefaultConfig), runs the
+// gateway scenario against it and stops it. Server figures come from
+// /proc.
+func runGatewayCase(ctx context.Context, bin, name string, c benchCase, st *compareSettings, progress, stderr io.Writer) (*load.Result, error) {
+	kind := gateway.Centrifugo
+	if name == gwWsgate {
+		kind = gateway.Wsgate
+	}
+	dir, err := os.MkdirTemp("", "wsbench-gateway-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	tg, err := gateway.Start(kind, bin, gateway.DefaultConfig(100), dir)
+	if err != nil {
+		return nil, err
+	}
+	defer tg.Close()
+	res, err := load.Run(ctx, load.Config{
+		Scenario: load.ScenarioGateway,
+		URL:      tg.WS,
+		Gateway: &load.GatewayTarget{
+			API: tg.API, APIKey: tg.Config.APIKey, Secret: tg.Config.Secret, Channel: gatewayChannel,
+		},
+		Conns:    st.FanoutSubs,
+		Size:     c.Size,
+		PubRate:  st.FanoutRate,
+		Duration: st.Duration,
+		Warmup:   st.Warmup,
+		DialRate: st.DialRate,
+		Stats:    load.StatsSource{PID: tg.PID()},
+		Progress: progress,
+		Stderr:   stderr,
+		Label:    name + " " + c.label(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w; server output: %s", err, strings.TrimSpace(lastLines(tg.Output(), 5)))
+	}
+	return res, nil
 }
 
 // deflateUnsupported reports whether a server's output says it cannot do

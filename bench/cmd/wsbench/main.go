@@ -11,9 +11,18 @@
 // handshakes/s), echo (messages/s, round-trip percentiles, server CPU per
 // message), fanout (a publisher sends "BCAST <msg>" at -rate; the server
 // must send <msg> to every connection; deliveries/s, publish-to-receive
-// percentiles) and storm (connect/close churn; handshakes/s, failures).
-// Every received message is checked (length, sequence, every byte); only
-// complete, correct messages count.
+// percentiles), storm (connect/close churn; handshakes/s, failures) and
+// gateway (clients of a server speaking Centrifugo's client protocol
+// connect with a JWT and subscribe to one channel; -rate publishes/s go
+// through its HTTP API, at most -pub-concurrency in flight; deliveries/s,
+// publish-to-receive percentiles, server RSS per subscribed client and
+// CPU per delivery). Every received message is checked (length, sequence,
+// every byte; gateway: the publication data and contiguous channel
+// offsets); only complete, correct messages count.
+//
+//	wsbench -scenario gateway -url ws://127.0.0.1:8000/connection/websocket \
+//	    -api http://127.0.0.1:9000/api -api-key KEY -secret SECRET \
+//	    -channel feed:bench -conns 200 -rate 20 -pid 4242
 //
 // Server memory and CPU come from -stats (the JSON of cmd/wsgate's admin
 // /stats) or -pid (a process on this machine); without either, only the
@@ -23,6 +32,13 @@
 //
 //	wsbench compare -out results          # the full comparison
 //	wsbench compare -quick -out /tmp/q    # a smoke run
+//
+// The gateway case runs Centrifugo (and wsgate's gateway, with -gateways
+// centrifugo,wsgate-gateway) beside wsgate's raw broadcast of messages as
+// large as the gateway's pushes:
+//
+//	wsbench compare -servers wsgate -scenarios gateway -gateways centrifugo,wsgate-gateway \
+//	    -fanout-subs 10000 -fanout-rate 20 -fanout-size 256 -out results-gateway
 package main
 
 import (
@@ -72,10 +88,11 @@ var scenarioDefaults = map[string]struct {
 	conns    int
 	duration time.Duration
 }{
-	load.ScenarioIdle:   {10000, 0},
-	load.ScenarioEcho:   {100, 10 * time.Second},
-	load.ScenarioFanout: {10000, 10 * time.Second},
-	load.ScenarioStorm:  {64, 10 * time.Second},
+	load.ScenarioIdle:    {10000, 0},
+	load.ScenarioEcho:    {100, 10 * time.Second},
+	load.ScenarioFanout:  {10000, 10 * time.Second},
+	load.ScenarioStorm:   {64, 10 * time.Second},
+	load.ScenarioGateway: {10000, 10 * time.Second},
 }
 
 // runMain is a single run against -url.
@@ -90,9 +107,10 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		sourceIPs string
 		jsonOut   string
 		quiet     bool
+		gw        load.GatewayTarget
 	)
 	fs.StringVar(&cfg.URL, "url", "", "server URL, ws://host:port/path (required)")
-	fs.StringVar(&cfg.Scenario, "scenario", "echo", "idle, echo, fanout or storm")
+	fs.StringVar(&cfg.Scenario, "scenario", "echo", "idle, echo, fanout, storm or gateway")
 	fs.Var(&headers, "header", "extra request header `K:V` (repeatable)")
 	fs.StringVar(&cfg.Subprotocol, "subprotocol", "", "offer this Sec-WebSocket-Protocol; the server must accept it")
 	fs.BoolVar(&cfg.Deflate, "deflate", false, "offer permessage-deflate (no context takeover); the server must accept it")
@@ -100,7 +118,12 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.Size, "size", 64, "message size in bytes (>= 24)")
 	fs.IntVar(&cfg.InFlight, "inflight", 1, "echo: messages in flight per connection")
 	fs.BoolVar(&cfg.Text, "text", false, "echo: send text messages instead of binary")
-	fs.Float64Var(&cfg.PubRate, "rate", 10, "fanout: broadcasts per second")
+	fs.Float64Var(&cfg.PubRate, "rate", 10, "fanout: broadcasts per second; gateway: API publishes per second")
+	fs.StringVar(&gw.API, "api", "", "gateway: the server HTTP API, http://host:port/api")
+	fs.StringVar(&gw.APIKey, "api-key", "", "gateway: the HTTP API key (X-API-Key)")
+	fs.StringVar(&gw.Secret, "secret", "", "gateway: HMAC secret for the clients' HS256 connection tokens")
+	fs.StringVar(&gw.Channel, "channel", "", "gateway: the channel to subscribe and publish to (its namespace must keep history; default feed:wsbench-<time>)")
+	fs.IntVar(&cfg.PubConcurrency, "pub-concurrency", 8, "gateway: publish requests in flight at most")
 	fs.IntVar(&cfg.Stalled, "stalled", 0, "fanout: extra subscribers that upgrade and then never read (a 4 KiB receive buffer)")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "measuring window of echo, fanout and storm (0: 10s)")
 	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "traffic before the window opens")
@@ -135,6 +158,12 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cfg.Headers = headers
 	cfg.Stats.PID = pid
+	if cfg.Scenario == load.ScenarioGateway {
+		if gw.Channel == "" {
+			gw.Channel = fmt.Sprintf("feed:wsbench-%d", time.Now().UnixNano())
+		}
+		cfg.Gateway = &gw
+	}
 	if sourceIPs != "" {
 		cfg.Sources = strings.Split(sourceIPs, ",")
 	} else {
@@ -177,10 +206,17 @@ func printResult(w io.Writer, r *load.Result) {
 		fmt.Fprintf(w, "stalled    %d requested, %d open (upgraded, then never read)\n", r.Stalled, c.Stalled)
 	}
 	switch r.Scenario {
-	case load.ScenarioEcho, load.ScenarioFanout:
+	case load.ScenarioEcho, load.ScenarioFanout, load.ScenarioGateway:
 		what := "round trips"
-		if r.Scenario == load.ScenarioFanout {
+		if r.Scenario != load.ScenarioEcho {
 			what = "deliveries"
+		}
+		if r.Scenario == load.ScenarioGateway {
+			fmt.Fprintf(w, "publish    %d accepted by the API, %d failed, at %g/s with at most %d in flight (concurrent, not batched); %d clients subscribed\n",
+				r.Published, r.PubFailed, r.PubRate, r.PubConcurrency, c.Subscribed)
+			for _, e := range r.PubErrors {
+				fmt.Fprintf(w, "           %s\n", e)
+			}
 		}
 		fmt.Fprintf(w, "messages   %d %s in %.1fs = %.0f/s, %d sent in all\n", c.WinRecv, what, r.WindowSec, r.MsgsPerSec, c.Sent)
 		fmt.Fprintf(w, "latency    p50 %s  p99 %s  p99.9 %s  max %s  mean %s\n",
@@ -194,6 +230,10 @@ func printResult(w io.Writer, r *load.Result) {
 		fmt.Fprintf(w, "           %s\n", s)
 	}
 	if s := r.Server; s != nil {
+		if r.Scenario == load.ScenarioGateway && s.Connected != nil && s.Baseline != nil {
+			fmt.Fprintf(w, "server     RSS %s → %s with %d clients subscribed (%.0f B/client)\n",
+				fmtBytes(float64(s.Baseline.RSSBytes)), fmtBytes(float64(s.Connected.RSSBytes)), c.Subscribed, s.RSSPerConn)
+		}
 		if r.Scenario == load.ScenarioIdle {
 			fmt.Fprintf(w, "server     %d conns; heap %s → %s (%.0f B/conn), RSS %s → %s (%.0f B/conn)\n",
 				s.After.Conns, fmtBytes(float64(s.Before.HeapInuse)), fmtBytes(float64(s.After.HeapInuse)), s.HeapPerConn,
@@ -213,7 +253,7 @@ func printResult(w io.Writer, r *load.Result) {
 
 func unitOf(scenario string) string {
 	switch scenario {
-	case load.ScenarioFanout:
+	case load.ScenarioFanout, load.ScenarioGateway:
 		return "delivery"
 	case load.ScenarioStorm:
 		return "handshake"

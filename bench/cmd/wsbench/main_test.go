@@ -67,7 +67,7 @@ func startWsgate(t *testing.T, args ...string) (wsURL, statsURL string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := startServer(context.Background(), bin, append([]string{"-addr", addr, "-admin", admin}, args...))
+	srv, err := startServer(context.Background(), bin, append([]string{"echo", "-addr", addr, "-admin", admin}, args...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,6 +123,8 @@ func columns(scenario string, deflate bool) []metric {
 		m = []metric{mDeliveries, mP50, mP99, mCPUPerDelivery, mCores, mRSS, mErrors}
 	case load.ScenarioStorm:
 		m = []metric{mHandshakes, mHSP99, mFailures, mCPUPerHandshake, mCores, mErrors}
+	case load.ScenarioGateway:
+		m = []metric{mDeliveries, mP50, mP99, mCPUPerDelivery, mCores, mRSSPerConn, mRSS, mErrors}
 	}
 	if deflate && scenario != load.ScenarioIdle && scenario != load.ScenarioStorm {
 		m = append(m, mCompressed)
@@ -307,6 +309,11 @@ func caseTitle(c benchCase, st compareSettings) string {
 		return fmt.Sprintf("Fanout: %s subscribers%s, %s broadcasts/s of %s, %s", fmtInt(float64(st.FanoutSubs)), stalled, fmtFloat(st.FanoutRate), sizeName(c.Size), z)
 	case load.ScenarioStorm:
 		return fmt.Sprintf("Storm: connect/close churn, %d in flight, %s", st.StormConns, z)
+	case load.ScenarioGateway:
+		return fmt.Sprintf("Gateway: %s clients connected with a JWT and subscribed to %s; %s HTTP API publishes/s of %s "+
+			"(up to 8 requests in flight, not batched); wsgate row: the library's raw broadcast (wsgate echo -broadcast) "+
+			"of %s messages, the size of the gateway's pushes; RSS/conn: per subscribed client",
+			fmtInt(float64(st.FanoutSubs)), gatewayChannel, fmtFloat(st.FanoutRate), sizeName(c.Size), sizeName(gatewayPushSize(c.Size)))
 	}
 	return c.label()
 }

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/bench/gateway"
+	"github.com/wsgate/wsgate/bench/load"
+)
+
+// TestGatewaySmoke runs the gateway scenario at a tiny size against each
+// gateway target (GATEWAY_TARGETS; a missing binary skips, except with
+// CI=true) and checks that every publication reached every client.
+func TestGatewaySmoke(t *testing.T) {
+	for _, kind := range gateway.Kinds() {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			bin, err := gateway.LookBinary(kind, dir)
+			if err != nil {
+				if os.Getenv("CI") == "true" {
+					t.Fatal(err)
+				}
+				t.Skip(err)
+			}
+			tg, err := gateway.Start(kind, bin, gateway.DefaultConfig(100), dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tg.Close()
+			const conns = 20
+			res, err := load.Run(context.Background(), load.Config{
+				Scenario: load.ScenarioGateway,
+				URL:      tg.WS,
+				Gateway: &load.GatewayTarget{
+					API: tg.API, APIKey: tg.Config.APIKey, Secret: tg.Config.Secret, Channel: gatewayChannel,
+				},
+				Conns:    conns,
+				Size:     128,
+				PubRate:  50,
+				Duration: time.Second,
+				Warmup:   200 * time.Millisecond,
+				Stats:    load.StatsSource{PID: tg.PID()},
+				Stderr:   os.Stderr,
+			})
+			if err != nil {
+				t.Fatalf("%v\nserver:\n%s", err, tg.Output())
+			}
+			var out bytes.Buffer
+			printResult(&out, res)
+			t.Logf("\n%s", out.String())
+			c := res.Counters
+			if res.Errors != 0 || c.Subscribed != conns || res.Published < 30 || res.PubFailed != 0 {
+				t.Errorf("errors %d (%v; publisher %v), %d subscribed, %d published, %d failed; want 0, %d, at least 30, 0",
+					res.Errors, res.Samples, res.PubErrors, c.Subscribed, res.Published, res.PubFailed, conns)
+			}
+			if c.Recv != res.Published*conns {
+				t.Errorf("%d deliveries; want %d publications × %d clients", c.Recv, res.Published, conns)
+			}
+			if s := res.Server; s == nil || s.RSSPerConn <= 0 || s.CPUPerMsgUs <= 0 {
+				t.Errorf("server figures %+v; want RSS per client and CPU per delivery", s)
+			}
+			if !strings.Contains(out.String(), "concurrent, not batched") {
+				t.Errorf("summary does not say how publishing was done:\n%s", out.String())
+			}
+		})
+	}
+}
