@@ -275,7 +275,7 @@ func (ws *wsConn) handshake(buf []byte) (rest []byte, done bool, err error) {
 	if w.spec.Scenario == ScenarioStorm || w.closing.Load() {
 		ws.sendClose(codec.StatusNormalClosure)
 	} else if w.spec.Scenario == ScenarioGateway {
-		ls.out = codec.AppendFrame(ls.out, codec.Header{Fin: true, OpCode: codec.OpText, Masked: true, Mask: ls.mask()}, w.hello)
+		ls.out = codec.AppendFrame(ls.out, codec.Header{Fin: true, OpCode: codec.OpText, Masked: true, Mask: ls.rnd.mask()}, w.hello)
 	}
 	ws.resp = nil // rest may alias it; the caller feeds rest at once
 	return rest, true, nil

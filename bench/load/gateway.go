@@ -131,7 +131,7 @@ func (ws *wsConn) gatewayMessage(msg []byte) {
 		case bytes.Equal(line, []byte("{}")):
 			// A server ping: the connect reply asked for pongs.
 			ls := ws.ls
-			ls.out = codec.AppendFrame(ls.out, codec.Header{Fin: true, OpCode: codec.OpText, Masked: true, Mask: ls.mask()}, line)
+			ls.out = codec.AppendFrame(ls.out, codec.Header{Fin: true, OpCode: codec.OpText, Masked: true, Mask: ls.rnd.mask()}, line)
 		case bytes.Contains(line, []byte(`"pub":`)):
 			ws.gatewayPush(line)
 		case bytes.HasPrefix(line, []byte(`{"id":`)):
