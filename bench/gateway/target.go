@@ -386,7 +386,10 @@ func LookBinary(kind, dir string) (string, error) {
 			return p, nil
 		}
 		out := filepath.Join(dir, "wsgate")
-		cmd := exec.Command("go", "build", "-o", out, "github.com/wsgate/wsgate/cmd/wsgate")
+		// Built in the root module (its go.mod has the gateway's
+		// requirements); the tests run in bench/gateway.
+		cmd := exec.Command("go", "build", "-o", out, "./cmd/wsgate")
+		cmd.Dir = "../.."
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("go build cmd/wsgate: %v\n%s", err, b)
 		}

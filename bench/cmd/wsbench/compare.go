@@ -436,17 +436,19 @@ func findBenchDir(flagDir string) (string, error) {
 // buildServer builds one server into binDir. It returns the binary, or
 // why there is none.
 func buildServer(ctx context.Context, benchDir, binDir, name string, stderr io.Writer) (bin, why string) {
-	pkg := "github.com/wsgate/wsgate/cmd/wsgate"
+	// wsgate is built in the root module, whose go.mod has the gateway's
+	// requirements; the peers in the bench module.
+	pkg, dir := "./cmd/wsgate", filepath.Join(benchDir, "..")
 	if name != "wsgate" {
 		d := filepath.Join(benchDir, "peers", name)
 		if m, _ := filepath.Glob(filepath.Join(d, "*.go")); len(m) == 0 {
 			return "", "no Go package in " + d
 		}
-		pkg = "./peers/" + name
+		pkg, dir = "./peers/"+name, benchDir
 	}
 	bin = filepath.Join(binDir, name)
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
-	cmd.Dir = benchDir
+	cmd.Dir = dir
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	fmt.Fprintf(stderr, "wsbench compare: go build -o %s %s\n", bin, pkg)

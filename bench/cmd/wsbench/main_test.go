@@ -43,7 +43,10 @@ func wsgateBinary(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "wsgate"), "github.com/wsgate/wsgate/cmd/wsgate").CombinedOutput()
+		// Built in the root module, whose go.mod has the gateway's requirements.
+		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, "wsgate"), "./cmd/wsgate")
+		cmd.Dir = "../../.."
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = errors.New(string(out))
 		}
