@@ -4,6 +4,10 @@ package loop
 
 import (
 	"math"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -22,17 +26,16 @@ import (
 // So every accepted TCP connection is admitted or refused in OnOpen, before
 // anything is read from it. At most MaxTCPConns are held at once,
 // handshaking or upgraded, and at most MaxHandshakes of them may still be
-// in their upgrade. A refused connection is answered 503 (one write) and
-// closed at once, so it costs its descriptor only for the length of the
-// callback.
+// in their upgrade. A refused connection is closed at once, unanswered, so
+// it costs its descriptor only for the length of the callback.
 //
 // With SO_REUSEPORT (the default on Linux) each loop accepts one connection
 // per readiness event and calls OnOpen before it accepts the next one, so
 // the descriptors held for connections never exceed MaxTCPConns plus one
 // per loop. Without it (Options.NoReusePort, or macOS and the BSDs with more
 // than one loop) gnet's acceptor drains the whole listen backlog before the
-// loops see the new connections: FDReserve must then also cover the
-// backlog (net.core.somaxconn on Linux).
+// loops see the new connections, so the default MaxTCPConns also leaves
+// room for a full backlog.
 
 // admission counts the TCP connections a server holds. Its counters are
 // written once per accept, upgrade and close, never per message.
@@ -72,8 +75,12 @@ func (a *admission) release(handshaking bool) {
 }
 
 // admissionLimits works out MaxTCPConns and MaxHandshakes where the
-// options leave them to their defaults: the soft RLIMIT_NOFILE, read by
-// NewServer, less FDReserve and one descriptor per loop.
+// options leave them to their defaults. MaxTCPConns: the soft
+// RLIMIT_NOFILE, read by NewServer, less the descriptors the process holds
+// then, those the engine will open (a listener, a poller and a wake-up
+// descriptor per loop, and one accepted connection per loop in flight),
+// a full listen backlog when the loops do not each accept for themselves,
+// and FDReserve.
 func admissionLimits(o *Options, loops int) (maxTCP, maxHandshakes int64) {
 	maxTCP = int64(o.MaxTCPConns)
 	if maxTCP == 0 {
@@ -85,7 +92,11 @@ func admissionLimits(o *Options, loops int) (maxTCP, maxHandshakes int64) {
 			if reserve == 0 {
 				reserve = min(DefaultFDReserve, cur/4)
 			}
-			maxTCP = max(1, cur-reserve-int64(loops))
+			engine := int64(4*loops + 1)
+			if o.NoReusePort || runtime.GOOS != "linux" && loops > 1 {
+				engine += listenBacklog()
+			}
+			maxTCP = max(1, cur-openDescriptors()-engine-reserve)
 		}
 	}
 	maxHandshakes = int64(o.MaxHandshakes)
@@ -97,5 +108,27 @@ func admissionLimits(o *Options, loops int) (maxTCP, maxHandshakes int64) {
 	return maxTCP, min(maxHandshakes, maxTCP)
 }
 
-// refusal is what a connection refused at accept receives.
-var refusal = []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+// openDescriptors counts the descriptors the process holds (Linux; 16
+// where /proc is not there to tell).
+func openDescriptors() int64 {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 16
+	}
+	return int64(len(fds))
+}
+
+// listenBacklog is the most connections a listener queues: gnet listens
+// with net.core.somaxconn (Linux); 128 elsewhere, the BSDs' and macOS's
+// default kern.ipc.somaxconn.
+func listenBacklog() int64 {
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		return 128
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || n <= 0 {
+		return 128
+	}
+	return n
+}

@@ -231,3 +231,40 @@ func TestInflateRatio(t *testing.T) {
 		t.Fatalf("a %d-byte message inflating to 1 MiB: close %d, want 1009", len(z), code)
 	}
 }
+
+// TestMessageTimeoutSteadyStream: MessageTimeout times each message, not
+// a stream of them. Every write here ends inside a frame, so input is
+// never complete at the end of a read, yet each message completes within
+// milliseconds: the connection must stay open well past the timeout.
+func TestMessageTimeoutSteadyStream(t *testing.T) {
+	_, addr := startServer(t, nopHandler{}, Options{
+		MessageTimeout: 300 * time.Millisecond, PingInterval: -1, IdleTimeout: time.Minute,
+	}, nil)
+	c := admUpgrade(t, addr)
+	defer c.Close()
+	frame := append([]byte{0x82, 0x80 | 100, 0, 0, 0, 0}, make([]byte, 100)...)
+	closed := make(chan int, 1)
+	go func() {
+		code, err := readCloseCode(c)
+		if err != nil {
+			code = -1
+		}
+		closed <- code
+	}()
+	// Each write: the second half of one frame and the first half of the
+	// next, every 5 ms, for 4× the timeout.
+	half := len(frame) / 2
+	if _, err := c.Write(frame[:half]); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(1200 * time.Millisecond); time.Now().Before(end); {
+		if _, err := c.Write(append(frame[half:len(frame):len(frame)], frame[:half]...)); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		select {
+		case code := <-closed:
+			t.Fatalf("closed with %d (-1: no close frame) though every message completed in ~5 ms", code)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}

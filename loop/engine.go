@@ -88,7 +88,9 @@ func (e *engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	if !s.adm.admit() {
-		return refusal, gnet.Close
+		// No bytes: gnet skips the Close when writing OnOpen's bytes fails,
+		// and would then deliver the connection's input with no Conn.
+		return nil, gnet.Close
 	}
 	ls := s.loopOf(gc)
 	c := &Conn{gc: gc, ls: ls, policy: uint8(s.opts.SlowPolicy)}
@@ -106,7 +108,10 @@ func (e *engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 // OnTraffic implements gnet.EventHandler: input arrived, or a goroutine
 // woke the connection to flush its queue.
 func (e *engine) OnTraffic(gc gnet.Conn) gnet.Action {
-	c := gc.Context().(*Conn)
+	c, ok := gc.Context().(*Conn)
+	if !ok { // refused in OnOpen, and gnet did not close it
+		return gnet.Close
+	}
 	c.mu.Lock()
 	c.wflags |= wBusy
 	c.mu.Unlock()

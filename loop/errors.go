@@ -66,6 +66,10 @@ var (
 	// reported one, is recorded instead).
 	ErrNoPeerClose = errors.New("loop: connection ended without the peer's close frame")
 
+	// ErrEngineStopped is what Wait returns when the engine stopped without
+	// Shutdown (an event loop failed; gnet logs why).
+	ErrEngineStopped = errors.New("loop: engine stopped on its own (see the log)")
+
 	// ErrMessageBudget is the cause recorded when a message could not be
 	// received because the messages being assembled on all connections
 	// hold Options.MessageBudget (1013 Try Again Later).

@@ -77,8 +77,10 @@ type Options struct {
 	// allowed), or the connection is failed with 1009. Real text compresses
 	// 1.4–3.5× on its own; zeros inflate at ~6 GB/s, so at 64 a bomb costs
 	// ~20 ns of inflating per byte received, about what real JSON costs.
-	// Default 64; negative: no ratio limit (clients with context takeover
-	// that repeat large messages may compress far better than 64×).
+	// Default 64; negative: no ratio limit. Raise it where clients send
+	// highly redundant messages: a snapshot of 1,000 identical JSON quotes
+	// compresses 236× on its own, and with client context takeover
+	// repeated messages compress further still.
 	InflateRatio int
 
 	// MessageTimeout bounds how long input may stay incomplete: a message,
@@ -126,22 +128,23 @@ type Options struct {
 	MaxConns int
 
 	// MaxTCPConns bounds the TCP connections held at once, in their
-	// handshake or upgraded; one accepted beyond it is answered 503 and
-	// closed before anything is read from it. It is what keeps the process
-	// below its descriptor limit, which gnet cannot survive reaching.
-	// Default: the soft RLIMIT_NOFILE when NewServer is called, less
-	// FDReserve and one descriptor per loop.
+	// handshake or upgraded; one accepted beyond it is closed at once,
+	// before anything is read from it. It is what keeps the process below
+	// its descriptor limit, which gnet cannot survive reaching. Default:
+	// the soft RLIMIT_NOFILE when NewServer is called, less the
+	// descriptors open then, the engine's own (four per loop; plus a full
+	// listen backlog with NoReusePort, or with several loops outside
+	// Linux), and FDReserve.
 	MaxTCPConns int
 
 	// FDReserve is the number of descriptors the default MaxTCPConns leaves
-	// for everything else the process opens: listeners and pollers, the
-	// admin and API servers, broker connections, files. Default 256, or a
-	// quarter of the limit if that is smaller. Without SO_REUSEPORT it must
-	// also cover the listen backlog (see NoReusePort).
+	// for what the process opens after NewServer: admin and API
+	// connections (bound them), broker connections, files. Default 256, or
+	// a quarter of the limit if that is smaller.
 	FDReserve int
 
 	// MaxHandshakes bounds the connections accepted but not yet upgraded;
-	// one accepted beyond it is answered 503 and closed at once, so peers
+	// one accepted beyond it is closed at once, so peers
 	// that open sockets and never finish the upgrade cannot take every
 	// place. Memory: each holds at most its pooled request buffer (see
 	// Upgrade) until HandshakeTimeout. Default 1024, or half of

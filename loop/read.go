@@ -45,10 +45,20 @@ func (c *Conn) read(data []byte) gnet.Action {
 	return act
 }
 
+// completed stops the MessageTimeout clock: a message or control frame is
+// whole. Input left incomplete after this read starts it again (see
+// timeIncomplete). Event-loop only.
+func (c *Conn) completed() {
+	if c.rd != nil {
+		c.rd.since = 0
+	}
+}
+
 // timeIncomplete starts the MessageTimeout clock when an open connection
-// is left with incomplete input, and stops it once there is none. Bytes
-// that trickle in keep the connection from idling out, but not past this
-// deadline. Event-loop only.
+// is left with incomplete input (a message, frame header or control frame
+// begun since the last one completed), and stops it once there is none.
+// Bytes that trickle in keep the connection from idling out, but not past
+// this deadline. Event-loop only.
 func (c *Conn) timeIncomplete() {
 	rd := c.rd
 	if rd == nil || c.state != stateOpen {
@@ -306,6 +316,7 @@ func (c *Conn) endFrame() {
 }
 
 func (c *Conn) deliver(op codec.OpCode, payload []byte) {
+	c.completed()
 	if c.state != stateOpen {
 		return // closing: data after our close frame is discarded
 	}
@@ -322,6 +333,7 @@ func (c *Conn) deliver(op codec.OpCode, payload []byte) {
 
 // control handles a ping, pong or close frame.
 func (c *Conn) control(op codec.OpCode, payload []byte) gnet.Action {
+	c.completed()
 	switch op {
 	case codec.OpPing:
 		if c.state == stateOpen {

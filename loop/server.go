@@ -117,7 +117,7 @@ func NewServer(h Handler, opts Options) (*Server, error) {
 func (s *Server) Start(addr string) error {
 	s.start = time.Now()
 	go func() {
-		s.runErr = gnet.Run(&s.eng, "tcp://"+addr,
+		err := gnet.Run(&s.eng, "tcp://"+addr,
 			gnet.WithNumEventLoop(s.opts.NumLoops),
 			gnet.WithReusePort(!s.opts.NoReusePort),
 			gnet.WithReuseAddr(true),
@@ -125,6 +125,12 @@ func (s *Server) Start(addr string) error {
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithSocketSendBuffer(s.opts.SocketSendBuffer),
 		)
+		if err == nil && !s.shutdown.Load() {
+			// gnet returns nil when a loop's failure (an accept error,
+			// say) stopped it: the cause is in the log.
+			err = ErrEngineStopped
+		}
+		s.runErr = err
 		close(s.finished)
 	}()
 	select {

@@ -33,6 +33,9 @@ type Stats struct {
 	TCPConns   int64 // TCP connections held, in their handshake or upgraded
 	Handshakes int64 // TCP connections in their handshake
 	Refused    int64 // TCP connections refused at accept (MaxTCPConns, MaxHandshakes)
+	// MessageBudgetUsed is the part of Options.MessageBudget reserved by
+	// messages being assembled.
+	MessageBudgetUsed int64
 }
 
 // loopStats are one event loop's counters. Only that loop writes them, so
@@ -79,6 +82,8 @@ func (s *Server) Stats() Stats {
 		TCPConns:       s.adm.tcp.Load(),
 		Handshakes:     s.adm.handshakes.Load(),
 		Refused:        s.adm.refused.Load(),
+
+		MessageBudgetUsed: s.msgUsed.Load(),
 	}
 	s.mu.Lock()
 	loops := s.loops
