@@ -116,7 +116,7 @@ func main() {
 	api := &http.Server{Addr: *apiAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	// Bound before "api listening" is logged: whoever waits for the line
 	// can connect.
-	apiLn, err := net.Listen("tcp", *apiAddr)
+	apiLn, err := limitListen(*apiAddr, maxAPIConns)
 	if err != nil {
 		log.Error("cannot listen", "addr", *apiAddr, "err", err)
 		os.Exit(1)
@@ -159,7 +159,7 @@ func serveAdmin(log *slog.Logger, addr string, srv *loop.Server, more ...func() 
 	if addr == "" {
 		return
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := limitListen(addr, maxAdminConns)
 	if err != nil {
 		// The admin endpoints are optional: serve without them.
 		log.Error("admin server stopped", "addr", addr, "err", err)
@@ -171,6 +171,8 @@ func serveAdmin(log *slog.Logger, addr string, srv *loop.Server, more ...func() 
 			return map[string]int64{
 				"delivered": st.Delivered, "dropped": st.Dropped, "conflated": st.Conflated,
 				"slow_closed": st.SlowClosed, "subscriptions": st.Subscriptions,
+				"tcp_conns": st.TCPConns, "handshakes": st.Handshakes, "refused": st.Refused,
+				"message_budget_used": st.MessageBudgetUsed,
 			}
 		}}, more...)
 		err := http.Serve(ln, pprof.NewMux(srv.Conns, counters...))
