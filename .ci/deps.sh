@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond Go on a fresh Debian machine: node and
-# npm (for the interop test with Node's ws package), the pinned ws package
-# into bench/interop/testdata/node_modules, and Debian's chromium (for the
-# headless browser test in bench/interop; large, so only when
-# /usr/bin/chromium is missing). Idempotent and quiet: it does nothing that
-# is already done.
+# npm, the pinned npm packages of bench/interop (Node's ws) and
+# bench/gateway (the centrifuge-js SDK), and Debian's chromium (for the
+# headless browser tests; large, so only when /usr/bin/chromium is
+# missing). Idempotent and quiet: it does nothing that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,10 +30,16 @@ if [ ! -x /usr/bin/chromium ]; then
   apt_install --no-install-recommends chromium
 fi
 
-dir=bench/interop/testdata
-want=$(node -p "require('./$dir/package-lock.json').packages['node_modules/ws'].version")
-have=$(node -p "try { require('./$dir/node_modules/ws/package.json').version } catch { '' }")
-if [ "$have" != "$want" ]; then
-  echo "deps: npm ci in $dir (ws $want)"
-  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-fi
+# npm_ci DIR PKG: npm ci in DIR unless its node_modules already hold the
+# version of PKG that DIR's package-lock.json pins.
+npm_ci() {
+  local dir=$1 pkg=$2 want have
+  want=$(node -p "require('./$dir/package-lock.json').packages['node_modules/$pkg'].version")
+  have=$(node -p "try { require('./$dir/node_modules/$pkg/package.json').version } catch { '' }")
+  if [ "$have" != "$want" ]; then
+    echo "deps: npm ci in $dir ($pkg $want)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+npm_ci bench/interop/testdata ws
+npm_ci bench/gateway/testdata centrifuge
