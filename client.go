@@ -246,7 +246,7 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 			return nil, disconnectInvalidToken
 		}
 	} else if !n.cfg.Client.AllowAnonymousConnectWithoutToken {
-		return nil, disconnectInvalidToken
+		return nil, disconnectBadRequest // as Centrifugo: no token is a bad request, not a bad token
 	}
 	res := &protocol.ConnectResult{Client: c.id(n), Version: Version, Node: n.id}
 	if cl != nil {
