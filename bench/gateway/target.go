@@ -387,9 +387,13 @@ func LookBinary(kind, dir string) (string, error) {
 		}
 		out := filepath.Join(dir, "wsgate")
 		// Built in the root module (its go.mod has the gateway's
-		// requirements); the tests run in bench/gateway.
+		// requirements), wherever in bench the test runs.
+		root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/wsgate/wsgate").Output()
+		if err != nil {
+			return "", fmt.Errorf("find the wsgate module: %v", err)
+		}
 		cmd := exec.Command("go", "build", "-o", out, "./cmd/wsgate")
-		cmd.Dir = "../.."
+		cmd.Dir = strings.TrimSpace(string(root))
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("go build cmd/wsgate: %v\n%s", err, b)
 		}

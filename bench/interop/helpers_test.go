@@ -181,6 +181,13 @@ func startServer(t *testing.T, h *recorder, o loop.Options) *testServer {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	o.NumLoops, o.Logger = 2, logger
+	if o.InflateRatio == 0 {
+		// These tests send synthetic, highly repetitive payloads (a
+		// 70,000-byte run of one character compresses ~1000×): they test
+		// the wire format and negotiation, not the ratio policy, which
+		// loop's TestInflateRatio covers.
+		o.InflateRatio = -1
+	}
 	var (
 		srv  *loop.Server
 		addr string

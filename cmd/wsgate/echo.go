@@ -32,6 +32,7 @@ func runEcho(args []string) {
 		origins   = fs.String("origins", "", "comma-separated extra allowed Origin values (* for any)")
 		compress  = fs.Bool("deflate", false, "negotiate permessage-deflate (no context takeover) with clients that offer it")
 		takeover  = fs.Bool("deflate-takeover", false, "with -deflate: server context takeover (4 KiB history per connection, freed when idle)")
+		ratio     = fs.Int("inflate-ratio", 0, "with -deflate: a message may inflate to this many times its compressed size, past 4 KiB (0: 64, <0: no limit)")
 		slow      = fs.String("slow", "disconnect", "what a -broadcast does for a connection past -high-water: disconnect (1008), drop-newest or drop-oldest")
 		highWater = fs.Int("high-water", 0, "queued bytes per connection past which -slow applies (0: max-pending/4)")
 		verbose   = fs.Bool("v", false, "debug logging")
@@ -49,7 +50,7 @@ func runEcho(args []string) {
 		Logger: log, NumLoops: *loops,
 		HandshakeTimeout: *handshake, PingInterval: *ping, IdleTimeout: *idle,
 		MaxMessageSize: *maxMsg, MaxConns: *maxConns, MaxPendingBytes: *maxPend,
-		SlowPolicy: policy, HighWaterBytes: *highWater,
+		SlowPolicy: policy, HighWaterBytes: *highWater, InflateRatio: *ratio,
 	}
 	if *compress {
 		o.Deflate = &deflate.Config{ServerContextTakeover: *takeover}
