@@ -89,6 +89,8 @@ type Broker struct {
 	idem     map[string]idemResult
 	idemNext time.Time
 
+	ctl control
+
 	resyncing atomic.Bool
 	closed    chan struct{}
 	done      chan struct{}
