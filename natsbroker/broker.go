@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	mrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -428,8 +429,9 @@ func (b *Broker) readTop(channel string) (top, error) {
 	return top{seq: m.Sequence, offset: sp.Offset, epoch: sp.Epoch}, nil
 }
 
-// errRetries is returned when appends kept conflicting with other nodes'.
-var errRetries = errors.New("natsbroker: too many concurrent appends to one channel")
+// errRetries is returned when appends kept conflicting with other nodes'
+// for Options.Timeout.
+var errRetries = errors.New("natsbroker: appends to the channel kept conflicting with other nodes'")
 
 // appendMsg appends a message to channel's history with the next offset
 // (or, for a position marker, the current one). The append carries
@@ -450,7 +452,8 @@ func (b *Broker) appendMsg(channel string, m *nats.Msg, marker bool, msgID strin
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
-	for range 16 {
+	deadline := time.Now().Add(b.o.Timeout)
+	for attempt := 0; time.Now().Before(deadline); attempt++ {
 		next := t
 		if t.seq == 0 {
 			// The channel has no message: a new stream of offsets.
@@ -478,6 +481,10 @@ func (b *Broker) appendMsg(channel string, m *nats.Msg, marker bool, msgID strin
 			return next, ack, nil
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
+			// Another node appended first. A random pause, growing with
+			// the attempts, keeps a node that keeps winning from starving
+			// the others.
+			time.Sleep(time.Duration(mrand.Int64N(int64(min(attempt+1, 20)) * int64(100*time.Microsecond))))
 			if t, err = b.readTop(channel); err != nil {
 				b.setTop(channel, nil)
 				return top{}, nil, err

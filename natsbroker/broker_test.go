@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -406,4 +407,62 @@ func BenchmarkPublish(b *testing.B) {
 			}
 		}
 	})
+	// Two nodes publishing to one channel at once: appends conflict and
+	// are retried.
+	b.Run("nats-2nodes-1channel", func(b *testing.B) {
+		s := startNATS(b, b.TempDir(), -1)
+		defer s.Shutdown()
+		nodes := []*Broker{newBroker(b, s.ClientURL(), "a", nil), newBroker(b, s.ClientURL(), "b", nil)}
+		var next atomic.Int32
+		b.SetParallelism(2)
+		b.RunParallel(func(pb *testing.PB) {
+			nb := nodes[next.Add(1)%2]
+			for pb.Next() {
+				if _, err := nb.Publish("bench", data, hist); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+}
+
+// Two brokers linked as a cluster: each lists the other from its
+// heartbeats, and a command broadcast by one runs on the other only.
+func TestCluster(t *testing.T) {
+	s := startNATS(t, t.TempDir(), -1)
+	defer s.Shutdown()
+	type ran struct{ method, body string }
+	got := [2]chan ran{make(chan ran, 4), make(chan ran, 4)}
+	bs := [2]*Broker{}
+	for i := range bs {
+		bs[i] = newBroker(t, s.ClientURL(), fmt.Sprint("n", i), nil)
+		err := bs[i].RunCluster(func() wsgate.NodeInfo {
+			return wsgate.NodeInfo{UID: fmt.Sprint("uid", i), Name: fmt.Sprint("n", i), NumClients: int64(10 + i)}
+		}, func(method string, body []byte) { got[i] <- ran{method, string(body)} })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return len(bs[0].Nodes()) == 1 && len(bs[1].Nodes()) == 1 })
+	if n := bs[0].Nodes()[0]; n.Name != "n1" || n.NumClients != 11 {
+		t.Fatalf("node 0 sees %+v", n)
+	}
+	if err := bs[0].Broadcast("disconnect", []byte(`{"user":"u"}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got[1]:
+		if r.method != "disconnect" || r.body != `{"user":"u"}` {
+			t.Fatalf("ran %+v", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("command not run on the other node")
+	}
+	select {
+	case r := <-got[0]:
+		t.Fatalf("command ran on the sending node too: %+v", r)
+	case <-time.After(100 * time.Millisecond):
+	}
+	bs[1].Close()
+	waitFor(t, func() bool { return len(bs[0].Nodes()) == 0 })
 }
