@@ -124,6 +124,7 @@ const (
 	hdrOffset   = "Wsgate-Offset"
 	hdrEpoch    = "Wsgate-Epoch"
 	hdrPrev     = "Wsgate-Prev" // stream sequence of the channel's previous message
+	hdrSeq      = "Wsgate-Seq"  // live messages: the stream sequence the publication got
 	hdrSize     = "Wsgate-Size" // the channel's history size
 	hdrTime     = "Wsgate-Time" // Unix ms
 	hdrKind     = "Wsgate-Kind" // "position": a marker that holds a position, no publication
@@ -256,6 +257,9 @@ func (b *Broker) dispatch() {
 			if err != nil || kind == kindPos {
 				b.log.Warn("bad message", "subject", m.Subject, "err", err)
 				continue
+			}
+			if seq, _ := strconv.ParseUint(m.Header.Get(hdrSeq), 10, 64); seq > 0 {
+				b.observe(channel, top{seq: seq, offset: sp.Offset, epoch: sp.Epoch})
 			}
 			b.h.HandlePublication(channel, pub, sp)
 		}
@@ -398,6 +402,18 @@ func (b *Broker) setTop(channel string, t *top) {
 		clear(b.tops)
 	}
 	b.tops[strings.Clone(channel)] = *t
+}
+
+// observe updates the cached top of a channel this node appended to from
+// another node's live publication, so that this node's next append to it
+// does not conflict. A stale top (a message arriving late) only costs a
+// conflict and a re-read.
+func (b *Broker) observe(channel string, t top) {
+	b.topMu.Lock()
+	defer b.topMu.Unlock()
+	if old, ok := b.tops[channel]; ok && (old.epoch != t.epoch || old.offset < t.offset) {
+		b.tops[channel] = t
+	}
 }
 
 // last returns the last message of channel's history subject, nil if it
@@ -578,6 +594,7 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 	m.Subject = b.liveSubject(channel)
 	m.Header.Del(jetstream.ExpectedLastSubjSeqHeader)
 	m.Header.Del(jetstream.MsgIDHeader)
+	m.Header.Set(hdrSeq, strconv.FormatUint(t.seq, 10))
 	if err := b.nc.PublishMsg(m); err != nil {
 		// Stored: the other nodes fill it from history when the next
 		// publication of the channel reaches them.
