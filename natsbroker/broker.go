@@ -426,6 +426,14 @@ func (b *Broker) last(channel string) (*jetstream.RawStreamMsg, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.o.Timeout)
 	defer cancel()
 	m, err := s.GetLastMsgForSubject(ctx, b.historySubject(channel))
+	if errors.Is(err, nats.ErrNoResponders) && b.nc.IsConnected() {
+		// Nobody serves the stream: NATS lost it. Make it again (every
+		// channel then starts a new epoch).
+		if s, err = b.ensureStream(); err != nil {
+			return nil, err
+		}
+		m, err = s.GetLastMsgForSubject(ctx, b.historySubject(channel))
+	}
 	if errors.Is(err, jetstream.ErrMsgNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil
 	}
