@@ -134,6 +134,7 @@ type client struct {
 	recov  int // subscribed events with recovered: true after recovering
 	failed int // subscribed events that tried to recover and could not
 	discon chan uint32
+	unsub  chan uint32
 }
 
 func (c *client) seen() (int, string) {
@@ -154,7 +155,8 @@ type info struct {
 // client in offset order; a node killed with SIGKILL loses no
 // publication for its clients (they reconnect to the other nodes and
 // recover); NATS restarted, the nodes resume; /api/info lists the three
-// nodes and /api/disconnect reaches a client on another node.
+// nodes; /api/unsubscribe and /api/disconnect reach a client on another
+// node.
 func TestClusterEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs processes")
@@ -209,7 +211,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	ep := strings.Join(endpoints, ",")
 	clients := make([]*client, nClients)
 	for i := range clients {
-		cl := &client{user: fmt.Sprintf("user%d", i), discon: make(chan uint32, 4)}
+		cl := &client{user: fmt.Sprintf("user%d", i), discon: make(chan uint32, 4), unsub: make(chan uint32, 4)}
 		tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": cl.user}).SignedString([]byte(secret))
 		cfg := centrifuge.Config{Token: tok, MinReconnectDelay: 50 * time.Millisecond, MaxReconnectDelay: 300 * time.Millisecond}
 		if i%2 == 0 {
@@ -227,6 +229,7 @@ func TestClusterEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		sub.OnUnsubscribed(func(e centrifuge.UnsubscribedEvent) { cl.unsub <- e.Code })
 		sub.OnSubscribed(func(e centrifuge.SubscribedEvent) {
 			cl.mu.Lock()
 			defer cl.mu.Unlock()
@@ -390,10 +393,20 @@ func TestClusterEndToEnd(t *testing.T) {
 			deliveries, nPub*nClients, dups, gaps, failed, recovered, perNode[0])
 	}
 
-	// /api/disconnect on node1 reaches a client on node2.
+	// /api/unsubscribe, then /api/disconnect, on node1 reach a client
+	// on node2.
 	for _, cl := range clients {
 		if _, id := cl.seen(); uidNode[strings.SplitN(id, "-", 2)[0]] != 2 {
 			continue
+		}
+		if _, err := api(nodes[1], "unsubscribe", map[string]any{"user": cl.user, "channel": channel}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case code := <-cl.unsub:
+			t.Logf("%s on node2 unsubscribed through node1's API with code %d", cl.user, code)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s on node2 not unsubscribed through node1's API", cl.user)
 		}
 		for len(cl.discon) > 0 {
 			<-cl.discon
