@@ -267,8 +267,9 @@ func (b *Broker) dispatch() {
 }
 
 // Subscribe implements wsgate.Broker: one NATS subscription for the
-// channel. It succeeds while NATS is down; the subscription is made when
-// the connection comes back.
+// channel, flushed (one round trip) so that NATS has it before the node
+// reads the channel's position. It succeeds while NATS is down; the
+// subscription is made when the connection comes back.
 func (b *Broker) Subscribe(channel string) error {
 	b.subMu.Lock()
 	defer b.subMu.Unlock()
@@ -280,6 +281,11 @@ func (b *Broker) Subscribe(channel string) error {
 		return err
 	}
 	b.subs[strings.Clone(channel)] = s
+	if b.nc.IsConnected() {
+		// Once NATS has the subscription, every publication stored after
+		// the node reads the channel's position reaches the node live.
+		_ = b.nc.FlushTimeout(b.o.Timeout)
+	}
 	return nil
 }
 
