@@ -1,6 +1,10 @@
-// Package cluster runs wsgate as a cluster end to end: a real nats-server
-// process with JetStream, three cmd/wsgate processes on loopback, and
-// centrifuge-go clients spread across them.
+// Package cluster tests wsgate's NATS broker: against an embedded NATS
+// server with JetStream (natsbroker_test.go), and end to end with a real
+// nats-server process, three cmd/wsgate processes on loopback and
+// centrifuge-go clients spread across them. It is a module of its own so
+// that nats-server (which needs newer klauspost/compress and x/sys than
+// the gateway pins) stays out of the gateway's and the benchmarks'
+// modules.
 package cluster
 
 import (
@@ -46,10 +50,16 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// build builds pkg into dir/out. The gateway is built in its own module
+// (../..), with the dependency versions it ships with, not this module's
+// (nats-server raises some of them here).
 func build(t *testing.T, dir, out, pkg string) string {
 	t.Helper()
 	bin := filepath.Join(dir, out)
 	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	if strings.HasPrefix(pkg, "github.com/wsgate/wsgate/") {
+		cmd.Dir = "../.."
+	}
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}

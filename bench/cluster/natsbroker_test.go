@@ -1,4 +1,4 @@
-package natsbroker
+package cluster
 
 import (
 	"errors"
@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/natsbroker"
 )
 
 // startNATS runs an embedded NATS server with JetStream storing in dir on
@@ -79,9 +80,9 @@ func (r *recorder) wait(t *testing.T, ch string, n int) []*wsgate.Publication {
 	return nil
 }
 
-func newBroker(t testing.TB, url, name string, h wsgate.BrokerHandler) *Broker {
+func newBroker(t testing.TB, url, name string, h wsgate.BrokerHandler) *natsbroker.Broker {
 	t.Helper()
-	b, err := New(Options{URL: url, Name: name, MaxHistorySize: 1000, Timeout: 5 * time.Second,
+	b, err := natsbroker.New(natsbroker.Options{URL: url, Name: name, MaxHistorySize: 1000, Timeout: 5 * time.Second,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +104,7 @@ var hist = wsgate.PublishOptions{HistorySize: 1000, HistoryTTL: time.Hour}
 func TestConcurrentPublishersContiguousOffsets(t *testing.T) {
 	s := startNATS(t, t.TempDir(), -1)
 	defer s.Shutdown()
-	nodes := []*Broker{newBroker(t, s.ClientURL(), "a", nil), newBroker(t, s.ClientURL(), "b", nil)}
+	nodes := []*natsbroker.Broker{newBroker(t, s.ClientURL(), "a", nil), newBroker(t, s.ClientURL(), "b", nil)}
 	const perWorker, workers = 40, 4
 	var mu sync.Mutex
 	got := map[uint64]string{}
@@ -168,7 +169,7 @@ func TestDeliveryAcrossNodes(t *testing.T) {
 	if err := b.Subscribe("news.eu"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.nc.Flush(); err != nil {
+	if err := b.Conn().Flush(); err != nil {
 		t.Fatal(err)
 	}
 	opts := hist
@@ -201,11 +202,11 @@ func TestDeliveryAcrossNodes(t *testing.T) {
 	if err := b.Unsubscribe("news.eu"); err != nil {
 		t.Fatal(err)
 	}
-	_ = b.nc.Flush()
+	_ = b.Conn().Flush()
 	if _, err := a.Publish("news.eu", []byte("late"), hist); err != nil {
 		t.Fatal(err)
 	}
-	_ = a.nc.Flush()
+	_ = a.Conn().Flush()
 	time.Sleep(50 * time.Millisecond)
 	if n := len(rb.get("news.eu")); n != 21 {
 		t.Fatalf("unsubscribed node got %d publications, want 21", n)
@@ -308,7 +309,7 @@ func TestNATSRestart(t *testing.T) {
 	if err := b.Subscribe("r"); err != nil {
 		t.Fatal(err)
 	}
-	_ = b.nc.Flush()
+	_ = b.Conn().Flush()
 	sp, err := a.Publish("r", []byte("1"), hist)
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +357,7 @@ func TestNATSRestart(t *testing.T) {
 	// Storage lost: a new epoch, offsets from 1.
 	s = startNATS(t, t.TempDir(), port)
 	defer s.Shutdown()
-	waitFor(t, func() bool { return b.nc.IsConnected() })
+	waitFor(t, func() bool { return b.Conn().IsConnected() })
 	// b never published to "r" (no cached top): it finds the stream gone
 	// on its first read and makes it again.
 	_, fresh, err := b.History("r", wsgate.HistoryOptions{})
@@ -422,7 +423,7 @@ func BenchmarkPublish(b *testing.B) {
 	b.Run("nats-2nodes-1channel", func(b *testing.B) {
 		s := startNATS(b, b.TempDir(), -1)
 		defer s.Shutdown()
-		nodes := []*Broker{newBroker(b, s.ClientURL(), "a", nil), newBroker(b, s.ClientURL(), "b", nil)}
+		nodes := []*natsbroker.Broker{newBroker(b, s.ClientURL(), "a", nil), newBroker(b, s.ClientURL(), "b", nil)}
 		var next atomic.Int32
 		b.SetParallelism(2)
 		b.RunParallel(func(pb *testing.PB) {
@@ -443,7 +444,7 @@ func TestCluster(t *testing.T) {
 	defer s.Shutdown()
 	type ran struct{ method, body string }
 	got := [2]chan ran{make(chan ran, 4), make(chan ran, 4)}
-	bs := [2]*Broker{}
+	bs := [2]*natsbroker.Broker{}
 	for i := range bs {
 		bs[i] = newBroker(t, s.ClientURL(), fmt.Sprint("n", i), nil)
 		err := bs[i].RunCluster(func() wsgate.NodeInfo {
