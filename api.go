@@ -73,6 +73,7 @@ func (n *Node) APIHandler() http.Handler {
 		"history_remove": n.apiHistoryRemove, "info": n.apiInfo, "channels": n.apiChannels,
 		"disconnect": n.apiDisconnect, "unsubscribe": n.apiUnsubscribe, "subscribe": n.apiSubscribe,
 	}
+	n.clusterize(methods)
 	methods["batch"] = func(body []byte) (any, *apiError) { return n.apiBatch(body, methods) }
 	for name, f := range methods {
 		mux.HandleFunc("POST /api/"+name, func(w http.ResponseWriter, r *http.Request) {
@@ -370,35 +371,7 @@ func (n *Node) apiInfo(body []byte) (any, *apiError) {
 	if e := decode(body, &r); e != nil {
 		return nil, e
 	}
-	users := map[string]struct{}{}
-	subs := 0
-	n.eachClient(func(c *session) {
-		if c.state.Load() == stateConnected {
-			users[c.user] = struct{}{}
-		}
-	})
-	chans := 0
-	for i := range n.channels {
-		sh := &n.channels[i]
-		sh.mu.Lock()
-		chans += len(sh.m)
-		for _, ch := range sh.m {
-			subs += ch.refs
-		}
-		sh.mu.Unlock()
-	}
-	type node struct {
-		UID         string `json:"uid"`
-		Name        string `json:"name"`
-		Version     string `json:"version"`
-		NumClients  int64  `json:"num_clients"`
-		NumUsers    int    `json:"num_users"`
-		NumChannels int    `json:"num_channels"`
-		Uptime      uint32 `json:"uptime"`
-		NumSubs     int    `json:"num_subs"`
-	}
-	return map[string]any{"nodes": []node{{UID: n.id, Name: n.id, Version: Version, NumClients: n.nconn.Load(),
-		NumUsers: len(users), NumChannels: chans, Uptime: n.clock(), NumSubs: subs}}}, nil
+	return map[string]any{"nodes": n.nodes()}, nil
 }
 
 func (n *Node) apiChannels(body []byte) (any, *apiError) {

@@ -40,6 +40,8 @@ type NodeOptions struct {
 	Broker Broker
 	// Logger; nil: slog.Default().
 	Logger *slog.Logger
+	// Name is the node's name in /api/info; empty: its random id.
+	Name string
 }
 
 // Node is one gateway process: the WebSocket server speaking the
@@ -53,6 +55,7 @@ type Node struct {
 	conns  *verifier // connection tokens
 	subs   *verifier // subscription tokens
 	id     string
+	name   string
 	start  time.Time
 	seed   maphash.Seed
 
@@ -120,6 +123,9 @@ func NewNode(cfg Config, o NodeOptions) (*Node, error) {
 	var rb [6]byte
 	_, _ = rand.Read(rb[:])
 	n.id = hex.EncodeToString(rb[:])
+	if n.name = o.Name; n.name == "" {
+		n.name = n.id
+	}
 
 	lo := o.Loop
 	lo.Logger = n.log
@@ -146,6 +152,9 @@ func NewNode(cfg Config, o NodeOptions) (*Node, error) {
 		return nil, err
 	}
 	if err := n.broker.Run(n); err != nil {
+		return nil, err
+	}
+	if err := n.startCluster(); err != nil {
 		return nil, err
 	}
 	return n, nil

@@ -4,12 +4,14 @@
 // server of the benchmarks instead.
 //
 //	wsgate [-config FILE] [-addr HOST:PORT] [-api-addr HOST:PORT] [-admin HOST:PORT]
-//	       [-token-hmac-secret S] [-api-key K]
+//	       [-token-hmac-secret S] [-api-key K] [-nats URL] [-name NAME]
 //	wsgate echo [-addr HOST:PORT] [-broadcast] ...
 //
 // Without -config the embedded default configuration is used, with a
 // random HMAC secret and API key unless given by flags; a token for user
-// "test" is printed at start.
+// "test" is printed at start. With -nats, nodes on the same NATS server
+// share channels, history (JetStream) and the node-wide API operations;
+// GET /ready on the API address answers 503 while NATS is unreachable.
 package main
 
 import (
@@ -34,6 +36,7 @@ import (
 
 	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/loop"
+	"github.com/wsgate/wsgate/natsbroker"
 	"github.com/wsgate/wsgate/pprof"
 )
 
@@ -59,6 +62,8 @@ func main() {
 		secret  = flag.String("token-hmac-secret", "", "HMAC secret of connection tokens (overrides client.token.hmac_secret_key)")
 		apiKey  = flag.String("api-key", "", "server API key (overrides http_api.key)")
 		verbose = flag.Bool("v", false, "debug logging")
+		natsURL = flag.String("nats", "", "NATS server URL(s), comma-separated: channels, history and node-wide API operations shared by every node on it (JetStream needed; empty: this node alone)")
+		name    = flag.String("name", "", "node name in /api/info (default: the host name)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: wsgate [flags]   (the gateway)\n       wsgate echo [flags]   (the echo server of the benchmarks; wsgate echo -h)\n\n")
@@ -94,7 +99,22 @@ func main() {
 	}
 	checkFileLimit(log, cfg.Client.ConnectionLimit)
 
-	n, err := wsgate.NewNode(cfg, wsgate.NodeOptions{Logger: log})
+	if *name == "" {
+		*name, _ = os.Hostname()
+	}
+	opts := wsgate.NodeOptions{Logger: log, Name: *name}
+	var ready func() error
+	if *natsURL != "" {
+		b, err := natsbroker.New(natsbroker.Options{URL: *natsURL, Name: *name,
+			MaxHistorySize: maxHistorySize(cfg), Logger: log})
+		if err != nil {
+			log.Error("nats", "url", *natsURL, "err", err)
+			os.Exit(2)
+		}
+		defer b.Close()
+		opts.Broker, ready = b, b.Ready
+	}
+	n, err := wsgate.NewNode(cfg, opts)
 	if err != nil {
 		log.Error("bad configuration", "err", err)
 		os.Exit(2)
@@ -107,6 +127,15 @@ func main() {
 
 	mux := http.NewServeMux()
 	mux.Handle("/api/", n.APIHandler())
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil {
+			if err := ready(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
 	_, wsPort, _ := net.SplitHostPort(*addr)
 	page := strings.ReplaceAll(demoPage, "{{WSPORT}}", wsPort)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
@@ -145,6 +174,16 @@ func main() {
 		_ = api.Shutdown(ctx)
 		return n.Shutdown(ctx)
 	}, n.Wait)
+}
+
+// maxHistorySize is the largest history size of the configuration's
+// namespaces: what JetStream keeps per channel.
+func maxHistorySize(cfg wsgate.Config) int {
+	m := cfg.Channel.WithoutNamespace.HistorySize
+	for _, ns := range cfg.Channel.Namespaces {
+		m = max(m, ns.HistorySize)
+	}
+	return m
 }
 
 func random() string {
