@@ -177,8 +177,10 @@ func runPartial(_ context.Context, conn net.Conn, c *counters) {
 	if _, err := conn.Write([]byte("GET " + *path + " HTTP/1.1\r\nHost: x\r\n")); err != nil {
 		return
 	}
+	// Refused: closed unanswered at accept, or answered 503.
+	start := time.Now()
 	b, _ := io.ReadAll(conn)
-	if bytes.HasPrefix(b, []byte("HTTP/1.1 503 ")) {
+	if len(b) == 0 && time.Since(start) < time.Second || bytes.HasPrefix(b, []byte("HTTP/1.1 503 ")) {
 		c.refused.Add(1)
 	}
 }
