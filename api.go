@@ -479,7 +479,7 @@ func (n *Node) apiUnsubscribe(body []byte) (any, *apiError) {
 	}
 	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
 		c.mu.Lock()
-		if c.state.Load() == stateConnected && n.unsubscribe(c, r.Channel) {
+		if c.state.Load() == stateConnected && n.unsubscribe(c, r.Channel, leaveQueued) {
 			c.write(&protocol.Reply{Push: &protocol.Push{Channel: r.Channel,
 				Unsubscribe: &protocol.Unsubscribe{Code: 2000, Reason: "server unsubscribe"}}})
 		}

@@ -383,12 +383,13 @@ func (n *Node) clientUnsubscribe(c *session, id uint32, req *protocol.Unsubscrib
 	if req.Channel == "" {
 		return nil, disconnectBadRequest
 	}
-	n.unsubscribe(c, req.Channel)
+	n.unsubscribe(c, req.Channel, leaveOnLoop) // on c's event loop (OnMessage)
 	return &protocol.Reply{Id: id, Unsubscribe: &protocol.UnsubscribeResult{}}, nil
 }
 
-// unsubscribe removes c's subscription to name, if any. c.mu held.
-func (n *Node) unsubscribe(c *session, name string) bool {
+// unsubscribe removes c's subscription to name, if any; how is leave's.
+// c.mu held.
+func (n *Node) unsubscribe(c *session, name string, how int) bool {
 	i := c.subscribed(name)
 	if i < 0 {
 		return false
@@ -398,7 +399,7 @@ func (n *Node) unsubscribe(c *session, name string) bool {
 	c.subs[len(c.subs)-1] = sub{}
 	c.subs = c.subs[:len(c.subs)-1]
 	c.updateSubExp()
-	n.leave(c, ch, true)
+	n.leave(c, ch, how)
 	return true
 }
 

@@ -221,7 +221,7 @@ func (e *engine) OnClose(conn *loop.Conn, _ error) {
 	}
 	c.state.Store(stateClosed)
 	for _, s := range c.subs {
-		n.leave(c, s.ch, false)
+		n.leave(c, s.ch, leaveClosed)
 	}
 	c.subs = nil
 	c.mu.Unlock()
@@ -596,9 +596,22 @@ func (n *Node) recover(ch *channel, offset uint64, epoch string) ([]*protocol.Pu
 	return out, true, nil
 }
 
-// leave removes c from ch. c.mu held.
-func (n *Node) leave(c *session, ch *channel, engine bool) {
-	if engine {
+// Ways leave removes a session from the engine topic.
+const (
+	leaveClosed = iota // the connection is closed: the engine dropped it
+	leaveOnLoop        // on c's event loop: at once (a client's unsubscribe)
+	leaveQueued        // from another goroutine: in order with publications
+)
+
+// leave removes c from ch. On c's event loop (leaveOnLoop) the engine
+// subscription ends at once, so that no publication, even one already
+// on its way to the loop, reaches a client that left: a later recovering
+// subscribe returns it instead, once. c.mu held.
+func (n *Node) leave(c *session, ch *channel, how int) {
+	switch how {
+	case leaveOnLoop:
+		n.srv.UnsubscribeOnLoop(c.conn, topic(c.proto, ch.name))
+	case leaveQueued:
 		_ = n.srv.Unsubscribe(c.conn, topic(c.proto, ch.name))
 	}
 	ch.mu.Lock()
