@@ -88,7 +88,7 @@ type channel struct {
 	mu    sync.Mutex
 	n     [2]int // subscribers per format
 	init  bool
-	top   uint64 // offset of the last publication delivered
+	top   uint64 // offset of the last publication handed to the engine topics (at creation: the stream's)
 	epoch string
 }
 
@@ -400,6 +400,21 @@ func (n *Node) acquire(name string, opts *ChannelOptions) (*channel, error) {
 			return nil, err
 		}
 		ch = &channel{name: name, opts: opts}
+		if opts.history() {
+			// The stream position is read once, before anyone joins:
+			// from then on the channel's offset is the last publication
+			// handed to the engine topic, and no subscribe is answered
+			// with a later one. (Read at a positioned subscribe instead,
+			// it could include a publication appended to history but not
+			// yet delivered here, which was then dropped as already
+			// delivered, and the subscribers already there lost it.)
+			_, sp, err := n.broker.History(name, HistoryOptions{})
+			if err != nil {
+				_ = n.broker.Unsubscribe(name)
+				return nil, err
+			}
+			ch.init, ch.top, ch.epoch = true, sp.Offset, sp.Epoch
+		}
 		if sh.m == nil {
 			sh.m = map[string]*channel{}
 		}
@@ -513,19 +528,6 @@ func toProtoPub(p *Publication) *protocol.Publication {
 	return pp
 }
 
-// position makes sure ch knows its stream position. ch.mu held.
-func (n *Node) position(ch *channel) error {
-	if ch.init || !ch.opts.history() {
-		return nil
-	}
-	_, sp, err := n.broker.History(ch.name, HistoryOptions{})
-	if err != nil {
-		return err
-	}
-	ch.init, ch.top, ch.epoch = true, sp.Offset, sp.Epoch
-	return nil
-}
-
 // join subscribes c to ch: with recovery when asked, the engine
 // subscription, and then write (the reply or push), all under ch's lock
 // so that no publication falls between the recovered ones and the live
@@ -538,9 +540,6 @@ func (n *Node) join(c *session, ch *channel, req *protocol.SubscribeRequest, wri
 	recoverable := o.history() && (o.ForceRecovery || (o.AllowRecovery && req.Recoverable))
 	positioned := o.history() && (recoverable || o.ForcePositioning || (o.AllowPositioning && req.Positioned))
 	if positioned {
-		if err := n.position(ch); err != nil {
-			return err
-		}
 		res.Positioned, res.Recoverable = true, recoverable
 		res.Epoch, res.Offset = ch.epoch, ch.top
 		if recoverable && req.Recover {
