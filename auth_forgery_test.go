@@ -38,3 +38,16 @@ func TestGatewayEmptyKeyForgery(t *testing.T) {
 		t.Fatalf("subscribe with a forged token: %+v", r)
 	}
 }
+
+// TestGatewaySubscriptionTokenIsNoConnectionToken: a token with a
+// channel claim, signed with the right key, is refused as a connection
+// token with 3500, as Centrifugo does.
+func TestGatewaySubscriptionTokenIsNoConnectionToken(t *testing.T) {
+	n := startNode(t, gwConfig())
+	g := dialNode(t, n.addr, false)
+	g.send(&protocol.Command{Connect: &protocol.ConnectRequest{Token: token(t, jwt.MapClaims{"sub": "u", "channel": "chat:x"})}})
+	r, err := g.next()
+	if ce, ok := err.(closedError); !ok || ce.code != 3500 {
+		t.Fatalf("connect with a subscription token: %+v %v; want close 3500", r, err)
+	}
+}

@@ -242,7 +242,9 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 		switch {
 		case errors.Is(err, errTokenExpired):
 			return nil, errTokenExpiredReply
-		case err != nil:
+		case err != nil || cl.Channel != "":
+			// A token with a channel claim is a subscription token: as
+			// Centrifugo, it is no connection token.
 			return nil, disconnectInvalidToken
 		}
 	} else if !n.cfg.Client.AllowAnonymousConnectWithoutToken {
@@ -472,7 +474,7 @@ func (n *Node) refresh(c *session, id uint32, req *protocol.RefreshRequest) (*pr
 	switch {
 	case errors.Is(err, errTokenExpired):
 		return nil, disconnectExpired
-	case err != nil || cl.Subject != c.user:
+	case err != nil || cl.Channel != "" || cl.Subject != c.user:
 		return nil, disconnectInvalidToken
 	}
 	res := &protocol.RefreshResult{Client: c.id(n), Version: Version}
