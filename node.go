@@ -7,7 +7,6 @@ import (
 	"errors"
 	"hash/maphash"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -258,33 +257,38 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 	} else {
 		dec = protocol.NewProtobufCommandDecoder(p)
 	}
-	var ids []uint32 // command ids of this message, for the duplicate check
-	for i := 0; ; i++ {
-		cmd, err := dec.Decode()
+	// The whole message is decoded first: a batch over MaxBatchSize is
+	// refused before any of its commands runs. Commands with the same id
+	// all run, as in Centrifugo.
+	var cmds []*protocol.Command
+	var err error
+	last := true // the decoder's last result carried a command
+	for {
+		var cmd *protocol.Command
+		cmd, err = dec.Decode()
 		if cmd == nil && err == nil {
 			err = errors.New("empty command")
 		}
 		if cmd != nil {
-			if i >= n.cfg.Client.MaxBatchSize || (cmd.Id != 0 && slices.Contains(ids, cmd.Id)) {
-				// A batch too large, or two commands of one message with
-				// the same id (their replies could not be told apart).
+			if len(cmds) == n.cfg.Client.MaxBatchSize {
 				c.disconnect(disconnectBadRequest)
 				return
 			}
-			if cmd.Id != 0 && err == nil {
-				ids = append(ids, cmd.Id)
-			}
-			if d := n.handle(c, cmd); d != nil {
-				c.disconnect(*d)
-				return
-			}
+			cmds = append(cmds, cmd)
 		}
 		if err != nil {
-			if !isEOF(err) || cmd == nil {
-				c.disconnect(disconnectBadRequest)
-			}
+			last = cmd != nil
+			break
+		}
+	}
+	for _, cmd := range cmds {
+		if d := n.handle(c, cmd); d != nil {
+			c.disconnect(*d)
 			return
 		}
+	}
+	if !isEOF(err) || !last {
+		c.disconnect(disconnectBadRequest)
 	}
 }
 
