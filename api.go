@@ -86,7 +86,10 @@ func (n *Node) APIHandler() http.Handler {
 				return
 			}
 			if len(strings.TrimSpace(string(body))) == 0 {
-				body = []byte("{}")
+				// As Centrifugo: a method's parameters are a JSON object,
+				// even when empty ({}).
+				http.Error(w, "Bad Request", http.StatusBadRequest)
+				return
 			}
 			res, aerr := f(body)
 			if b, ok := res.(batchResult); ok && aerr == nil {

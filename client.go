@@ -88,6 +88,7 @@ var (
 	errPermissionDenied  = &replyError{103, "permission denied", false}
 	errAlreadySubscribed = &replyError{105, "already subscribed", false}
 	errLimitExceeded     = &replyError{106, "limit exceeded", false}
+	errBadRequest        = &replyError{107, "bad request", false}
 	errNotAvailable      = &replyError{108, "not available", false}
 	errTokenExpiredReply = &replyError{109, "token expired", false}
 	errTooManyRequests   = &replyError{111, "too many requests", true}
@@ -332,7 +333,7 @@ func (c *session) updateSubExp() {
 }
 
 // MaxChannelLength is the longest channel name accepted (Centrifugo's
-// default); longer names get error 106.
+// default); longer names get error 107 bad request, as in Centrifugo.
 const MaxChannelLength = 255
 
 func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeRequest) (*protocol.Reply, error) {
@@ -340,7 +341,7 @@ func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeReq
 		return nil, disconnectBadRequest
 	}
 	if len(req.Channel) > MaxChannelLength {
-		return nil, errLimitExceeded
+		return nil, errBadRequest // as Centrifugo
 	}
 	opts := n.cfg.options(req.Channel)
 	if opts == nil {
@@ -406,11 +407,14 @@ func (n *Node) unsubscribe(c *session, name string, how int) bool {
 }
 
 func (n *Node) clientPublish(c *session, id uint32, req *protocol.PublishRequest) (*protocol.Reply, error) {
-	if req.Channel == "" || len(req.Data) == 0 {
+	if req.Channel == "" {
 		return nil, disconnectBadRequest
 	}
+	if len(req.Data) == 0 {
+		return nil, errBadRequest // as Centrifugo: an error reply, the connection stays
+	}
 	if len(req.Channel) > MaxChannelLength {
-		return nil, errLimitExceeded
+		return nil, errBadRequest // as Centrifugo
 	}
 	opts := n.cfg.options(req.Channel)
 	if opts == nil {
@@ -438,11 +442,11 @@ func (n *Node) clientHistory(c *session, id uint32, req *protocol.HistoryRequest
 	}
 	allowed := (opts.AllowHistoryForClient && (c.user != "" || opts.AllowHistoryForAnonymous)) ||
 		(opts.AllowHistoryForSubscriber && c.subscribed(req.Channel) >= 0)
+	if !opts.history() {
+		return nil, errNotAvailable // as Centrifugo: before the permission check
+	}
 	if !allowed {
 		return nil, errPermissionDenied
-	}
-	if !opts.history() {
-		return nil, errNotAvailable
 	}
 	limit := int(req.Limit)
 	if max := n.cfg.Client.HistoryMaxPublicationLimit; limit < 0 || limit > max {
