@@ -87,7 +87,10 @@ func (n *Node) APIHandler() http.Handler {
 				return
 			}
 			if len(strings.TrimSpace(string(body))) == 0 {
-				body = []byte("{}")
+				// As Centrifugo: a method's parameters are a JSON object,
+				// even when empty ({}).
+				http.Error(w, "Bad Request", http.StatusBadRequest)
+				return
 			}
 			res, aerr := f(body)
 			if b, ok := res.(batchResult); ok && aerr == nil {
@@ -452,7 +455,7 @@ func (n *Node) apiUnsubscribe(body []byte) (any, *apiError) {
 	}
 	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
 		c.mu.Lock()
-		if c.state.Load() == stateConnected && n.unsubscribe(c, r.Channel) {
+		if c.state.Load() == stateConnected && n.unsubscribe(c, r.Channel, leaveQueued) {
 			c.write(&protocol.Reply{Push: &protocol.Push{Channel: r.Channel,
 				Unsubscribe: &protocol.Unsubscribe{Code: 2000, Reason: "server unsubscribe"}}})
 		}

@@ -83,6 +83,10 @@ func newVerifier(hmac, rsaPEM, ecdsaPEM, audience, issuer string) (*verifier, er
 		v.ecdsa = k
 		methods = append(methods, "ES256", "ES384", "ES512")
 	}
+	// With no key configured, methods is empty, and jwt.WithValidMethods
+	// of an empty list would check no algorithm at all: key refuses every
+	// token in that case, so nothing verifies against a key that is not
+	// there (an HS256 token signed with an empty secret included).
 	opts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithJSONNumber()}
 	if audience != "" {
 		opts = append(opts, jwt.WithAudience(audience))
@@ -94,14 +98,22 @@ func newVerifier(hmac, rsaPEM, ecdsaPEM, audience, issuer string) (*verifier, er
 	return v, nil
 }
 
+// key returns the key that verifies t's algorithm, or errTokenInvalid
+// when no key of that kind is configured.
 func (v *verifier) key(t *jwt.Token) (any, error) {
 	switch t.Method.(type) {
 	case *jwt.SigningMethodHMAC:
-		return v.hmac, nil
+		if len(v.hmac) > 0 {
+			return v.hmac, nil
+		}
 	case *jwt.SigningMethodRSA:
-		return v.rsa, nil
+		if v.rsa != nil {
+			return v.rsa, nil
+		}
 	case *jwt.SigningMethodECDSA:
-		return v.ecdsa, nil
+		if v.ecdsa != nil {
+			return v.ecdsa, nil
+		}
 	}
 	return nil, errTokenInvalid
 }

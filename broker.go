@@ -116,6 +116,7 @@ type MemoryBroker struct {
 	seed     maphash.Seed
 	shards   [64]memShard
 
+	idemKeys [64]sync.Mutex // by the key's hash: held from check to remember
 	idemMu   sync.Mutex
 	idem     map[string]idemResult
 	idemNext time.Time
@@ -197,8 +198,13 @@ func newEpoch() string {
 // Publish implements Broker.
 func (b *MemoryBroker) Publish(channel string, data []byte, opts PublishOptions) (StreamPosition, error) {
 	now := time.Now()
-	if opts.IdempotencyKey != "" {
-		if sp, ok := b.idempotent(opts.IdempotencyKey, now); ok {
+	if k := opts.IdempotencyKey; k != "" {
+		// Check, publish and remember under the key's lock: concurrent
+		// publishes with one key publish once.
+		mu := &b.idemKeys[maphash.String(b.seed, k)%uint64(len(b.idemKeys))]
+		mu.Lock()
+		defer mu.Unlock()
+		if sp, ok := b.idempotent(k, now); ok {
 			return sp, nil
 		}
 	}

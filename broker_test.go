@@ -2,6 +2,8 @@ package wsgate
 
 import (
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -56,4 +58,45 @@ func TestMemoryBrokerHistory(t *testing.T) {
 	if sp.Offset != 1 || sp.Epoch == old {
 		t.Fatalf("after expiry: %+v (old epoch %s)", sp, old)
 	}
+}
+
+// TestMemoryBrokerIdempotencyConcurrent: publishes with the same
+// idempotency key at the same time publish once; every caller gets that
+// publication's position.
+func TestMemoryBrokerIdempotencyConcurrent(t *testing.T) {
+	b := NewMemoryBroker(0)
+	b.Run(slowHandler{}) // widens the window between check and remember
+	opts := PublishOptions{HistorySize: 1000, HistoryTTL: time.Minute}
+	for round := range 50 {
+		opts.IdempotencyKey = fmt.Sprintf("k%d", round)
+		var wg sync.WaitGroup
+		offs := make([]uint64, 16)
+		start := make(chan struct{})
+		for i := range offs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				sp, err := b.Publish("idem", []byte("x"), opts)
+				if err != nil {
+					t.Error(err)
+				}
+				offs[i] = sp.Offset
+			}()
+		}
+		close(start)
+		wg.Wait()
+		for _, o := range offs {
+			if o != uint64(round+1) {
+				t.Fatalf("round %d: offsets %v, want all %d", round, offs, round+1)
+			}
+		}
+	}
+}
+
+// slowHandler takes a millisecond per publication.
+type slowHandler struct{}
+
+func (slowHandler) HandlePublication(string, *Publication, StreamPosition) {
+	time.Sleep(time.Millisecond)
 }

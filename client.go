@@ -88,6 +88,7 @@ var (
 	errPermissionDenied  = &replyError{103, "permission denied", false}
 	errAlreadySubscribed = &replyError{105, "already subscribed", false}
 	errLimitExceeded     = &replyError{106, "limit exceeded", false}
+	errBadRequest        = &replyError{107, "bad request", false}
 	errNotAvailable      = &replyError{108, "not available", false}
 	errTokenExpiredReply = &replyError{109, "token expired", false}
 	errTooManyRequests   = &replyError{111, "too many requests", true}
@@ -242,7 +243,9 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 		switch {
 		case errors.Is(err, errTokenExpired):
 			return nil, errTokenExpiredReply
-		case err != nil:
+		case err != nil || cl.Channel != "":
+			// A token with a channel claim is a subscription token: as
+			// Centrifugo, it is no connection token.
 			return nil, disconnectInvalidToken
 		}
 	} else if !n.cfg.Client.AllowAnonymousConnectWithoutToken {
@@ -330,7 +333,7 @@ func (c *session) updateSubExp() {
 }
 
 // MaxChannelLength is the longest channel name accepted (Centrifugo's
-// default); longer names get error 106.
+// default); longer names get error 107 bad request, as in Centrifugo.
 const MaxChannelLength = 255
 
 func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeRequest) (*protocol.Reply, error) {
@@ -338,7 +341,7 @@ func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeReq
 		return nil, disconnectBadRequest
 	}
 	if len(req.Channel) > MaxChannelLength {
-		return nil, errLimitExceeded
+		return nil, errBadRequest // as Centrifugo
 	}
 	opts := n.cfg.options(req.Channel)
 	if opts == nil {
@@ -383,12 +386,13 @@ func (n *Node) clientUnsubscribe(c *session, id uint32, req *protocol.Unsubscrib
 	if req.Channel == "" {
 		return nil, disconnectBadRequest
 	}
-	n.unsubscribe(c, req.Channel)
+	n.unsubscribe(c, req.Channel, leaveOnLoop) // on c's event loop (OnMessage)
 	return &protocol.Reply{Id: id, Unsubscribe: &protocol.UnsubscribeResult{}}, nil
 }
 
-// unsubscribe removes c's subscription to name, if any. c.mu held.
-func (n *Node) unsubscribe(c *session, name string) bool {
+// unsubscribe removes c's subscription to name, if any; how is leave's.
+// c.mu held.
+func (n *Node) unsubscribe(c *session, name string, how int) bool {
 	i := c.subscribed(name)
 	if i < 0 {
 		return false
@@ -398,16 +402,19 @@ func (n *Node) unsubscribe(c *session, name string) bool {
 	c.subs[len(c.subs)-1] = sub{}
 	c.subs = c.subs[:len(c.subs)-1]
 	c.updateSubExp()
-	n.leave(c, ch, true)
+	n.leave(c, ch, how)
 	return true
 }
 
 func (n *Node) clientPublish(c *session, id uint32, req *protocol.PublishRequest) (*protocol.Reply, error) {
-	if req.Channel == "" || len(req.Data) == 0 {
+	if req.Channel == "" {
 		return nil, disconnectBadRequest
 	}
+	if len(req.Data) == 0 {
+		return nil, errBadRequest // as Centrifugo: an error reply, the connection stays
+	}
 	if len(req.Channel) > MaxChannelLength {
-		return nil, errLimitExceeded
+		return nil, errBadRequest // as Centrifugo
 	}
 	opts := n.cfg.options(req.Channel)
 	if opts == nil {
@@ -435,11 +442,11 @@ func (n *Node) clientHistory(c *session, id uint32, req *protocol.HistoryRequest
 	}
 	allowed := (opts.AllowHistoryForClient && (c.user != "" || opts.AllowHistoryForAnonymous)) ||
 		(opts.AllowHistoryForSubscriber && c.subscribed(req.Channel) >= 0)
+	if !opts.history() {
+		return nil, errNotAvailable // as Centrifugo: before the permission check
+	}
 	if !allowed {
 		return nil, errPermissionDenied
-	}
-	if !opts.history() {
-		return nil, errNotAvailable
 	}
 	limit := int(req.Limit)
 	if max := n.cfg.Client.HistoryMaxPublicationLimit; limit < 0 || limit > max {
@@ -471,7 +478,7 @@ func (n *Node) refresh(c *session, id uint32, req *protocol.RefreshRequest) (*pr
 	switch {
 	case errors.Is(err, errTokenExpired):
 		return nil, disconnectExpired
-	case err != nil || cl.Subject != c.user:
+	case err != nil || cl.Channel != "" || cl.Subject != c.user:
 		return nil, disconnectInvalidToken
 	}
 	res := &protocol.RefreshResult{Client: c.id(n), Version: Version}

@@ -60,14 +60,17 @@ type ClientConfig struct {
 	ConnectionLimit int `json:"connection_limit"`
 	// CommandRateLimit is wsgate's own: commands per second one connection
 	// may send; beyond it commands are answered with error 111. Default
-	// 100; negative: no limit.
+	// 1000, so that an SDK resubscribing hundreds of channels after a
+	// reconnect is not refused (Centrifugo has no such limit); negative:
+	// no limit.
 	CommandRateLimit int `json:"command_rate_limit"`
 	// MaxCommandSize is wsgate's own: the largest WebSocket message (a
 	// batch of commands) accepted, in bytes; larger ones are refused with
 	// 1009. Default 65536.
 	MaxCommandSize int `json:"max_command_size"`
 	// MaxBatchSize is wsgate's own: the most commands one message may
-	// carry; more disconnect with 3501. Default 100.
+	// carry; more disconnect with 3501 before any of them runs. Default
+	// 100.
 	MaxBatchSize int `json:"max_batch_size"`
 }
 
@@ -175,7 +178,7 @@ const (
 	DefaultStaleCloseDelay   = 10 * time.Second
 	DefaultChannelLimit      = 128
 	DefaultPublicationLimit  = 300
-	DefaultCommandRateLimit  = 100
+	DefaultCommandRateLimit  = 1000
 	DefaultMaxCommandSize    = 64 << 10
 	DefaultMaxBatchSize      = 100
 	DefaultMaxHistoryBytes   = 64 << 20

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"hash/maphash"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,7 +90,7 @@ type channel struct {
 	mu    sync.Mutex
 	n     [2]int // subscribers per format
 	init  bool
-	top   uint64 // offset of the last publication delivered
+	top   uint64 // offset of the last publication handed to the engine topics (at creation: the stream's)
 	epoch string
 }
 
@@ -230,7 +229,7 @@ func (e *engine) OnClose(conn *loop.Conn, _ error) {
 	}
 	c.state.Store(stateClosed)
 	for _, s := range c.subs {
-		n.leave(c, s.ch, false)
+		n.leave(c, s.ch, leaveClosed)
 	}
 	c.subs = nil
 	c.mu.Unlock()
@@ -267,33 +266,38 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 	} else {
 		dec = protocol.NewProtobufCommandDecoder(p)
 	}
-	var ids []uint32 // command ids of this message, for the duplicate check
-	for i := 0; ; i++ {
-		cmd, err := dec.Decode()
+	// The whole message is decoded first: a batch over MaxBatchSize is
+	// refused before any of its commands runs. Commands with the same id
+	// all run, as in Centrifugo.
+	var cmds []*protocol.Command
+	var err error
+	last := true // the decoder's last result carried a command
+	for {
+		var cmd *protocol.Command
+		cmd, err = dec.Decode()
 		if cmd == nil && err == nil {
 			err = errors.New("empty command")
 		}
 		if cmd != nil {
-			if i >= n.cfg.Client.MaxBatchSize || (cmd.Id != 0 && slices.Contains(ids, cmd.Id)) {
-				// A batch too large, or two commands of one message with
-				// the same id (their replies could not be told apart).
+			if len(cmds) == n.cfg.Client.MaxBatchSize {
 				c.disconnect(disconnectBadRequest)
 				return
 			}
-			if cmd.Id != 0 && err == nil {
-				ids = append(ids, cmd.Id)
-			}
-			if d := n.handle(c, cmd); d != nil {
-				c.disconnect(*d)
-				return
-			}
+			cmds = append(cmds, cmd)
 		}
 		if err != nil {
-			if !isEOF(err) || cmd == nil {
-				c.disconnect(disconnectBadRequest)
-			}
+			last = cmd != nil
+			break
+		}
+	}
+	for _, cmd := range cmds {
+		if d := n.handle(c, cmd); d != nil {
+			c.disconnect(*d)
 			return
 		}
+	}
+	if !isEOF(err) || !last {
+		c.disconnect(disconnectBadRequest)
 	}
 }
 
@@ -409,6 +413,21 @@ func (n *Node) acquire(name string, opts *ChannelOptions) (*channel, error) {
 			return nil, err
 		}
 		ch = &channel{name: name, opts: opts}
+		if opts.history() {
+			// The stream position is read once, before anyone joins:
+			// from then on the channel's offset is the last publication
+			// handed to the engine topic, and no subscribe is answered
+			// with a later one. (Read at a positioned subscribe instead,
+			// it could include a publication appended to history but not
+			// yet delivered here, which was then dropped as already
+			// delivered, and the subscribers already there lost it.)
+			_, sp, err := n.broker.History(name, HistoryOptions{})
+			if err != nil {
+				_ = n.broker.Unsubscribe(name)
+				return nil, err
+			}
+			ch.init, ch.top, ch.epoch = true, sp.Offset, sp.Epoch
+		}
 		if sh.m == nil {
 			sh.m = map[string]*channel{}
 		}
@@ -522,19 +541,6 @@ func toProtoPub(p *Publication) *protocol.Publication {
 	return pp
 }
 
-// position makes sure ch knows its stream position. ch.mu held.
-func (n *Node) position(ch *channel) error {
-	if ch.init || !ch.opts.history() {
-		return nil
-	}
-	_, sp, err := n.broker.History(ch.name, HistoryOptions{})
-	if err != nil {
-		return err
-	}
-	ch.init, ch.top, ch.epoch = true, sp.Offset, sp.Epoch
-	return nil
-}
-
 // join subscribes c to ch: with recovery when asked, the engine
 // subscription, and then write (the reply or push), all under ch's lock
 // so that no publication falls between the recovered ones and the live
@@ -547,9 +553,6 @@ func (n *Node) join(c *session, ch *channel, req *protocol.SubscribeRequest, wri
 	recoverable := o.history() && (o.ForceRecovery || (o.AllowRecovery && req.Recoverable))
 	positioned := o.history() && (recoverable || o.ForcePositioning || (o.AllowPositioning && req.Positioned))
 	if positioned {
-		if err := n.position(ch); err != nil {
-			return err
-		}
 		res.Positioned, res.Recoverable = true, recoverable
 		res.Epoch, res.Offset = ch.epoch, ch.top
 		if recoverable && req.Recover {
@@ -605,9 +608,22 @@ func (n *Node) recover(ch *channel, offset uint64, epoch string) ([]*protocol.Pu
 	return out, true, nil
 }
 
-// leave removes c from ch. c.mu held.
-func (n *Node) leave(c *session, ch *channel, engine bool) {
-	if engine {
+// Ways leave removes a session from the engine topic.
+const (
+	leaveClosed = iota // the connection is closed: the engine dropped it
+	leaveOnLoop        // on c's event loop: at once (a client's unsubscribe)
+	leaveQueued        // from another goroutine: in order with publications
+)
+
+// leave removes c from ch. On c's event loop (leaveOnLoop) the engine
+// subscription ends at once, so that no publication, even one already
+// on its way to the loop, reaches a client that left: a later recovering
+// subscribe returns it instead, once. c.mu held.
+func (n *Node) leave(c *session, ch *channel, how int) {
+	switch how {
+	case leaveOnLoop:
+		n.srv.UnsubscribeOnLoop(c.conn, topic(c.proto, ch.name))
+	case leaveQueued:
 		_ = n.srv.Unsubscribe(c.conn, topic(c.proto, ch.name))
 	}
 	ch.mu.Lock()

@@ -126,3 +126,46 @@ func TestOrderSubscribeReply(t *testing.T) {
 		w.c.Close()
 	}
 }
+
+// UnsubscribeOnLoop inside OnMessage: a publication already in the loop's
+// inbox does not reach c any more, and a Subscribe still in the inbox is
+// cancelled; a Subscribe made after it works again.
+func TestOrderUnsubscribeOnLoop(t *testing.T) {
+	h := &recHandler{}
+	h.open = func(s *Server, c *Conn) { _ = s.Subscribe(c, "t") }
+	h.msg = func(c *Conn, op codec.OpCode, p []byte) {
+		s := h.srv
+		pub := func(m string) {
+			pm, _ := s.Prepare(codec.OpText, []byte(m), "")
+			_ = s.Publish("t", pm)
+		}
+		switch string(p) {
+		case "leave": // the publication is in the inbox before the unsubscribe
+			pub("before-leave")
+			s.UnsubscribeOnLoop(c, "t")
+		case "sub-unsub": // the subscribe is in the inbox, then cancelled
+			_ = s.Subscribe(c, "t")
+			s.UnsubscribeOnLoop(c, "t")
+			pub("after-unsub")
+		case "sub":
+			_ = s.Subscribe(c, "t")
+			pub("after-sub")
+		}
+		_ = c.WriteMessage(codec.OpText, append([]byte("done "), p...))
+	}
+	_, addr := startRec(t, h, Options{PingInterval: -1, IdleTimeout: -1})
+	w := dialWS(t, addr, 0)
+	for _, step := range [][]string{
+		{"leave", "done leave"},
+		{"sub-unsub", "done sub-unsub"},
+		{"sub", "after-sub", "done sub"},
+	} {
+		w.c.Write(cf(true, codec.OpText, []byte(step[0])))
+		for _, want := range step[1:] {
+			_, p, err := w.next(5 * time.Second)
+			if err != nil || string(p) != want {
+				t.Fatalf("%s: got %q %v; want %q", step[0], p, err, want)
+			}
+		}
+	}
+}

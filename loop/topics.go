@@ -122,6 +122,30 @@ func (s *Server) Unsubscribe(c *Conn, name string) error {
 	return c.ls.enqueue(delivery{kind: dUnsub, topic: name, c: c}, false)
 }
 
+// UnsubscribeOnLoop removes c from topic at once: no message published
+// to topic, even one published before it and still in the loop's inbox,
+// reaches c through topic after it returns, and a Subscribe of c to topic
+// still waiting in the inbox is cancelled. It must be called on c's
+// event loop, in a Handler callback for c (OnOpen, OnMessage, OnClose),
+// not while the loop delivers published messages. Use it when the
+// connection itself leaves a topic (a client's unsubscribe): with the
+// queued Unsubscribe, publications already in the inbox would still
+// reach c after it left.
+func (s *Server) UnsubscribeOnLoop(c *Conn, name string) {
+	ls := c.ls
+	ls.inboxMu.Lock()
+	for i := range ls.inbox {
+		if d := &ls.inbox[i]; d.kind == dSub && d.c == c && d.topic == name {
+			d.kind = dUnsub // a no-op by then: c is not subscribed
+		}
+	}
+	ls.inboxMu.Unlock()
+	if t := ls.topics[name]; t != nil {
+		ls.unsubscribe(c, t)
+		c.dropExt()
+	}
+}
+
 // subscribe adds c to the topic name. Event-loop only.
 func (ls *loopState) subscribe(c *Conn, name string) {
 	if c.state >= stateClosing {
