@@ -89,7 +89,11 @@ func (c *Conn) Close(code codec.StatusCode, reason string) error {
 	if len(reason) > codec.MaxControlPayload-2 {
 		return ErrControlTooLong
 	}
-	// Behind the deliveries decided before it, as WriteMessage.
+	// No message is delivered after Close, even while its frame waits
+	// behind the deliveries decided before it (as WriteMessage's do).
+	c.mu.Lock()
+	c.wflags |= wCloseCalled
+	c.mu.Unlock()
 	if err := c.ls.enqueue(delivery{kind: dClose, c: c, code: code, topic: reason}, true); err != errNotBusy {
 		return err
 	}

@@ -38,16 +38,17 @@ const (
 
 // Write-side flags (guarded by Conn.mu).
 const (
-	wBusy      uint16 = 1 << iota // the loop is inside a callback for this conn and flushes after it
-	wScheduled                    // a Wake is on its way to flush
-	wCloseQ                       // a close frame is queued: no more data accepted
-	wSlow                         // MaxPendingBytes was exceeded: fail with 1008
-	wClosed                       // OnClose ran: buffers released
-	wCloseSent                    // the close frame has been handed to gnet
-	wDeflate                      // permessage-deflate negotiated: compress data frames
-	wMidMsg                       // gnet has part of a fragmented message: its rest must follow
-	wMarkers                      // out holds messages that flush must compress
-	wPeerClose                    // the peer's close frame was received
+	wBusy        uint16 = 1 << iota // the loop is inside a callback for this conn and flushes after it
+	wScheduled                      // a Wake is on its way to flush
+	wCloseQ                         // a close frame is queued: no more data accepted
+	wSlow                           // MaxPendingBytes was exceeded: fail with 1008
+	wClosed                         // OnClose ran: buffers released
+	wCloseSent                      // the close frame has been handed to gnet
+	wDeflate                        // permessage-deflate negotiated: compress data frames
+	wMidMsg                         // gnet has part of a fragmented message: its rest must follow
+	wMarkers                        // out holds messages that flush must compress
+	wPeerClose                      // the peer's close frame was received
+	wCloseCalled                    // Close was called (its frame may still wait in the inbox)
 )
 
 // Buffer pools, one per purpose so that bytebufferpool's size calibration

@@ -56,6 +56,11 @@ type loopState struct {
 	inboxMu sync.Mutex
 	inbox   []delivery // published messages for this loop
 	busy    bool       // the inbox holds deliveries not yet handled
+	stopped bool       // the loop has stopped: nothing is taken
+
+	// flushSoon: a connection whose gnet buffer had drained went above
+	// HighWaterBytes within this drain; flush before the next delivery.
+	flushSoon bool
 
 	stats   loopStats
 	spare   []delivery

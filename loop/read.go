@@ -321,10 +321,13 @@ func (c *Conn) deliver(op codec.OpCode, payload []byte) {
 		return // closing: data after our close frame is discarded
 	}
 	c.mu.Lock()
-	closed := c.wflags&wCloseQ != 0
+	flags := c.wflags
 	c.mu.Unlock()
-	if closed { // Close was called (by the handler, or on some goroutine)
+	switch {
+	case flags&wCloseQ != 0: // Close was called (by the handler, or on some goroutine)
 		c.enterClosing(nil)
+		return
+	case flags&wCloseCalled != 0: // and its close frame waits in the inbox
 		return
 	}
 	c.ls.stats.msgsIn.Add(1)

@@ -236,7 +236,11 @@ func (s *Server) publish(topic string, pm *PreparedMessage) error {
 // was not (the caller then acts at once).
 func (ls *loopState) enqueue(d delivery, ifBusy bool) error {
 	ls.inboxMu.Lock()
-	if ifBusy && !ls.busy {
+	switch {
+	case ls.stopped:
+		ls.inboxMu.Unlock()
+		return ErrServerClosed
+	case ifBusy && !ls.busy:
 		ls.inboxMu.Unlock()
 		return errNotBusy
 	}
@@ -244,8 +248,18 @@ func (ls *loopState) enqueue(d delivery, ifBusy bool) error {
 	ls.busy = true
 	schedule := len(ls.inbox) == 1
 	ls.inboxMu.Unlock()
-	if schedule {
-		return ls.el.Execute(context.Background(), ls.drainer)
+	if !schedule {
+		return nil
+	}
+	if err := ls.el.Execute(context.Background(), ls.drainer); err != nil {
+		// The loop has stopped: nothing will drain the inbox again. Keep
+		// nothing, and refuse what comes after.
+		ls.inboxMu.Lock()
+		ls.stopped, ls.busy = true, false
+		clear(ls.inbox)
+		ls.inbox = ls.inbox[:0]
+		ls.inboxMu.Unlock()
+		return ErrServerClosed
 	}
 	return nil
 }
@@ -288,17 +302,12 @@ func (ls *loopState) drain(context.Context) error {
 			}
 		}
 		batch[i] = delivery{}
-	}
-	ls.spare = batch[:0]
-	for _, c := range ls.touched {
-		c.rflags &^= rTouched
-		if c.state != stateClosed {
-			c.historyDue() // not while walking the wheel above
-			ls.flushConn(c)
+		if ls.flushSoon {
+			ls.flushTouched()
 		}
 	}
-	clear(ls.touched)
-	ls.touched = ls.touched[:0]
+	ls.spare = batch[:0]
+	ls.flushTouched()
 	ls.inboxMu.Lock()
 	if len(ls.inbox) == 0 {
 		ls.busy = false // else the drain scheduled by the first of them comes
@@ -346,7 +355,16 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 	// replaced its key's queued one is kept (dropping it too would lose
 	// the key's latest value).
 	over := c.queuedLocked() + len(frames) - s.opts.HighWaterBytes
-	if hard := c.pendingLocked()+len(frames) > s.opts.MaxPendingBytes; over > 0 && !replaced || hard {
+	hard := c.pendingLocked()+len(frames) > s.opts.MaxPendingBytes
+	if over > 0 && !hard && c.q.outbound == 0 {
+		// gnet's buffer had drained at the last flush: the queue was
+		// filled by this drain, which has not flushed yet. A burst is not
+		// a slow consumer: the drain flushes before its next delivery,
+		// and the policy judges what the kernel would not take.
+		over = 0
+		ls.flushSoon = true
+	}
+	if over > 0 && !replaced || hard {
 		room := false
 		if policy == SlowDropOldest && !hard {
 			dropped, freed := c.q.dropOldest(over, c.wflags&wMidMsg != 0, c.index())
@@ -382,6 +400,22 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 	}
 	ls.stats.delivered.Add(1)
 	ls.touch(c)
+}
+
+// flushTouched flushes the connections the drain has given messages to.
+// Event-loop only, between deliveries (a flush may close a connection,
+// which must not happen while a topic's subscribers are walked).
+func (ls *loopState) flushTouched() {
+	ls.flushSoon = false
+	for _, c := range ls.touched {
+		c.rflags &^= rTouched
+		if c.state != stateClosed {
+			c.historyDue() // not while walking the wheel
+			ls.flushConn(c)
+		}
+	}
+	clear(ls.touched)
+	ls.touched = ls.touched[:0]
 }
 
 func (ls *loopState) touch(c *Conn) {
