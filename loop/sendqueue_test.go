@@ -73,8 +73,12 @@ func (m *sqModel) publish(size, frag, key int) {
 	}
 }
 
+// dropOldest checks what dropOldest says against what left the queue: the
+// count and bytes it reports, oldest first, and that it stops only when
+// need is met or no droppable message is left (the one gnet has started
+// stays).
 func (m *sqModel) dropOldest(need int) {
-	before := m.queuedIDs()
+	before, bytesBefore := m.queuedIDs(), m.q.queued()
 	dropped, freed := m.q.dropOldest(need, m.inMsg, &m.ix)
 	after := m.queuedIDs()
 	in := map[uint32]bool{}
@@ -82,14 +86,29 @@ func (m *sqModel) dropOldest(need int) {
 		in[id] = true
 	}
 	n := 0
+	var newestGone uint32
 	for _, id := range before {
 		if !in[id] {
 			n++
 			m.gone[id] = true
+			newestGone = max(newestGone, id)
 		}
 	}
-	if n != dropped || (dropped > 0) != (freed > 0) {
-		m.t.Fatalf("dropOldest(%d) = %d, %d; %d messages left the queue", need, dropped, freed, n)
+	if n != dropped || freed != bytesBefore-m.q.queued() {
+		m.t.Fatalf("dropOldest(%d) = %d, %d; %d messages and %d bytes left the queue",
+			need, dropped, freed, n, bytesBefore-m.q.queued())
+	}
+	for i, id := range after {
+		if m.write[id] || i == 0 && m.inMsg {
+			continue // not droppable, or started on the wire
+		}
+		if n > 0 && id < newestGone {
+			m.t.Fatalf("dropOldest dropped message %d but kept the older %d", newestGone, id)
+		}
+		if freed < need {
+			m.t.Fatalf("dropOldest(%d) freed %d and kept droppable message %d", need, freed, id)
+		}
+		break
 	}
 }
 
