@@ -175,3 +175,20 @@ func TestShutdownNotStarted(t *testing.T) {
 		t.Fatal("Shutdown of a server never started hangs")
 	}
 }
+
+// TestStartPortTaken: Start fails when another server already listens on
+// the address. With SO_REUSEPORT the kernel let the second bind succeed
+// and split new connections between the two servers.
+func TestStartPortTaken(t *testing.T) {
+	_, addr := startServer(t, nopHandler{}, Options{}, nil)
+	s2, err := NewServer(nopHandler{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Start(addr); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s2.Shutdown(ctx)
+		t.Fatalf("a second server started on %s, taken by the first", addr)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,6 +116,9 @@ func NewServer(h Handler, opts Options) (*Server, error) {
 // returns once the listeners are bound, or with the error that stopped
 // them from binding.
 func (s *Server) Start(addr string) error {
+	if err := portFree(addr); err != nil {
+		return err
+	}
 	s.start = time.Now()
 	go func() {
 		err := gnet.Run(&s.eng, "tcp://"+addr,
@@ -216,4 +220,20 @@ wait:
 		err = s.runErr
 	}
 	return err
+}
+
+// portFree reports an error if another socket listens on addr. With
+// SO_REUSEPORT (the default) the kernel lets a second process of the same
+// user bind a port that one already serves, and then splits new
+// connections between the two; a plain listener without the option finds
+// out instead. Port 0 (any free port) is not checked.
+func portFree(addr string) error {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "0" {
+		return nil // gnet reports a malformed address
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("loop: %w", err)
+	}
+	return ln.Close()
 }
