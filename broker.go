@@ -117,9 +117,7 @@ type MemoryBroker struct {
 	shards   [64]memShard
 
 	idemKeys [64]sync.Mutex // by the key's hash: held from check to remember
-	idemMu   sync.Mutex
-	idem     map[string]idemResult
-	idemNext time.Time
+	idem     IdempotencyCache
 
 	expireNext atomic.Int64 // Unix s of the next pass over idle streams
 }
@@ -133,11 +131,6 @@ const StreamMetaTTL = 24 * time.Hour
 type memShard struct {
 	mu      sync.Mutex
 	streams map[string]*memStream
-}
-
-type idemResult struct {
-	sp  StreamPosition
-	exp time.Time
 }
 
 // memStream is one channel's stream. deliver serialises publish and
@@ -161,7 +154,7 @@ func NewMemoryBroker(maxBytes int64) *MemoryBroker {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxHistoryBytes
 	}
-	return &MemoryBroker{maxBytes: maxBytes, seed: maphash.MakeSeed(), idem: map[string]idemResult{}}
+	return &MemoryBroker{maxBytes: maxBytes, seed: maphash.MakeSeed()}
 }
 
 // Run implements Broker.
@@ -204,7 +197,7 @@ func (b *MemoryBroker) Publish(channel string, data []byte, opts PublishOptions)
 		mu := &b.idemKeys[maphash.String(b.seed, k)%uint64(len(b.idemKeys))]
 		mu.Lock()
 		defer mu.Unlock()
-		if sp, ok := b.idempotent(k, now); ok {
+		if sp, ok := b.idem.Lookup(k, now); ok {
 			return sp, nil
 		}
 	}
@@ -245,7 +238,7 @@ func (b *MemoryBroker) Publish(channel string, data []byte, opts PublishOptions)
 		s.deliver.Unlock()
 	}
 	if opts.IdempotencyKey != "" {
-		b.remember(opts.IdempotencyKey, sp, now)
+		b.idem.Remember(opts.IdempotencyKey, sp, now)
 	}
 	if next := b.expireNext.Load(); now.Unix() >= next && b.expireNext.CompareAndSwap(next, now.Unix()+60) {
 		b.expire(now)
@@ -291,30 +284,6 @@ func (s *memStream) drop(b *MemoryBroker) {
 	if len(s.pubs) == 0 {
 		s.pubs = nil
 	}
-}
-
-func (b *MemoryBroker) idempotent(key string, now time.Time) (StreamPosition, bool) {
-	b.idemMu.Lock()
-	defer b.idemMu.Unlock()
-	r, ok := b.idem[key]
-	if !ok || now.After(r.exp) {
-		return StreamPosition{}, false
-	}
-	return r.sp, true
-}
-
-func (b *MemoryBroker) remember(key string, sp StreamPosition, now time.Time) {
-	b.idemMu.Lock()
-	defer b.idemMu.Unlock()
-	if now.After(b.idemNext) {
-		for k, r := range b.idem {
-			if now.After(r.exp) {
-				delete(b.idem, k)
-			}
-		}
-		b.idemNext = now.Add(time.Minute)
-	}
-	b.idem[key] = idemResult{sp: sp, exp: now.Add(IdempotentResultTTL)}
 }
 
 // History implements Broker.

@@ -86,9 +86,7 @@ type Broker struct {
 	streamMu sync.Mutex
 	stream   jetstream.Stream
 
-	idemMu   sync.Mutex
-	idem     map[string]idemResult
-	idemNext time.Time
+	idem wsgate.IdempotencyCache
 
 	ctl control
 
@@ -103,11 +101,6 @@ type top struct {
 	seq    uint64
 	offset uint64
 	epoch  string
-}
-
-type idemResult struct {
-	sp  wsgate.StreamPosition
-	exp time.Time
 }
 
 // maxTops bounds the cache of channel tops; it is emptied when full (the
@@ -161,7 +154,7 @@ func New(o Options) (*Broker, error) {
 		o.Timeout = 2 * time.Second
 	}
 	b := &Broker{o: o, log: o.Logger, seed: maphash.MakeSeed(), in: make(chan *nats.Msg, inboxSize),
-		subs: map[string]*nats.Subscription{}, tops: map[string]top{}, idem: map[string]idemResult{},
+		subs: map[string]*nats.Subscription{}, tops: map[string]top{},
 		closed: make(chan struct{}), done: make(chan struct{})}
 	if b.log == nil {
 		b.log = slog.Default()
@@ -556,7 +549,7 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 	encode(m.Header, pub, opts.HistorySize)
 	if opts.HistorySize <= 0 || opts.HistoryTTL <= 0 {
 		if opts.IdempotencyKey != "" {
-			if sp, ok := b.idempotent(opts.IdempotencyKey, now); ok {
+			if sp, ok := b.idem.Lookup(opts.IdempotencyKey, now); ok {
 				return sp, nil
 			}
 		}
@@ -568,7 +561,7 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 			return wsgate.StreamPosition{}, fmt.Errorf("natsbroker: publish to other nodes: %w", err)
 		}
 		if opts.IdempotencyKey != "" {
-			b.remember(opts.IdempotencyKey, wsgate.StreamPosition{}, now)
+			b.idem.Remember(opts.IdempotencyKey, wsgate.StreamPosition{}, now)
 		}
 		return wsgate.StreamPosition{}, nil
 	}
@@ -618,30 +611,6 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 		b.h.HandlePublication(channel, pub, sp)
 	}
 	return sp, nil
-}
-
-func (b *Broker) idempotent(key string, now time.Time) (wsgate.StreamPosition, bool) {
-	b.idemMu.Lock()
-	defer b.idemMu.Unlock()
-	r, ok := b.idem[key]
-	if !ok || now.After(r.exp) {
-		return wsgate.StreamPosition{}, false
-	}
-	return r.sp, true
-}
-
-func (b *Broker) remember(key string, sp wsgate.StreamPosition, now time.Time) {
-	b.idemMu.Lock()
-	defer b.idemMu.Unlock()
-	if now.After(b.idemNext) {
-		for k, r := range b.idem {
-			if now.After(r.exp) {
-				delete(b.idem, k)
-			}
-		}
-		b.idemNext = now.Add(time.Minute)
-	}
-	b.idem[key] = idemResult{sp: sp, exp: now.Add(wsgate.IdempotentResultTTL)}
 }
 
 // History implements wsgate.Broker. A channel without any message gets a
