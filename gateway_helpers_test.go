@@ -58,7 +58,15 @@ type gwNode struct {
 // API served by net/http, and stops both when the test ends.
 func startNode(t *testing.T, cfg Config) *gwNode {
 	t.Helper()
-	n, err := NewNode(cfg, NodeOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return startNodeWith(t, cfg, NodeOptions{})
+}
+
+// startNodeWith is startNode with node options (a broker, engine options);
+// logs are discarded.
+func startNodeWith(t *testing.T, cfg Config, o NodeOptions) *gwNode {
+	t.Helper()
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	n, err := NewNode(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -696,16 +694,8 @@ func (l lossyHandler) HandlePublication(ch string, p *Publication, sp StreamPosi
 // taken from history when the next one arrives: subscribers still see
 // every offset once, in order.
 func TestGatewayGapFill(t *testing.T) {
-	n, err := NewNode(gwConfig(), NodeOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Broker: &lossyBroker{NewMemoryBroker(0), map[uint64]bool{2: true, 3: true, 5: true}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := freeLoopback(t)
-	if err := n.Start(addr); err != nil {
-		t.Fatal(err)
-	}
-	defer n.Shutdown(context.Background())
-	g := dialNode(t, addr, false)
+	n := startNodeWith(t, gwConfig(), NodeOptions{Broker: &lossyBroker{NewMemoryBroker(0), map[uint64]bool{2: true, 3: true, 5: true}}})
+	g := dialNode(t, n.addr, false)
 	g.connect(token(t, jwt.MapClaims{"sub": "u"}))
 	g.subscribe(&protocol.SubscribeRequest{Channel: "gap"})
 	for i := 1; i <= 6; i++ {
@@ -735,16 +725,8 @@ func TestGatewayConflation(t *testing.T) {
 	cfg := gwConfig()
 	cfg.Channel.Namespaces = append(cfg.Channel.Namespaces, Namespace{Name: "market", ChannelOptions: ChannelOptions{
 		HistorySize: 10, HistoryTTL: Duration(time.Minute), AllowSubscribeForClient: true, ConflationTag: "instrument"}})
-	n, err := NewNode(cfg, NodeOptions{Loop: loopOptionsForSlow(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := freeLoopback(t)
-	if err := n.Start(addr); err != nil {
-		t.Fatal(err)
-	}
-	defer n.Shutdown(context.Background())
-	g := dialNode(t, addr, false)
+	n := startNodeWith(t, cfg, NodeOptions{Loop: loopOptionsForSlow()})
+	g := dialNode(t, n.addr, false)
 	g.connect(token(t, jwt.MapClaims{"sub": "u"}))
 	g.subscribe(&protocol.SubscribeRequest{Channel: "market:eur"})
 	pad := strings.Repeat("x", 1000)

@@ -133,16 +133,7 @@ func TestCapacity(t *testing.T) {
 	natsURL := "nats://127.0.0.1:" + strconv.Itoa(natsPort)
 	natsCmd := start(t, filepath.Join(dir, "nats.log"), natsBin, "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort),
 		"-m", strconv.Itoa(monPort), "-js", "-sd", filepath.Join(dir, "js"))
-	nodes := make([]*node, 3)
-	for i := range nodes {
-		nd := &node{name: fmt.Sprintf("node%d", i), ws: fmt.Sprintf("127.0.0.1:%d", freePort(t)), api: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-		nd.cmd = start(t, filepath.Join(dir, nd.name+".log"), gateBin, "-config", cfgFile, "-addr", nd.ws, "-api-addr", nd.api,
-			"-admin", "", "-nats", natsURL, "-name", nd.name)
-		nodes[i] = nd
-	}
-	for _, nd := range nodes {
-		waitUntil(t, nd.name+" ready", 20*time.Second, func() bool { return ready(nd) })
-	}
+	nodes := startNodes(t, dir, gateBin, cfgFile, natsURL)
 	tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "cap"}).SignedString([]byte(secret))
 	var conns []net.Conn
 	defer func() {

@@ -184,16 +184,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	natsArgs := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-js", "-sd", store}
 	natsCmd := start(t, filepath.Join(dir, "nats.log"), natsBin, natsArgs...)
 
-	nodes := make([]*node, 3)
-	for i := range nodes {
-		n := &node{name: fmt.Sprintf("node%d", i), ws: fmt.Sprintf("127.0.0.1:%d", freePort(t)), api: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-		n.cmd = start(t, filepath.Join(dir, n.name+".log"), gateBin, "-config", cfgFile, "-addr", n.ws, "-api-addr", n.api,
-			"-admin", "", "-nats", natsURL, "-name", n.name)
-		nodes[i] = n
-	}
-	for _, n := range nodes {
-		waitUntil(t, n.name+" ready", 20*time.Second, func() bool { return ready(n) })
-	}
+	nodes := startNodes(t, dir, gateBin, cfgFile, natsURL)
 	var inf info
 	waitUntil(t, "/api/info lists 3 nodes", 10*time.Second, func() bool {
 		r, err := api(nodes[1], "info", struct{}{})
@@ -433,4 +424,21 @@ func TestClusterEndToEnd(t *testing.T) {
 		return
 	}
 	t.Fatal("no client on node2")
+}
+
+// startNodes starts three wsgate processes on NATS at natsURL, logging
+// into dir, and waits until each is ready.
+func startNodes(t *testing.T, dir, gateBin, cfgFile, natsURL string) []*node {
+	t.Helper()
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		n := &node{name: fmt.Sprintf("node%d", i), ws: fmt.Sprintf("127.0.0.1:%d", freePort(t)), api: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+		n.cmd = start(t, filepath.Join(dir, n.name+".log"), gateBin, "-config", cfgFile, "-addr", n.ws, "-api-addr", n.api,
+			"-admin", "", "-nats", natsURL, "-name", n.name)
+		nodes[i] = n
+	}
+	for _, n := range nodes {
+		waitUntil(t, n.name+" ready", 20*time.Second, func() bool { return ready(n) })
+	}
+	return nodes
 }
