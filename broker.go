@@ -144,7 +144,7 @@ type memStream struct {
 	pubs    []*Publication // oldest first
 	bytes   int64
 	ttl     time.Duration // the history TTL of the last publish
-	used    int64         // Unix s of the last publish
+	used    int64         // Unix s of the last publish, or of creation
 	dropped bool          // removed from the broker by expire
 }
 
@@ -173,7 +173,7 @@ func (b *MemoryBroker) stream(channel string, create bool) *memStream {
 	s := sh.streams[channel]
 	if s == nil && create {
 		channel = strings.Clone(channel) // the caller's may point into a reused buffer
-		s = &memStream{epoch: newEpoch()}
+		s = &memStream{epoch: newEpoch(), used: time.Now().Unix()}
 		if sh.streams == nil {
 			sh.streams = map[string]*memStream{}
 		}

@@ -60,6 +60,25 @@ func TestMemoryBrokerHistory(t *testing.T) {
 	}
 }
 
+// TestMemoryBrokerEpochBeforeFirstPublish: a channel's epoch, fixed when
+// a subscriber first asks for its position, survives the once-a-minute
+// expiry that runs before the channel's first publication. It used to
+// drop the stream (its last publish time was zero), so the first
+// publication came with a new epoch and the subscriber could not
+// recover (the SDK tests' intermittent "recovered: false").
+func TestMemoryBrokerEpochBeforeFirstPublish(t *testing.T) {
+	b := NewMemoryBroker(0)
+	_, sp, err := b.History("c", HistoryOptions{})
+	if err != nil || sp.Epoch == "" {
+		t.Fatalf("position: %+v %v", sp, err)
+	}
+	b.expire(time.Now().Add(time.Minute))
+	got, err := b.Publish("c", []byte("x"), PublishOptions{HistorySize: 10, HistoryTTL: time.Minute})
+	if err != nil || got.Epoch != sp.Epoch || got.Offset != 1 {
+		t.Fatalf("first publication at %+v (%v); want offset 1 in epoch %s", got, err, sp.Epoch)
+	}
+}
+
 // TestMemoryBrokerIdempotencyConcurrent: publishes with the same
 // idempotency key at the same time publish once; every caller gets that
 // publication's position.
