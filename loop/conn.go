@@ -444,6 +444,7 @@ func (c *Conn) flush() (backlog bool) {
 	out := c.gc.OutboundBuffered()
 	c.mu.Lock()
 	c.q.outbound = int32(out)
+	c.chargeLocked()
 	// gnet drains its buffer without telling us: while it holds bytes,
 	// come back (the loop's backlog, every 10 ms) so that outbound, and
 	// with it PendingBytes and the slow-consumer checks, follow it to 0.
@@ -461,6 +462,36 @@ func (c *Conn) flush() (backlog bool) {
 		_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
 	}
 	return backlog
+}
+
+// sendAllowance is what a connection may hold for sending outside
+// Options.SendBudget: healthy peers whose kernel buffer is momentarily
+// full stay within it and never see the budget; a stalled peer's bytes
+// above it are charged.
+const sendAllowance = 64 << 10
+
+// chargeLocked sets what c holds of Options.SendBudget: its pending bytes
+// above sendAllowance. Only connections that far behind write the shared
+// counter, once per flush, not per message. c.mu held; event-loop only.
+func (c *Conn) chargeLocked() {
+	var had int64
+	if c.ext != nil {
+		had = c.ext.charged
+	}
+	n := max(int64(c.pendingLocked())-sendAllowance, 0)
+	if n == had {
+		return
+	}
+	c.ls.srv.sendUsed.Add(n - had)
+	c.x().charged = n
+	if n == 0 {
+		c.dropExt()
+	}
+}
+
+// sendSpent reports whether Options.SendBudget is spent.
+func (s *Server) sendSpent() bool {
+	return s.opts.SendBudget > 0 && s.sendUsed.Load() > s.opts.SendBudget
 }
 
 // lastFramePayload returns the payload of the last frame in b, whole

@@ -153,6 +153,9 @@ func (e *engine) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.state = stateClosed
 	c.mu.Lock()
 	c.q.release()
+	if c.ext != nil {
+		s.sendUsed.Add(-c.ext.charged)
+	}
 	c.mu.Unlock()
 	c.releaseReader()
 	c.ls.unsubscribeAll(c)

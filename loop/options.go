@@ -104,6 +104,21 @@ type Options struct {
 	// connection's queue.
 	HighWaterBytes int
 
+	// SendBudget bounds, across all connections, the bytes held for peers
+	// that do not keep up. Each connection may hold 64 KiB (queued for it
+	// and in gnet's outbound buffer) outside the budget; what it holds
+	// beyond that, as of its last flush, is charged to the budget. While
+	// the budget is spent, a published message that would take a
+	// connection the kernel did not drain at its last flush beyond its
+	// 64 KiB is handled as above HighWaterBytes, by the connection's
+	// SlowPolicy (SlowDisconnect closes it with 1008). Peers that keep up
+	// are not affected; WriteMessage is bounded by MaxPendingBytes alone.
+	// Default 256 MiB; negative: no budget. Memory: what peers that stop
+	// reading can make the server hold for sending is at most this plus
+	// 64 KiB per connection, plus what one delivery round adds to each
+	// before its flush.
+	SendBudget int64
+
 	// SlowPolicy is the default policy for published messages to slow
 	// connections (Conn.SetSlowPolicy overrides it). Default SlowDisconnect.
 	// No memory (SlowConflate: a key index per slow connection while it
@@ -198,6 +213,7 @@ const (
 	DefaultFragmentSize     = 64 << 10
 	DefaultFDReserve        = 256
 	DefaultMessageBudget    = 64 << 20
+	DefaultSendBudget       = 256 << 20
 	DefaultInflateRatio     = 64
 	DefaultMessageTimeout   = 30 * time.Second
 	DefaultMaxHandshakes    = 1024
@@ -238,6 +254,12 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.MessageBudget == 0 {
 		o.MessageBudget = DefaultMessageBudget
+	}
+	switch {
+	case o.SendBudget == 0:
+		o.SendBudget = DefaultSendBudget
+	case o.SendBudget < 0:
+		o.SendBudget = 0 // no budget
 	}
 	if o.MaxMessageSize == 0 {
 		o.MaxMessageSize = DefaultMaxMessageSize

@@ -68,6 +68,7 @@ type Server struct {
 	conns    atomic.Int64 // upgraded connections
 	adm      admission    // TCP connections held, handshaking or upgraded
 	msgUsed  atomic.Int64 // of Options.MessageBudget, by messages being assembled
+	sendUsed atomic.Int64 // of Options.SendBudget, by connections that are behind
 	shutdown atomic.Bool
 
 	mu    sync.Mutex

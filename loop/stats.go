@@ -36,6 +36,9 @@ type Stats struct {
 	// MessageBudgetUsed is the part of Options.MessageBudget reserved by
 	// messages being assembled.
 	MessageBudgetUsed int64
+	// SendBudgetUsed is the part of Options.SendBudget held by
+	// connections that are behind.
+	SendBudgetUsed int64
 }
 
 // loopStats are one event loop's counters. Only that loop writes them, so
@@ -84,6 +87,7 @@ func (s *Server) Stats() Stats {
 		Refused:        s.adm.refused.Load(),
 
 		MessageBudgetUsed: s.msgUsed.Load(),
+		SendBudgetUsed:    s.sendUsed.Load(),
 	}
 	s.mu.Lock()
 	loops := s.loops

@@ -61,6 +61,9 @@ type connExt struct {
 	dfl    *deflateState
 	topics []*topic
 	ix     keyIndex // conflation: where each key's message is queued
+	// charged is what the connection holds of Options.SendBudget: its
+	// pending bytes after its last flush, if it was behind.
+	charged int64
 }
 
 func (c *Conn) x() *connExt {
@@ -72,7 +75,7 @@ func (c *Conn) x() *connExt {
 
 // dropExt frees c.ext once it holds nothing. Event-loop only.
 func (c *Conn) dropExt() {
-	if x := c.ext; x != nil && x.dfl == nil && len(x.topics) == 0 && x.ix.keys == nil {
+	if x := c.ext; x != nil && x.dfl == nil && len(x.topics) == 0 && x.ix.keys == nil && x.charged == 0 {
 		c.ext = nil
 	}
 }
@@ -363,6 +366,11 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 		// and the policy judges what the kernel would not take.
 		over = 0
 		ls.flushSoon = true
+	}
+	if over <= 0 && c.q.outbound > 0 && c.pendingLocked()+len(frames) > sendAllowance && s.sendSpent() {
+		// Behind beyond its allowance, and the server-wide budget is
+		// spent: as above the mark.
+		over = len(frames)
 	}
 	if over > 0 && !replaced || hard {
 		room := false
