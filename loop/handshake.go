@@ -85,17 +85,22 @@ func (c *Conn) accept() bool {
 	b.B = upgrade.AppendResponse(b.B, r.Key(), &resp)
 	ctrlPool.Put(ext)
 	c.releaseReq()
+	// Out of the handshake before the 101 goes out too: a client holding
+	// its 101 may open the next connection at once, and must find this
+	// one's handshake place free.
+	s.adm.upgraded()
 	_, _ = c.gc.Write(b.B)
 	c.ls.stats.bytesOut.Add(int64(len(b.B)))
 	ctrlPool.Put(b)
 	if c.state == stateClosed { // the write failed and gnet closed it
 		s.conns.Add(-1)
+		// OnClose, inside Write, gave the handshake place back again.
+		s.adm.handshakes.Add(1)
 		return false
 	}
 	c.state = stateOpen
 	c.mark = 0 // no ping sent yet (it held the handshake deadline)
 	c.rflags |= rUpgraded
-	s.adm.upgraded()
 	c.ls.reschedule(c)
 	s.handler.OnOpen(c)
 	return true
