@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,8 +18,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -134,6 +135,37 @@ func (w *wsClient) call(method string, params any) {
 			return
 		}
 	}
+}
+
+var build struct {
+	once sync.Once
+	dir  string
+	err  error
+	out  []byte
+}
+
+// buildCmd builds the command once for the tests of this file.
+func buildCmd(t *testing.T) string {
+	t.Helper()
+	build.once.Do(func() {
+		build.dir, build.err = os.MkdirTemp("", "wsgate-metrics-test")
+		if build.err == nil {
+			build.out, build.err = exec.Command("go", "build", "-o", filepath.Join(build.dir, "wsgate"), ".").CombinedOutput()
+		}
+	})
+	if build.err != nil {
+		t.Fatalf("build: %v\n%s", build.err, build.out)
+	}
+	return filepath.Join(build.dir, "wsgate")
+}
+
+// TestMain removes the built command.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if build.dir != "" {
+		os.RemoveAll(build.dir)
+	}
+	os.Exit(code)
 }
 
 // logSink collects a process's stderr lines.
@@ -282,10 +314,7 @@ func TestMetricsDuringTraffic(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the command")
 	}
-	bin := filepath.Join(t.TempDir(), "wsgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildCmd(t)
 	ws, api, admin := freeAddr(t), freeAddr(t), freeAddr(t)
 	logs := run(t, bin, "admin listening", "-addr", ws, "-api-addr", api, "-admin", admin,
 		"-token-hmac-secret", "s", "-api-key", "k", "-log-format", "json", "-log-level", "debug")
@@ -293,6 +322,11 @@ func TestMetricsDuringTraffic(t *testing.T) {
 		if st, body := httpGet(t, "http://"+admin+path); st != 200 || body != "ok\n" {
 			t.Fatalf("%s: %d %q", path, st, body)
 		}
+	}
+
+	// An upgrade on another path is refused with 404.
+	if st := upgradeStatus(t, ws, "/nope"); st != 404 {
+		t.Fatalf("upgrade of /nope: %d", st)
 	}
 
 	const clients, pubs, channel = 20, 50, "news:metrics"
@@ -366,6 +400,7 @@ func TestMetricsDuringTraffic(t *testing.T) {
 		{"wsgate_command_duration_seconds", []string{"method", "subscribe"}, clients},
 		{"wsgate_messages_in_total", nil, 2 * clients},
 		{"wsgate_history_publications", nil, pubs},
+		{"wsgate_handshake_rejections_total", []string{"status", "404"}, 1},
 	} {
 		got, ok := value(mfs, m.name, m.labels...)
 		if !ok || got != m.want {
@@ -428,4 +463,59 @@ func TestMetricsDuringTraffic(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// upgradeStatus returns the HTTP status answering an upgrade on path.
+func upgradeStatus(t *testing.T, addr, path string) int {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: "+addr+"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode
+}
+
+// TestEchoMetrics runs "wsgate echo" with the admin address: its /metrics
+// carries the engine's metrics (and none of the gateway's), counted from
+// a real client's echo round trips.
+func TestEchoMetrics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command")
+	}
+	bin := buildCmd(t)
+	ws, admin := freeAddr(t), freeAddr(t)
+	run(t, bin, "admin listening", "echo", "-addr", ws, "-admin", admin)
+	c := dialWS(t, ws)
+	const msgs = 7
+	for i := range msgs {
+		if err := c.write(1, []byte(fmt.Sprint("hello ", i))); err != nil {
+			t.Fatal(err)
+		}
+		if p, _, err := c.read(); err != nil || string(p) != fmt.Sprint("hello ", i) {
+			t.Fatalf("echo %d: %q %v", i, p, err)
+		}
+	}
+	mfs := scrape(t, admin)
+	for name, want := range map[string]float64{"wsgate_messages_in_total": msgs, "wsgate_messages_out_total": msgs} {
+		if v, ok := value(mfs, name); v != want {
+			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
+		}
+	}
+	if v, _ := value(mfs, "wsgate_connections", "state", "open"); v != 1 {
+		t.Errorf("open connections = %v", v)
+	}
+	if _, ok := mfs["wsgate_clients"]; ok {
+		t.Errorf("the echo server exports the gateway's wsgate_clients")
+	}
+	if st, _ := httpGet(t, "http://"+admin+"/readyz"); st != 200 {
+		t.Errorf("/readyz: %d", st)
+	}
 }
