@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -517,5 +518,28 @@ func TestEchoMetrics(t *testing.T) {
 	}
 	if st, _ := httpGet(t, "http://"+admin+"/readyz"); st != 200 {
 		t.Errorf("/readyz: %d", st)
+	}
+}
+
+// TestLogFlags checks -v (debug, text format: a connection's open is
+// logged) and that bad -log-format and -log-level values are refused with
+// status 2, naming the flag.
+func TestLogFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command")
+	}
+	bin := buildCmd(t)
+	ws := freeAddr(t)
+	logs := run(t, bin, "websocket listening", "-addr", ws, "-api-addr", freeAddr(t), "-admin", "", "-v")
+	dialWS(t, ws)
+	waitFor(t, "a debug line of the connection's open", func() bool {
+		return logs.has(`level=DEBUG msg="connection open"`)
+	})
+	for _, args := range [][]string{{"-log-format", "xml"}, {"-log-level", "loud"}, {"echo", "-log-level", "loud"}} {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), args[len(args)-2]) {
+			t.Errorf("wsgate %v: %v %s", args, err, out)
+		}
 	}
 }
