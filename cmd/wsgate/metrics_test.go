@@ -306,8 +306,9 @@ next:
 	return 0, false
 }
 
-// TestMetricsDuringTraffic runs the gateway, subscribes clients over real
-// sockets, publishes through the API while scraping /metrics, ends
+// TestMetricsDuringTraffic runs the gateway, subscribes 100 clients over
+// real sockets, publishes 200 times through the API from 4 goroutines
+// while scraping /metrics, ends
 // connections three ways, and checks that the exposition parses, passes
 // promtool's lint rules, and counts what the clients counted. It also
 // checks /healthz, /readyz and the JSON debug logs of connections.
@@ -330,7 +331,7 @@ func TestMetricsDuringTraffic(t *testing.T) {
 		t.Fatalf("upgrade of /nope: %d", st)
 	}
 
-	const clients, pubs, channel = 20, 50, "news:metrics"
+	const clients, pubs, channel = 100, 200, "news:metrics"
 	var received atomic.Int64
 	var wg sync.WaitGroup
 	var cs []*wsClient
@@ -359,25 +360,61 @@ func TestMetricsDuringTraffic(t *testing.T) {
 			}
 		}()
 	}
-	post := func(method, body string) {
+	post := func(method, body string) error {
 		req, _ := http.NewRequest("POST", "http://"+api+"/api/"+method, strings.NewReader(body))
 		req.Header.Set("X-API-Key", "k")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != 200 || strings.Contains(string(b), `"error"`) {
-			t.Fatalf("%s: %d %s", method, resp.StatusCode, b)
+			return fmt.Errorf("%s: %d %s", method, resp.StatusCode, b)
 		}
+		return nil
 	}
-	for i := range pubs {
-		post("publish", fmt.Sprintf(`{"channel":%q,"data":{"i":%d}}`, channel, i))
-		if i%10 == 0 {
-			scrape(t, admin) // scrapes during the traffic
+	// Publishers post from several goroutines while /metrics is scraped
+	// in a loop: every scrape parses and lints, and the counters never go
+	// down nor past what was published.
+	const publishers = 4
+	var pubWG sync.WaitGroup
+	pubErr := make(chan error, publishers)
+	for p := range publishers {
+		pubWG.Add(1)
+		go func() {
+			defer pubWG.Done()
+			for i := p; i < pubs; i += publishers {
+				if err := post("publish", fmt.Sprintf(`{"channel":%q,"data":{"i":%d}}`, channel, i)); err != nil {
+					pubErr <- err
+					return
+				}
+			}
+		}()
+	}
+	published := make(chan struct{})
+	go func() { pubWG.Wait(); close(published) }()
+	var lastDeliveries float64
+	scrapes := 0
+	for done := false; !done; {
+		select {
+		case <-published:
+			done = true
+		default:
 		}
+		v, _ := value(scrape(t, admin), "wsgate_deliveries_total")
+		if v < lastDeliveries || v > clients*pubs {
+			t.Fatalf("wsgate_deliveries_total went from %v to %v (at most %d)", lastDeliveries, v, clients*pubs)
+		}
+		lastDeliveries = v
+		scrapes++
 	}
+	select {
+	case err := <-pubErr:
+		t.Fatal(err)
+	default:
+	}
+	t.Logf("%d scrapes during %d publications to %d clients", scrapes, pubs, clients)
 	waitFor(t, "every publication at every client", func() bool { return received.Load() == clients*pubs })
 	mfs := scrape(t, admin)
 	for _, m := range []struct {
@@ -414,13 +451,15 @@ func TestMetricsDuringTraffic(t *testing.T) {
 		}
 	}
 
-	// A third of the clients closes with 1000, a third is disconnected by
-	// the API with 4001, a third drops the TCP connection (1006); the rest
-	// stay.
+	// A quarter of the clients closes with 1000, a quarter is disconnected
+	// by the API with 4001, a quarter drops the TCP connection (1006); the
+	// last quarter stays.
 	const third = clients / 4
 	for i := range third {
 		cs[i].write(8, binary.BigEndian.AppendUint16(nil, 1000))
-		post("disconnect", fmt.Sprintf(`{"user":"u%d","disconnect":{"code":4001,"reason":"test"}}`, third+i))
+		if err := post("disconnect", fmt.Sprintf(`{"user":"u%d","disconnect":{"code":4001,"reason":"test"}}`, third+i)); err != nil {
+			t.Fatal(err)
+		}
 		cs[2*third+i].c.Close()
 	}
 	waitFor(t, "closed connections in /metrics", func() bool {
