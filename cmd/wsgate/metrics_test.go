@@ -454,39 +454,39 @@ func TestMetricsDuringTraffic(t *testing.T) {
 	// A quarter of the clients closes with 1000, a quarter is disconnected
 	// by the API with 4001, a quarter drops the TCP connection (1006); the
 	// last quarter stays.
-	const third = clients / 4
-	for i := range third {
+	const quarter = clients / 4
+	for i := range quarter {
 		cs[i].write(8, binary.BigEndian.AppendUint16(nil, 1000))
-		if err := post("disconnect", fmt.Sprintf(`{"user":"u%d","disconnect":{"code":4001,"reason":"test"}}`, third+i)); err != nil {
+		if err := post("disconnect", fmt.Sprintf(`{"user":"u%d","disconnect":{"code":4001,"reason":"test"}}`, quarter+i)); err != nil {
 			t.Fatal(err)
 		}
-		cs[2*third+i].c.Close()
+		cs[2*quarter+i].c.Close()
 	}
 	waitFor(t, "closed connections in /metrics", func() bool {
 		v, _ := value(scrape(t, admin), "wsgate_connections", "state", "open")
-		return v == clients-3*third
+		return v == clients-3*quarter
 	})
 	mfs = scrape(t, admin)
 	seen := map[int]int{}
-	for i := range 2 * third {
+	for i := range 2 * quarter {
 		cs[i].c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	}
-	for _, c := range cs[3*third:] {
+	for _, c := range cs[3*quarter:] {
 		c.c.Close()
 	}
 	wg.Wait()
-	for i := range 2 * third {
+	for i := range 2 * quarter {
 		seen[codes[i]]++
 	}
-	if seen[1000] != third || seen[4001] != third {
+	if seen[1000] != quarter || seen[4001] != quarter {
 		t.Errorf("clients saw close codes %v", seen)
 	}
-	for code, want := range map[string]int{"1000": third, "4001": third, "1006": third} {
+	for code, want := range map[string]int{"1000": quarter, "4001": quarter, "1006": quarter} {
 		if v, _ := value(mfs, "wsgate_disconnects_total", "code", code); v != float64(want) {
 			t.Errorf("wsgate_disconnects_total{code=%q} = %v, want %d", code, v, want)
 		}
 	}
-	if v, _ := value(mfs, "wsgate_clients"); v != clients-3*third {
+	if v, _ := value(mfs, "wsgate_clients"); v != clients-3*quarter {
 		t.Errorf("wsgate_clients = %v after the closes", v)
 	}
 
@@ -497,7 +497,7 @@ func TestMetricsDuringTraffic(t *testing.T) {
 		for _, l := range logs.lines {
 			var e map[string]any
 			if json.Unmarshal([]byte(l), &e) == nil && e["msg"] == "connection closed" &&
-				e["user"] == fmt.Sprint("u", third) && e["code"] == 4001.0 && e["client"] != "" && e["remote"] != nil {
+				e["user"] == fmt.Sprint("u", quarter) && e["code"] == 4001.0 && e["client"] != "" && e["remote"] != nil {
 				return true
 			}
 		}
