@@ -88,7 +88,7 @@ func (n *Node) APIHandler() http.Handler {
 		}
 		mux.HandleFunc("POST /api/"+name, func(w http.ResponseWriter, r *http.Request) {
 			defer func(start time.Time) {
-				n.stats.any().api[m].observe(time.Since(start))
+				n.stats.random().api[m].observe(time.Since(start))
 			}(time.Now())
 			if !n.apiAuthorized(r) {
 				http.Error(w, "Unauthorized", http.StatusUnauthorized)

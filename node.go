@@ -490,7 +490,7 @@ func (n *Node) HandlePublication(name string, pub *Publication, sp StreamPositio
 	if ch == nil {
 		return
 	}
-	n.stats.any().published[pubBroker].Add(1)
+	n.stats.random().published[pubBroker].Add(1)
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if pub.Offset != 0 {

@@ -59,7 +59,9 @@ const (
 )
 
 // Stats is a snapshot of a node's counters: the engine's, and the
-// gateway's. Counters (…s, Count, Sum) only grow; the others are gauges.
+// gateway's. Connects, Disconnects, Commands, API, Publications and
+// BrokerPublish only grow; Conns, Clients, Channels and the History
+// figures are current values.
 type Stats struct {
 	// Server are the engine's counters: bytes and messages in and out,
 	// subscriptions, slow-consumer actions, refused handshakes by HTTP
@@ -133,8 +135,8 @@ var pubSources = [...]string{pubAPI: SourceAPI, pubClient: SourceClient, pubBrok
 // shard returns the shard of client number k.
 func (s *nodeStats) shard(k uint64) *statShard { return &s.shards[k%statShards] }
 
-// any returns a shard for an event of no client: a random one.
-func (s *nodeStats) any() *statShard { return &s.shards[rand.Uint64()%statShards] }
+// random returns a shard for an event of no client: a random one.
+func (s *nodeStats) random() *statShard { return &s.shards[rand.Uint64()%statShards] }
 
 // hist is one shard of a duration histogram.
 type hist struct {
@@ -244,7 +246,7 @@ func closeCode(err error) uint16 {
 func (n *Node) brokerPublish(source int, channel string, data []byte, opts PublishOptions) (StreamPosition, error) {
 	start := time.Now()
 	sp, err := n.broker.Publish(channel, data, opts)
-	sh := n.stats.any()
+	sh := n.stats.random()
 	sh.brokerPub.observe(time.Since(start))
 	if err == nil && source >= 0 {
 		sh.published[source].Add(1)
