@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,6 +23,11 @@ var ErrUnknownChannel = errors.New("wsgate: unknown channel")
 // namespace (opts.HistorySize and HistoryTTL are taken from there) and
 // returns the channel's position after it.
 func (n *Node) Publish(channel string, data []byte, opts PublishOptions) (StreamPosition, error) {
+	return n.publish(pubAPI, channel, data, opts)
+}
+
+// publish is Publish, counted for source (pubAPI, pubClient).
+func (n *Node) publish(source int, channel string, data []byte, opts PublishOptions) (StreamPosition, error) {
 	o := n.cfg.options(channel)
 	if o == nil {
 		return StreamPosition{}, ErrUnknownChannel
@@ -31,7 +37,7 @@ func (n *Node) Publish(channel string, data []byte, opts PublishOptions) (Stream
 	} else {
 		opts.HistorySize, opts.HistoryTTL = 0, 0
 	}
-	return n.broker.Publish(channel, data, opts)
+	return n.brokerPublish(source, channel, data, opts)
 }
 
 // apiError is an error of the server API.
@@ -76,7 +82,14 @@ func (n *Node) APIHandler() http.Handler {
 	n.clusterize(methods)
 	methods["batch"] = func(body []byte) (any, *apiError) { return n.apiBatch(body, methods) }
 	for name, f := range methods {
+		m := slices.Index(apiMethods[:], name)
+		if m < 0 {
+			panic("wsgate: API method " + name + " has no place in Stats")
+		}
 		mux.HandleFunc("POST /api/"+name, func(w http.ResponseWriter, r *http.Request) {
+			defer func(start time.Time) {
+				n.stats.random().api[m].observe(time.Since(start))
+			}(time.Now())
 			if !n.apiAuthorized(r) {
 				http.Error(w, "Unauthorized", http.StatusUnauthorized)
 				return
@@ -235,7 +248,7 @@ func (n *Node) publish1(channel string, data []byte, r *apiPublishRequest) (*api
 		if n.cfg.options(channel) == nil {
 			return nil, apiErrUnknownChannel
 		}
-		sp, err = n.broker.Publish(channel, data, opts)
+		sp, err = n.brokerPublish(pubAPI, channel, data, opts)
 	} else {
 		sp, err = n.Publish(channel, data, opts)
 	}

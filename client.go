@@ -148,6 +148,12 @@ func (n *Node) handle(c *session, cmd *protocol.Command) *disconnect {
 	if cmd.Connect == nil && state != stateConnected {
 		return &disconnectBadRequest
 	}
+	method := commandMethod(cmd)
+	if method != cmdNone {
+		defer func(start time.Time) {
+			n.stats.shard(c.seq).cmds[method].observe(time.Since(start))
+		}(time.Now())
+	}
 	if cmd.Send != nil {
 		// An asynchronous message: no reply, and no handler for it.
 		return nil
@@ -220,6 +226,37 @@ func (n *Node) handle(c *session, cmd *protocol.Command) *disconnect {
 
 func (d disconnect) Error() string { return d.Reason }
 
+// commandMethod returns the method of cmd (cmdConnect, …), or cmdNone.
+func commandMethod(cmd *protocol.Command) int {
+	switch {
+	case cmd.Connect != nil:
+		return cmdConnect
+	case cmd.Subscribe != nil:
+		return cmdSubscribe
+	case cmd.Unsubscribe != nil:
+		return cmdUnsubscribe
+	case cmd.Publish != nil:
+		return cmdPublish
+	case cmd.History != nil:
+		return cmdHistory
+	case cmd.Refresh != nil:
+		return cmdRefresh
+	case cmd.SubRefresh != nil:
+		return cmdSubRefresh
+	case cmd.Ping != nil:
+		return cmdPing
+	case cmd.Presence != nil:
+		return cmdPresence
+	case cmd.PresenceStats != nil:
+		return cmdPresenceStats
+	case cmd.Rpc != nil:
+		return cmdRPC
+	case cmd.Send != nil:
+		return cmdSend
+	}
+	return cmdNone
+}
+
 func isPong(cmd *protocol.Command) bool {
 	return cmd.Connect == nil && cmd.Subscribe == nil && cmd.Unsubscribe == nil && cmd.Publish == nil &&
 		cmd.Presence == nil && cmd.PresenceStats == nil && cmd.History == nil && cmd.Ping == nil &&
@@ -265,6 +302,10 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 	}
 	c.state.Store(stateConnected)
 	n.nconn.Add(1)
+	n.stats.shard(c.seq).connects.Add(1)
+	if n.debug() {
+		n.log.Debug("client connected", "client", c.id(n), "user", c.user, "remote", c.conn.RemoteAddr().String())
+	}
 	// Server-side subscriptions: their results go into the connect reply,
 	// written after them. No publication can reach the connection
 	// before it: this runs on the connection's event loop (OnMessage),
@@ -426,7 +467,7 @@ func (n *Node) clientPublish(c *session, id uint32, req *protocol.PublishRequest
 		return nil, errPermissionDenied
 	}
 	info := &ClientInfo{User: c.user, Client: c.id(n), ConnInfo: []byte(c.info)}
-	if _, err := n.Publish(req.Channel, req.Data, PublishOptions{Info: info}); err != nil {
+	if _, err := n.publish(pubClient, req.Channel, req.Data, PublishOptions{Info: info}); err != nil {
 		return nil, err
 	}
 	return &protocol.Reply{Id: id, Publish: &protocol.PublishResult{}}, nil

@@ -62,6 +62,7 @@ type Node struct {
 	channels [64]channelShard
 	seq      atomic.Uint64
 	nconn    atomic.Int64 // clients that completed connect
+	stats    nodeStats
 
 	started atomic.Bool
 	stop    chan struct{}
@@ -69,8 +70,9 @@ type Node struct {
 }
 
 type clientShard struct {
-	mu      sync.Mutex
-	clients []*session
+	mu          sync.Mutex
+	clients     []*session
+	disconnects map[uint16]int64 // closed connections by close code
 }
 
 type channelShard struct {
@@ -214,10 +216,17 @@ func (e *engine) OnOpen(conn *loop.Conn) {
 	c.idx = int32(len(sh.clients))
 	sh.clients = append(sh.clients, c)
 	sh.mu.Unlock()
+	if n.debug() {
+		n.log.Debug("connection open", "client", c.id(n), "remote", conn.RemoteAddr().String())
+	}
 }
 
+// debug reports whether debug logs are written: connection events build
+// their attributes only then.
+func (n *Node) debug() bool { return n.log.Enabled(context.Background(), slog.LevelDebug) }
+
 // OnClose implements loop.Handler.
-func (e *engine) OnClose(conn *loop.Conn, _ error) {
+func (e *engine) OnClose(conn *loop.Conn, err error) {
 	n := (*Node)(e)
 	c, _ := conn.Value().(*session)
 	if c == nil {
@@ -233,8 +242,17 @@ func (e *engine) OnClose(conn *loop.Conn, _ error) {
 	}
 	c.subs = nil
 	c.mu.Unlock()
+	code := closeCode(err)
+	if n.debug() {
+		n.log.Debug("connection closed", "client", c.id(n), "user", c.user,
+			"remote", conn.RemoteAddr().String(), "code", code, "err", err)
+	}
 	sh := &n.clients[c.seq%uint64(len(n.clients))]
 	sh.mu.Lock()
+	if sh.disconnects == nil {
+		sh.disconnects = map[uint16]int64{}
+	}
+	sh.disconnects[code]++
 	last := sh.clients[len(sh.clients)-1]
 	sh.clients[c.idx] = last
 	last.idx = c.idx
@@ -472,6 +490,7 @@ func (n *Node) HandlePublication(name string, pub *Publication, sp StreamPositio
 	if ch == nil {
 		return
 	}
+	n.stats.random().published[pubBroker].Add(1)
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if pub.Offset != 0 {

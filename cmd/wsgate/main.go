@@ -1,17 +1,19 @@
 // Command wsgate runs the gateway: Centrifugo's client protocol on
 // WebSocket at /connection/websocket, its server HTTP API under /api/, and
-// the admin endpoints (/debug/pprof/, /stats). "wsgate echo" runs the echo
-// server of the benchmarks instead.
+// the admin endpoints (/metrics, /healthz, /readyz, /debug/pprof/, /stats).
+// "wsgate echo" runs the echo server of the benchmarks instead.
 //
 //	wsgate [-config FILE] [-addr HOST:PORT] [-api-addr HOST:PORT] [-admin HOST:PORT]
 //	       [-token-hmac-secret S] [-api-key K] [-nats URL] [-name NAME]
+//	       [-log-format text|json] [-log-level debug|info|warn|error] [-v]
 //	wsgate echo [-addr HOST:PORT] [-broadcast] ...
 //
 // Without -config the embedded default configuration is used, with a
 // random HMAC secret and API key unless given by flags; a token for user
 // "test" is printed at start. With -nats, nodes on the same NATS server
 // share channels, history (JetStream) and the node-wide API operations;
-// GET /ready on the API address answers 503 while NATS is unreachable.
+// GET /ready on the API address and GET /readyz on the admin address
+// answer 503 while NATS is unreachable.
 package main
 
 import (
@@ -35,7 +37,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/wsgate/wsgate"
-	"github.com/wsgate/wsgate/loop"
 	"github.com/wsgate/wsgate/natsbroker"
 	"github.com/wsgate/wsgate/pprof"
 )
@@ -58,10 +59,10 @@ func main() {
 		config  = flag.String("config", "", "JSON config file in Centrifugo v6 key format (default: embedded)")
 		addr    = flag.String("addr", ":8000", "WebSocket listen address (path "+wsgate.WebSocketPath+")")
 		apiAddr = flag.String("api-addr", ":9000", "server HTTP API listen address (/api/<method>)")
-		admin   = flag.String("admin", "127.0.0.1:6060", "admin address for /stats and /debug/pprof/ (empty: off)")
+		admin   = flag.String("admin", "127.0.0.1:6060", "admin address for /metrics, /healthz, /readyz, /stats and /debug/pprof/ (empty: off)")
 		secret  = flag.String("token-hmac-secret", "", "HMAC secret of connection tokens (overrides client.token.hmac_secret_key)")
 		apiKey  = flag.String("api-key", "", "server API key (overrides http_api.key)")
-		verbose = flag.Bool("v", false, "debug logging")
+		logf    = addLogFlags(flag.CommandLine)
 		natsURL = flag.String("nats", "", "NATS server URL(s), comma-separated: channels, history and node-wide API operations shared by every node on it (JetStream needed; empty: this node alone)")
 		name    = flag.String("name", "", "node name in /api/info (default: the host name)")
 	)
@@ -70,7 +71,7 @@ func main() {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	log := newLogger(*verbose)
+	log := logf.mustLogger()
 
 	var cfg wsgate.Config
 	var err error
@@ -127,15 +128,7 @@ func main() {
 
 	mux := http.NewServeMux()
 	mux.Handle("/api/", n.APIHandler())
-	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
-		if ready != nil {
-			if err := ready(); err != nil {
-				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-		}
-		_, _ = io.WriteString(w, "ok\n")
-	})
+	mux.Handle("GET /ready", pprof.ReadyHandler(ready))
 	_, wsPort, _ := net.SplitHostPort(*addr)
 	page := strings.ReplaceAll(demoPage, "{{WSPORT}}", wsPort)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
@@ -167,9 +160,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "test token (user \"test\", 24h):", tok)
 		}
 	}
-	serveAdmin(log, *admin, n.Server(), func() map[string]int64 {
-		return map[string]int64{"clients": n.NumClients(), "channels": int64(n.NumChannels())}
-	})
+	serveAdmin(log, *admin, n.Server(), n, ready)
 	waitSignal(log, func(ctx context.Context) error {
 		_ = api.Shutdown(ctx)
 		return n.Shutdown(ctx)
@@ -190,34 +181,6 @@ func random() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// serveAdmin serves /debug/pprof/ and /stats on addr (empty: off); more
-// adds counters to /stats.
-func serveAdmin(log *slog.Logger, addr string, srv *loop.Server, more ...func() map[string]int64) {
-	if addr == "" {
-		return
-	}
-	ln, err := limitListen(addr, maxAdminConns)
-	if err != nil {
-		// The admin endpoints are optional: serve without them.
-		log.Error("admin server stopped", "addr", addr, "err", err)
-		return
-	}
-	go func() {
-		counters := append([]func() map[string]int64{func() map[string]int64 {
-			st := srv.Stats()
-			return map[string]int64{
-				"delivered": st.Delivered, "dropped": st.Dropped, "conflated": st.Conflated,
-				"slow_closed": st.SlowClosed, "subscriptions": st.Subscriptions,
-				"tcp_conns": st.TCPConns, "handshakes": st.Handshakes, "refused": st.Refused,
-				"message_budget_used": st.MessageBudgetUsed,
-			}
-		}}, more...)
-		err := http.Serve(ln, pprof.NewMux(srv.Conns, counters...))
-		log.Error("admin server stopped", "addr", addr, "err", err)
-	}()
-	log.Info("admin listening", "addr", addr)
 }
 
 // waitSignal waits for SIGINT/SIGTERM (then shuts down) or for the server
