@@ -42,6 +42,8 @@ var (
 		"Connections closed as slow consumers.", nil, nil)
 	descBudget = prometheus.NewDesc("wsgate_message_budget_used_bytes",
 		"Bytes of the message budget reserved by messages being assembled.", nil, nil)
+	descSendBudget = prometheus.NewDesc("wsgate_send_budget_used_bytes",
+		"Bytes of the send budget held by connections that do not keep up.", nil, nil)
 
 	descClients = prometheus.NewDesc("wsgate_clients",
 		"Connections that completed the protocol's connect.", nil, nil)
@@ -67,7 +69,7 @@ var (
 
 var (
 	serverDescs = []*prometheus.Desc{descConns, descRefused, descRejected, descCloses, descMsgsIn, descMsgsOut,
-		descBytesIn, descBytesOut, descDelivered, descSubs, descDropped, descConflated, descSlowClosed, descBudget}
+		descBytesIn, descBytesOut, descDelivered, descSubs, descDropped, descConflated, descSlowClosed, descBudget, descSendBudget}
 	nodeDescs = []*prometheus.Desc{descClients, descChannels, descConnects, descDisconnects, descCommands, descAPI,
 		descPubs, descBrokerPub, descHistoryPubs, descHistoryBytes}
 )
@@ -137,6 +139,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descConflated, srv.Conflated)
 	counter(descSlowClosed, srv.SlowClosed)
 	gauge(descBudget, srv.MessageBudgetUsed)
+	gauge(descSendBudget, srv.SendBudgetUsed)
 }
 
 func collectNode(ch chan<- prometheus.Metric, st *wsgate.Stats) {

@@ -26,7 +26,7 @@ func serveAdmin(log *slog.Logger, addr string, srv *loop.Server, n *wsgate.Node,
 			"delivered": st.Delivered, "dropped": st.Dropped, "conflated": st.Conflated,
 			"slow_closed": st.SlowClosed, "subscriptions": st.Subscriptions,
 			"tcp_conns": st.TCPConns, "handshakes": st.Handshakes, "refused": st.Refused,
-			"message_budget_used": st.MessageBudgetUsed,
+			"message_budget_used": st.MessageBudgetUsed, "send_budget_used": st.SendBudgetUsed,
 		}
 	}}
 	if n != nil {
