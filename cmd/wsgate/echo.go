@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/wsgate/wsgate/codec"
 	"github.com/wsgate/wsgate/deflate"
@@ -71,7 +72,7 @@ func runEcho(args []string) {
 	}
 	log.Info("wsgate listening", "addr", *addr, "broadcast", *broadcast)
 	serveAdmin(log, *admin, srv)
-	waitSignal(log, srv.Shutdown, srv.Wait)
+	waitSignal(log, 10*time.Second, srv.Shutdown, srv.Wait)
 }
 
 // echo sends every message back, or broadcasts "BCAST " messages.
