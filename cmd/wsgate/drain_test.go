@@ -243,7 +243,7 @@ shutdown: {drain_period: %s, timeout: %s}
 	}
 	// Evenly spread, 100 ms hold a twentieth of a 2 s drain: 250 clients.
 	// Allow four times that for a test machine that reads late.
-	if even := drainClients * int(100*time.Millisecond) / int(drainPeriod); busiest > 4*even {
+	if even := int(drainClients * int64(100*time.Millisecond) / int64(drainPeriod)); busiest > 4*even {
 		t.Errorf("%d disconnects within 100 ms, evenly %d: a burst", busiest, even)
 	}
 }
