@@ -89,6 +89,7 @@ func main() {
 		os.Exit(2)
 	}
 	cfg := st.Config
+	// Read through pointers, as the flags these keys were before.
 	addr, apiAddr, admin, name := &st.Listen.WebSocket, &st.Listen.API, &st.Listen.Admin, &st.Node.Name
 	natsURL := &st.Broker.NATS.URL
 	checkFileLimit(log, cfg.Client.ConnectionLimit)
