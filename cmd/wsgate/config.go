@@ -222,6 +222,13 @@ func decode(dst reflect.Value, v any, path string) error {
 		return nil
 	case t.Kind() == reflect.Struct:
 		m, ok := v.(map[string]any)
+		if mk, isMap := v.(map[any]any); isMap {
+			for k := range mk {
+				if _, ok := k.(string); !ok {
+					return fmt.Errorf("%s: key %v is not a string", orTop(path), k)
+				}
+			}
+		}
 		if !ok {
 			return fmt.Errorf("%s: want a section (an object of keys), got %s", orTop(path), show(v))
 		}

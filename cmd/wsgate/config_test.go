@@ -115,6 +115,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{file: `{` + base + `} {}`, want: "data after the top-level value"},
 		{file: "client:\n  token:\n    hmac_secret_key: s\n  pong_timeout: 8\n", name: "c.yaml", want: `client.pong_timeout: want a duration such as "25s", got 8`},
 		{file: "http_api:\n  key: 123\n", name: "c.yml", want: `http_api.key: want a string (quoted), got 123`},
+		{file: "http_api:\n  key: k\n  7: x\n", name: "c.yml", want: `http_api: key 7 is not a string`},
 		{file: `{` + base + `}`, env: []string{"WSGATE_CLIENT_TOKEN_HMAC_SECRET=s"}, want: "WSGATE_CLIENT_TOKEN_HMAC_SECRET: no such key"},
 		{file: `{` + base + `}`, env: []string{"WSGATE_CLIENT=x"}, want: "WSGATE_CLIENT: no such key"},
 		{file: `{` + base + `}`, env: []string{"WSGATE_CLIENT_CHANNEL_LIMIT=many"}, want: `WSGATE_CLIENT_CHANNEL_LIMIT: client.channel_limit: want an integer, got "many"`},
