@@ -238,6 +238,11 @@ shutdown: {drain_period: %s, timeout: %s}
 		"publications acknowledged before SIGTERM: %d",
 		drainClients, drainPeriod, drainTimeout, readyAt.Round(time.Millisecond), first.Round(time.Millisecond),
 		last.Round(time.Millisecond), strings.Join(rates, ", "), busiest, exitAt.Round(time.Millisecond), ackedBefore)
+	for _, l := range strings.Split(logs(), "\n") {
+		if strings.Contains(l, "shutting down") || strings.Contains(l, "draining") || strings.Contains(l, "stopped") {
+			t.Logf("gateway: %s", l)
+		}
+	}
 	if last-first < drainPeriod/2 {
 		t.Errorf("disconnects from %v to %v: not spread over the %v drain period", first, last, drainPeriod)
 	}
