@@ -257,14 +257,27 @@ func (c Config) normalize() (Config, error) {
 	switch {
 	case cl.PingInterval > 0 && cl.PongTimeout >= cl.PingInterval:
 		return c, errors.New("wsgate: config: client.pong_timeout must be below client.ping_interval")
-	case cl.ChannelLimit < 0 || cl.MaxBatchSize < 0 || cl.MaxCommandSize < 0:
-		return c, errors.New("wsgate: config: client limits must not be negative")
+	case cl.ChannelLimit < 0:
+		return c, errors.New("wsgate: config: client.channel_limit must not be negative")
+	case cl.MaxBatchSize < 0:
+		return c, errors.New("wsgate: config: client.max_batch_size must not be negative")
+	case cl.MaxCommandSize < 0:
+		return c, errors.New("wsgate: config: client.max_command_size must not be negative")
+	case cl.ConnectionLimit < 0:
+		return c, errors.New("wsgate: config: client.connection_limit must not be negative")
 	case cl.Token.HMACSecretKey == "" && cl.Token.RSAPublicKey == "" && cl.Token.ECDSAPublicKey == "" && !cl.AllowAnonymousConnectWithoutToken:
 		return c, errors.New("wsgate: config: client.token needs hmac_secret_key, rsa_public_key or ecdsa_public_key")
 	case c.HTTPAPI.Key == "" && !c.HTTPAPI.Insecure:
 		return c, errors.New("wsgate: config: http_api.key is empty (set http_api.insecure to run the API without a key)")
 	}
 	return c, nil
+}
+
+// Check reports what NewNode would refuse in the configuration, naming
+// the key; nil if it is good.
+func (c Config) Check() error {
+	_, err := c.normalize()
+	return err
 }
 
 // options returns the options of channel name, or nil when its namespace

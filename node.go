@@ -63,6 +63,7 @@ type Node struct {
 	seq      atomic.Uint64
 	nconn    atomic.Int64 // clients that completed connect
 	stats    nodeStats
+	draining atomic.Bool // Drain has begun: Ready fails
 
 	started atomic.Bool
 	stop    chan struct{}
@@ -188,6 +189,65 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	n.eachClient(func(c *session) { c.disconnect(disconnectShutdown) })
 	return n.srv.Shutdown(ctx)
+}
+
+// ErrDraining is Ready's answer once Drain has begun.
+var ErrDraining = errors.New("wsgate: draining")
+
+// Ready reports whether the node takes new clients: ErrDraining once Drain
+// has begun, else nil. It is meant for a readiness endpoint, so that a
+// load balancer sends no new client to a node that is going away.
+func (n *Node) Ready() error {
+	if n.draining.Load() {
+		return ErrDraining
+	}
+	return nil
+}
+
+// drainTick is how often Drain disconnects the clients that are due.
+const drainTick = 10 * time.Millisecond
+
+// Drain shuts the node down gently, for a restart behind a load balancer.
+// Ready fails from the start and new connections are refused
+// (loop.Server.StopAccepting); then the clients are disconnected with 3001
+// "shutdown", the protocol's code that tells a client to reconnect, spread
+// evenly over period: client i of n at i*period/n, so that they reconnect
+// to the other nodes at a steady rate, not all at once. Each client gets
+// what was queued for it before its close frame (Conn.Close queues the
+// frame behind it). Drain ends with Shutdown, which waits for the closing
+// handshakes until ctx ends. If ctx ends during the spread, the clients
+// left are disconnected at once.
+func (n *Node) Drain(ctx context.Context, period time.Duration) error {
+	n.draining.Store(true)
+	n.srv.StopAccepting()
+	var clients []*session
+	n.eachClient(func(c *session) { clients = append(clients, c) })
+	start := time.Now()
+	t := time.NewTicker(drainTick)
+	defer t.Stop()
+	for done := 0; done < len(clients); {
+		due := len(clients)
+		if el := time.Since(start); el < period {
+			due = min(due, int(int64(el)*int64(len(clients))/int64(period))+1)
+		}
+		for ; done < due; done++ {
+			c := clients[done]
+			c.mu.Lock()
+			if c.state.Load() != stateClosed {
+				c.disconnect(disconnectShutdown)
+			}
+			c.mu.Unlock()
+		}
+		if done == len(clients) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			period = 0
+		case <-t.C:
+		}
+	}
+	return n.Shutdown(ctx)
 }
 
 // Wait blocks until the engine has stopped.

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/wsgate/wsgate/codec"
 	"github.com/wsgate/wsgate/deflate"
@@ -70,7 +71,7 @@ func runEcho(args []string) {
 	}
 	log.Info("wsgate listening", "addr", *addr, "broadcast", *broadcast)
 	serveAdmin(log, *admin, srv, nil)
-	waitSignal(log, srv.Shutdown, srv.Wait)
+	waitSignal(log, 10*time.Second, srv.Shutdown, srv.Wait)
 }
 
 // echo sends every message back, or broadcasts "BCAST " messages.
