@@ -32,8 +32,8 @@ const ProtobufSubprotocol = "centrifuge-protobuf"
 // NodeOptions configures a Node beside its Config.
 type NodeOptions struct {
 	// Loop are the engine's options. Authorize, Protocols and
-	// MaxMessageSize are set by the node; AllowedOrigins and MaxConns
-	// come from the Config when empty.
+	// MaxMessageSize are set by the node; AllowedOrigins, TrustedProxies
+	// and MaxConns come from the Config when empty.
 	Loop loop.Options
 	// Broker carries publications and history; nil: a MemoryBroker.
 	Broker Broker
@@ -132,6 +132,9 @@ func NewNode(cfg Config, o NodeOptions) (*Node, error) {
 	lo.MaxMessageSize = int64(cfg.Client.MaxCommandSize)
 	if len(lo.AllowedOrigins) == 0 {
 		lo.AllowedOrigins = cfg.Client.AllowedOrigins
+	}
+	if len(lo.TrustedProxies) == 0 {
+		lo.TrustedProxies, _ = ParseTrustedProxies(cfg.Client.TrustedProxies) // checked by normalize
 	}
 	if lo.MaxConns == 0 {
 		lo.MaxConns = cfg.Client.ConnectionLimit

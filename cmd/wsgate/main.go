@@ -64,6 +64,7 @@ func main() {
 		verbose = flag.Bool("v", false, "debug logging")
 		natsURL = flag.String("nats", "", "NATS server URL(s), comma-separated: channels, history and node-wide API operations shared by every node on it (JetStream needed; empty: this node alone)")
 		name    = flag.String("name", "", "node name in /api/info (default: the host name)")
+		proxies = flag.String("trusted-proxies", "", "addresses/CIDRs of proxies whose Forwarded and X-Forwarded-* headers are believed, comma-separated (overrides client.trusted_proxies)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: wsgate [flags]   (the gateway)\n       wsgate echo [flags]   (the echo server of the benchmarks; wsgate echo -h)\n\n")
@@ -96,6 +97,9 @@ func main() {
 	}
 	if *apiKey != "" {
 		cfg.HTTPAPI.Key = *apiKey
+	}
+	if *proxies != "" {
+		cfg.Client.TrustedProxies = strings.Split(*proxies, ",")
 	}
 	checkFileLimit(log, cfg.Client.ConnectionLimit)
 
