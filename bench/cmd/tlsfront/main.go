@@ -8,7 +8,8 @@
 //   - gotls: wss:// to a Go crypto/tls terminator (this command run as a
 //     child process: two goroutines and a tls.Conn per connection, what
 //     wsgate terminating TLS with the standard library would hold per
-//     connection if done the usual goroutine way).
+//     connection if done the usual goroutine way), copying with io.Copy's
+//     32 KiB buffers; gotls4k: the same with 4 KiB copy buffers.
 //
 // For each it opens -idle idle WebSocket connections and reports the RSS
 // each process gained per connection, then runs -conns clients that each
@@ -37,6 +38,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,8 +56,8 @@ func main() {
 		msgs   = flag.Int("msgs", 2000, "echo round trips per client")
 		size   = flag.Int("size", 64, "message size in bytes")
 		ngx    = flag.String("nginx", "/usr/sbin/nginx", "nginx binary")
-		setups = flag.String("setups", "direct,nginx,gotls", "setups to measure, comma-separated")
-		child  = flag.String("serve-tls", "", "internal: run the Go TLS terminator LISTEN,UPSTREAM,DIR")
+		setups = flag.String("setups", "direct,nginx,gotls,gotls4k", "setups to measure, comma-separated")
+		child  = flag.String("serve-tls", "", "internal: run the Go TLS terminator LISTEN,UPSTREAM,DIR,BUFSIZE")
 	)
 	flag.Parse()
 	if *child != "" {
@@ -63,6 +65,7 @@ func main() {
 		return
 	}
 	log.SetFlags(0)
+	defer tlsState(*idle)
 	dir, err := os.MkdirTemp("", "tlsfront-*")
 	if err != nil {
 		fatal("%v", err)
@@ -92,10 +95,14 @@ func main() {
 		case "nginx":
 			addr = freeAddr()
 			front = startNginx(*ngx, dir, addr, wsAddr, *idle)
-		case "gotls":
+		case "gotls", "gotls4k":
 			addr = freeAddr()
 			self, _ := os.Executable()
-			front = startProc(self, "-serve-tls", addr+","+wsAddr+","+dir)
+			buf := "32768" // io.Copy's own
+			if name == "gotls4k" {
+				buf = "4096"
+			}
+			front = startProc(self, "-serve-tls", addr+","+wsAddr+","+dir+","+buf)
 		default:
 			fatal("unknown setup %q", name)
 		}
@@ -394,12 +401,87 @@ http {
 	return startProc(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", file)
 }
 
+// tlsState reports the heap a server-side *tls.Conn holds once its
+// handshake is done and one small record was read, with no goroutine
+// attached: the floor of what wsgate would hold per connection if it
+// drove crypto/tls from its event loop through a non-blocking adapter
+// (the adapter's own buffers not counted).
+func tlsState(n int) {
+	dir, err := os.MkdirTemp("", "tlsfront-*")
+	if err != nil {
+		fatal("%v", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := writeCert(dir); err != nil {
+		fatal("%v", err)
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		fatal("%v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fatal("%v", err)
+	}
+	defer ln.Close()
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	servers := make([]*tls.Conn, 0, n)
+	clients := make([]net.Conn, 0, n)
+	for range n {
+		done := make(chan net.Conn)
+		go func() {
+			c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+			if err != nil {
+				fatal("%v", err)
+			}
+			if _, err := c.Write([]byte("hello")); err != nil {
+				fatal("%v", err)
+			}
+			done <- c
+		}()
+		raw, err := ln.Accept()
+		if err != nil {
+			fatal("%v", err)
+		}
+		sc := tls.Server(raw, conf)
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(sc, buf); err != nil {
+			fatal("%v", err)
+		}
+		servers = append(servers, sc)
+		clients = append(clients, <-done)
+	}
+	// The clients' half is in this heap too: measured alone below.
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	both := float64(after.HeapInuse-before.HeapInuse) / 1024 / float64(n)
+	for _, c := range servers {
+		c.Close()
+	}
+	servers = nil
+	runtime.GC()
+	var clientsOnly runtime.MemStats
+	runtime.ReadMemStats(&clientsOnly)
+	server := both - float64(clientsOnly.HeapInuse-before.HeapInuse)/1024/float64(n)
+	fmt.Printf("\ncrypto/tls server conn, idle after handshake and one read, no goroutine: %.1f KiB heap/conn (%d conns)\n", server, n)
+	for _, c := range clients {
+		c.Close()
+	}
+}
+
 // serveTLS is the Go terminator: it accepts TLS on listen and copies each
 // connection's bytes to and from a TCP connection to upstream.
 func serveTLS(arg string) {
 	parts := strings.Split(arg, ",")
-	if len(parts) != 3 {
-		log.Fatal("-serve-tls LISTEN,UPSTREAM,DIR")
+	if len(parts) != 4 {
+		log.Fatal("-serve-tls LISTEN,UPSTREAM,DIR,BUFSIZE")
+	}
+	bufSize, err := strconv.Atoi(parts[3])
+	if err != nil {
+		log.Fatal(err)
 	}
 	cert, err := tls.LoadX509KeyPair(filepath.Join(parts[2], "cert.pem"), filepath.Join(parts[2], "key.pem"))
 	if err != nil {
@@ -421,11 +503,13 @@ func serveTLS(arg string) {
 				return
 			}
 			defer up.Close()
+			// Wrapped: a *net.TCPConn's ReadFrom and WriteTo would copy
+			// with a 32 KiB buffer of their own.
 			go func() {
-				io.Copy(up, c)
+				io.CopyBuffer(struct{ io.Writer }{up}, struct{ io.Reader }{c}, make([]byte, bufSize))
 				up.Close()
 			}()
-			io.Copy(c, up)
+			io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{up}, make([]byte, bufSize))
 		}()
 	}
 }
