@@ -341,7 +341,10 @@ func (n *Node) sweep() {
 	defer close(n.done)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	ping := uint32(time.Duration(n.cfg.Client.PingInterval) / time.Second)
+	// A negative interval turns pings and the pong check off (0 here):
+	// converted as is, it would wrap to a huge interval whose sum with
+	// pong wraps again, to a few seconds.
+	ping := uint32(max(0, time.Duration(n.cfg.Client.PingInterval)/time.Second))
 	pong := uint32(time.Duration(n.cfg.Client.PongTimeout) / time.Second)
 	stale := uint32(time.Duration(n.cfg.Client.StaleCloseDelay) / time.Second)
 	expDelay := int64(time.Duration(n.cfg.Client.ExpiredCloseDelay) / time.Second)
