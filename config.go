@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -27,6 +28,11 @@ type ClientConfig struct {
 	// AllowedOrigins lists Origin values accepted besides the same origin
 	// ("*": any).
 	AllowedOrigins []string `json:"allowed_origins"`
+	// TrustedProxies is wsgate's own: the addresses and networks (CIDR) of
+	// the proxies whose Forwarded and X-Forwarded-* headers are believed
+	// for the client's address and the origin check (see
+	// loop.Options.TrustedProxies). Default: none.
+	TrustedProxies []string `json:"trusted_proxies"`
 	// PingInterval is the period of the protocol's server pings. Default
 	// 25s; negative disables pings (and the pong check).
 	PingInterval Duration `json:"ping_interval"`
@@ -205,6 +211,25 @@ func LoadConfig(path string) (Config, error) {
 	return ParseConfig(b)
 }
 
+// ParseTrustedProxies parses addresses ("10.0.0.7", "::1") and networks
+// ("10.0.0.0/8") into the prefixes of loop.Options.TrustedProxies.
+func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
+	var ps []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("%q is neither an address nor a network", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
 // normalize fills in the defaults and checks the values.
 func (c Config) normalize() (Config, error) {
 	cl := &c.Client
@@ -253,6 +278,9 @@ func (c Config) normalize() (Config, error) {
 			return c, fmt.Errorf("wsgate: config: channel.namespaces: duplicate name %q", ns.Name)
 		}
 		seen[ns.Name] = true
+	}
+	if _, err := ParseTrustedProxies(cl.TrustedProxies); err != nil {
+		return c, fmt.Errorf("wsgate: config: client.trusted_proxies: %w", err)
 	}
 	switch {
 	case cl.PingInterval > 0 && cl.PongTimeout >= cl.PingInterval:

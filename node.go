@@ -32,8 +32,8 @@ const ProtobufSubprotocol = "centrifuge-protobuf"
 // NodeOptions configures a Node beside its Config.
 type NodeOptions struct {
 	// Loop are the engine's options. Authorize, Protocols and
-	// MaxMessageSize are set by the node; AllowedOrigins and MaxConns
-	// come from the Config when empty.
+	// MaxMessageSize are set by the node; AllowedOrigins, TrustedProxies
+	// and MaxConns come from the Config when empty.
 	Loop loop.Options
 	// Broker carries publications and history; nil: a MemoryBroker.
 	Broker Broker
@@ -135,6 +135,9 @@ func NewNode(cfg Config, o NodeOptions) (*Node, error) {
 	lo.MaxMessageSize = int64(cfg.Client.MaxCommandSize)
 	if len(lo.AllowedOrigins) == 0 {
 		lo.AllowedOrigins = cfg.Client.AllowedOrigins
+	}
+	if len(lo.TrustedProxies) == 0 {
+		lo.TrustedProxies, _ = ParseTrustedProxies(cfg.Client.TrustedProxies) // checked by normalize
 	}
 	if lo.MaxConns == 0 {
 		lo.MaxConns = cfg.Client.ConnectionLimit
@@ -416,7 +419,10 @@ func (n *Node) sweep() {
 	defer close(n.done)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	ping := uint32(time.Duration(n.cfg.Client.PingInterval) / time.Second)
+	// A negative interval turns pings and the pong check off (0 here):
+	// converted as is, it would wrap to a huge interval whose sum with
+	// pong wraps again, to a few seconds.
+	ping := uint32(max(0, time.Duration(n.cfg.Client.PingInterval)/time.Second))
 	pong := uint32(time.Duration(n.cfg.Client.PongTimeout) / time.Second)
 	stale := uint32(time.Duration(n.cfg.Client.StaleCloseDelay) / time.Second)
 	expDelay := int64(time.Duration(n.cfg.Client.ExpiredCloseDelay) / time.Second)

@@ -139,7 +139,7 @@ func (c *Conn) releaseReader() {
 type Conn struct {
 	gc    gnet.Conn
 	ls    *loopState
-	raddr *net.TCPAddr // taken at accept: gnet clears its own at close
+	raddr *net.TCPAddr // set by OnOpen and accept: gnet clears its own at close
 
 	// event-loop only
 	rd     *reader // nil unless input is incomplete: see reader
@@ -185,9 +185,10 @@ func (c *Conn) Subprotocol() string {
 	return c.ls.srv.opts.Protocols[c.proto-1]
 }
 
-// RemoteAddr returns the peer's address. Safe from any goroutine, also
-// after the connection has closed: it is taken when the connection is
-// accepted.
+// RemoteAddr returns the peer's address, or the client's address that a
+// trusted proxy forwarded (see Options.TrustedProxies). Safe from any
+// goroutine, also after the connection has closed: it is set before
+// OnOpen and never changes after.
 func (c *Conn) RemoteAddr() net.Addr {
 	if c.raddr == nil {
 		return nil

@@ -490,11 +490,12 @@ Flags:
 var keyFlags = []struct{ name, key, usage string }{
 	{"addr", "listen.websocket", "WebSocket listen `address` (path " + wsgate.WebSocketPath + ")"},
 	{"api-addr", "listen.api", "server HTTP API listen `address` (/api/<method>, GET /ready)"},
-	{"admin", "listen.admin", "admin `address` for /stats and /debug/pprof/ (empty: off)"},
+	{"admin", "listen.admin", "admin `address` for /metrics, /healthz, /readyz, /stats and /debug/pprof/ (empty: off)"},
 	{"token-hmac-secret", "client.token.hmac_secret_key", "HMAC `secret` of connection tokens"},
 	{"api-key", "http_api.key", "server API `key`"},
 	{"nats", "broker.nats.url", "NATS server `URLs`, comma-separated: channels, history and node-wide API operations shared by every node on it (JetStream needed; empty: this node alone)"},
 	{"name", "node.name", "node `name` in /api/info (empty: the host name)"},
+	{"trusted-proxies", "client.trusted_proxies", "`addresses` or CIDRs of the proxies whose Forwarded and X-Forwarded-* headers are believed, space-separated"},
 	{"drain-period", "shutdown.drain_period", "on SIGTERM/SIGINT, disconnect the clients spread over this `duration`"},
 	{"shutdown-timeout", "shutdown.timeout", "exit at the latest this `duration` after SIGTERM/SIGINT"},
 }
