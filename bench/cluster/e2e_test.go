@@ -35,7 +35,9 @@ const (
 	config  = `{
   "client": {"token": {"hmac_secret_key": "` + secret + `"}, "allowed_origins": ["*"]},
   "channel": {"without_namespace": {"history_size": 2000, "history_ttl": "300s", "force_recovery": true,
-    "allow_subscribe_for_client": true}},
+    "allow_subscribe_for_client": true},
+    "namespaces": [{"name": "small", "history_size": 5, "history_ttl": "300s", "force_recovery": true,
+      "allow_subscribe_for_client": true}]},
   "http_api": {"key": "` + apiKey + `"}
 }`
 )
@@ -174,10 +176,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	natsBin := build(t, dir, "nats-server", "github.com/nats-io/nats-server/v2")
 	gateBin := build(t, dir, "wsgate", "github.com/wsgate/wsgate/cmd/wsgate")
-	cfgFile := filepath.Join(dir, "config.json")
-	if err := os.WriteFile(cfgFile, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := writeConfig(t, dir)
 	natsPort := freePort(t)
 	natsURL := "nats://127.0.0.1:" + strconv.Itoa(natsPort)
 	store := filepath.Join(dir, "js")
@@ -424,6 +423,16 @@ func TestClusterEndToEnd(t *testing.T) {
 		return
 	}
 	t.Fatal("no client on node2")
+}
+
+// writeConfig writes the nodes' configuration into dir.
+func writeConfig(t *testing.T, dir string) string {
+	t.Helper()
+	f := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(f, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // startNodes starts three wsgate processes on NATS at natsURL, logging
