@@ -53,13 +53,16 @@ func freePort(t *testing.T) int {
 }
 
 // build builds pkg into dir/out. The gateway is built in its own module
-// (../..), with the dependency versions it ships with, not this module's
+// (../..) and the load tools in theirs (..), with the dependency versions it ships with, not this module's
 // (nats-server raises some of them here).
 func build(t *testing.T, dir, out, pkg string) string {
 	t.Helper()
 	bin := filepath.Join(dir, out)
 	cmd := exec.Command("go", "build", "-o", bin, pkg)
-	if strings.HasPrefix(pkg, "github.com/wsgate/wsgate/") {
+	switch {
+	case strings.HasPrefix(pkg, "github.com/wsgate/wsgate/bench/"):
+		cmd.Dir = ".." // the benchmark module
+	case strings.HasPrefix(pkg, "github.com/wsgate/wsgate/"):
 		cmd.Dir = "../.."
 	}
 	if b, err := cmd.CombinedOutput(); err != nil {
