@@ -23,6 +23,7 @@ type relay struct {
 	target string
 	mu     sync.Mutex
 	down   bool
+	delay  time.Duration // added before each chunk from the target
 	conns  map[net.Conn]struct{}
 }
 
@@ -73,9 +74,31 @@ func (r *relay) pipe(c net.Conn) {
 	r.conns[c], r.conns[u] = struct{}{}, struct{}{}
 	r.mu.Unlock()
 	go func() { _, _ = io.Copy(u, c); u.Close(); c.Close() }()
-	_, _ = io.Copy(c, u)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := u.Read(buf)
+		if n > 0 {
+			r.mu.Lock()
+			d := r.delay
+			r.mu.Unlock()
+			time.Sleep(d)
+			if _, err := c.Write(buf[:n]); err != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	c.Close()
 	u.Close()
+}
+
+// slow delays everything the target sends by d from now on (0: none).
+func (r *relay) slow(d time.Duration) {
+	r.mu.Lock()
+	r.delay = d
+	r.mu.Unlock()
 }
 
 // cut closes every relayed connection and refuses new ones.
