@@ -55,6 +55,26 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// ErrTooLarge is returned by Publish for a publication (data and
+// headers) larger than the NATS server's max_payload.
+var ErrTooLarge = errors.New("natsbroker: publication larger than NATS max_payload")
+
+// headerRoom is the room left in a message for the headers added after
+// the size check (offset, epoch, sequences, message id).
+const headerRoom = 512
+
+// msgSize is an upper bound of m's size on the wire once the broker has
+// added its position headers.
+func msgSize(m *nats.Msg) int64 {
+	n := len(m.Subject) + len(m.Data) + headerRoom
+	for k, vs := range m.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return int64(n)
+}
+
 // ErrNotConnected is returned by Publish and History while the broker has
 // no connection to NATS.
 var ErrNotConnected = errors.New("natsbroker: not connected to NATS")
@@ -547,6 +567,10 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 	m := nats.NewMsg(b.liveSubject(channel))
 	m.Data = data
 	encode(m.Header, pub, opts.HistorySize)
+	if limit := b.nc.MaxPayload(); limit > 0 && msgSize(m) > limit {
+		// NATS would refuse it: no node but this one could have it.
+		return wsgate.StreamPosition{}, ErrTooLarge
+	}
 	if opts.HistorySize <= 0 || opts.HistoryTTL <= 0 {
 		if opts.IdempotencyKey != "" {
 			if sp, ok := b.idem.Lookup(opts.IdempotencyKey, now); ok {
