@@ -110,9 +110,18 @@ type Broker struct {
 
 	ctl control
 
-	resyncing atomic.Bool
-	closed    chan struct{}
-	done      chan struct{}
+	// lag holds the channels whose last publication this node may not
+	// have been handed: NATS dropped live messages for it (slow
+	// consumer), it was disconnected, or one of its publishes got no
+	// answer (stored or not). The value is true for the latter: the other
+	// nodes may not have had it live either. The dispatch goroutine
+	// catches them up when its queue is empty (see catchUp).
+	lagMu sync.Mutex
+	lag   map[string]bool
+	kick  chan struct{}
+
+	closed chan struct{}
+	done   chan struct{}
 }
 
 // top is the last message of a channel's history subject: its stream
@@ -174,8 +183,8 @@ func New(o Options) (*Broker, error) {
 		o.Timeout = 2 * time.Second
 	}
 	b := &Broker{o: o, log: o.Logger, seed: maphash.MakeSeed(), in: make(chan *nats.Msg, inboxSize),
-		subs: map[string]*nats.Subscription{}, tops: map[string]top{},
-		closed: make(chan struct{}), done: make(chan struct{})}
+		subs: map[string]*nats.Subscription{}, tops: map[string]top{}, lag: map[string]bool{},
+		kick: make(chan struct{}, 1), closed: make(chan struct{}), done: make(chan struct{})}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
@@ -196,6 +205,16 @@ func New(o Options) (*Broker, error) {
 		nats.ConnectHandler(func(*nats.Conn) {
 			b.log.Info("nats connected")
 			b.resync()
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
+			if s != nil && errors.Is(err, nats.ErrSlowConsumer) && strings.HasPrefix(s.Subject, b.o.Prefix+".l.") {
+				// Live messages of the channel were dropped: the last one
+				// makes the node fill them from history.
+				if c, ok := b.channelOf(s.Subject); ok {
+					b.behind(c, false)
+				}
+			}
+			b.log.Warn("nats", "err", err)
 		}),
 	)
 	if err != nil {
@@ -257,10 +276,17 @@ func (b *Broker) Run(h wsgate.BrokerHandler) error {
 
 func (b *Broker) dispatch() {
 	defer close(b.done)
+	pending := false
 	for {
+		if pending && len(b.in) == 0 {
+			pending = false
+			b.catchUp()
+		}
 		select {
 		case <-b.closed:
 			return
+		case <-b.kick:
+			pending = true
 		case m := <-b.in:
 			channel, ok := b.channelOf(m.Subject)
 			if !ok {
@@ -314,32 +340,109 @@ func (b *Broker) Unsubscribe(channel string) error {
 	return s.Unsubscribe()
 }
 
-// resync runs after a (re)connection: for every subscribed channel the
-// last publication is handed to the handler, which fills from history
-// what the node missed while NATS was away (or drops it if nothing was).
+// resync runs after a (re)connection: every subscribed channel is
+// caught up (see catchUp), so that the node fills from history what it
+// missed while NATS was away.
 func (b *Broker) resync() {
-	if !b.running.Load() || !b.resyncing.CompareAndSwap(false, true) {
-		return
+	b.subMu.Lock()
+	b.lagMu.Lock()
+	for c := range b.subs {
+		if _, ok := b.lag[c]; !ok {
+			b.lag[c] = false
+		}
 	}
-	go func() {
-		defer b.resyncing.Store(false)
+	b.lagMu.Unlock()
+	b.subMu.Unlock()
+	b.kickNow()
+}
+
+// behind marks channel for catching up; live: its last publication is
+// also published again on the live subject, for the other nodes.
+func (b *Broker) behind(channel string, live bool) {
+	b.lagMu.Lock()
+	b.lag[strings.Clone(channel)] = b.lag[channel] || live
+	b.lagMu.Unlock()
+	b.kickNow()
+}
+
+func (b *Broker) kickNow() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// catchUpBatch is how many channels catchUp reads before the dispatch
+// goroutine looks at its queue again.
+const catchUpBatch = 64
+
+// catchUp hands the last stored publication of lagging channels to the
+// handler, which fills what the node missed from history (or drops it
+// if nothing was), and publishes it again live where the other nodes may
+// not have had it. It runs on the dispatch goroutine when its queue is
+// empty: a catch-up read after the last live message NATS dropped for
+// the node sees that message stored (it is stored before it is published
+// live). A channel whose read fails stays lagging: it is tried again a
+// second later, or at the next reconnection.
+func (b *Broker) catchUp() {
+	if !b.nc.IsConnected() {
+		return // resync catches everything up on reconnection
+	}
+	b.lagMu.Lock()
+	batch := make(map[string]bool, min(len(b.lag), catchUpBatch))
+	for c, live := range b.lag {
+		if len(batch) == catchUpBatch {
+			break
+		}
+		batch[c] = live
+		delete(b.lag, c)
+	}
+	more := len(b.lag) > 0
+	b.lagMu.Unlock()
+	failed := false
+	for c, live := range batch {
 		b.subMu.Lock()
-		chans := make([]string, 0, len(b.subs))
-		for c := range b.subs {
-			chans = append(chans, c)
-		}
+		sub := b.subs[c] != nil
 		b.subMu.Unlock()
-		for _, c := range chans {
-			m, err := b.last(c)
-			if err != nil || m == nil {
-				continue
-			}
-			pub, sp, kind, err := decode(m.Header, m.Data)
-			if err == nil && kind != kindPos && pub.Offset > 0 {
-				b.h.HandlePublication(c, pub, sp)
-			}
+		if !sub && !live {
+			continue
 		}
-	}()
+		m, err := b.last(c)
+		if err != nil {
+			b.lagMu.Lock()
+			b.lag[c] = b.lag[c] || live
+			b.lagMu.Unlock()
+			failed = true
+			continue
+		}
+		if m == nil {
+			continue
+		}
+		pub, sp, kind, err := decode(m.Header, m.Data)
+		if err != nil || kind == kindPos || pub.Offset == 0 {
+			continue
+		}
+		if live {
+			lm := nats.NewMsg(b.liveSubject(c))
+			lm.Data = m.Data
+			for k, v := range m.Header {
+				if !strings.HasPrefix(k, "Nats-") {
+					lm.Header[k] = v
+				}
+			}
+			lm.Header.Set(hdrSeq, strconv.FormatUint(m.Sequence, 10))
+			_ = b.nc.PublishMsg(lm)
+		}
+		if sub {
+			b.h.HandlePublication(c, pub, sp)
+		}
+	}
+	if more {
+		b.kickNow()
+	}
+	if failed {
+		time.AfterFunc(time.Second, b.kickNow)
+	}
 }
 
 // Subjects: a channel name becomes one subject token in unpadded
@@ -603,6 +706,14 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 	m.Subject = b.historySubject(channel)
 	t, ack, err := b.appendMsg(channel, m, false, msgID)
 	if err != nil {
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) && !errors.Is(err, errRetries) {
+			// No answer (a timeout, the connection lost): the
+			// publication may be stored all the same, and then the
+			// other nodes' readers see it: it is caught up here and
+			// published live again.
+			b.behind(channel, true)
+		}
 		return wsgate.StreamPosition{}, err
 	}
 	if ack.Duplicate {
