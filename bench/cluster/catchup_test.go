@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -24,6 +23,9 @@ type relay struct {
 	mu     sync.Mutex
 	down   bool
 	delay  time.Duration // added before each chunk from the target
+	// black: what either side sends is read and thrown away, and nothing
+	// is closed (a link that went silent: a dead route, a NAT entry gone)
+	black bool
 	conns  map[net.Conn]struct{}
 }
 
@@ -73,25 +75,45 @@ func (r *relay) pipe(c net.Conn) {
 	}
 	r.conns[c], r.conns[u] = struct{}{}, struct{}{}
 	r.mu.Unlock()
-	go func() { _, _ = io.Copy(u, c); u.Close(); c.Close() }()
+	go r.copy(u, c, false)
+	r.copy(c, u, true)
+}
+
+// copy forwards from src to dst until either fails, delaying what comes
+// from the target (fromTarget) by r.delay, and throwing bytes away while
+// r.black is set.
+func (r *relay) copy(dst, src net.Conn, fromTarget bool) {
+	defer dst.Close()
+	defer src.Close()
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := u.Read(buf)
+		n, err := src.Read(buf)
 		if n > 0 {
 			r.mu.Lock()
-			d := r.delay
+			d, black := r.delay, r.black
 			r.mu.Unlock()
-			time.Sleep(d)
-			if _, err := c.Write(buf[:n]); err != nil {
-				break
+			if fromTarget {
+				time.Sleep(d)
+			}
+			if !black {
+				if _, err := dst.Write(buf[:n]); err != nil {
+					return
+				}
 			}
 		}
 		if err != nil {
-			break
+			return
 		}
 	}
-	c.Close()
-	u.Close()
+}
+
+// blackhole makes every connection, current and new, silent: bytes are
+// thrown away, nothing is closed. restore ends it (closing the silent
+// connections, whose streams lost bytes).
+func (r *relay) blackhole() {
+	r.mu.Lock()
+	r.black = true
+	r.mu.Unlock()
 }
 
 // slow delays everything the target sends by d from now on (0: none).
@@ -112,11 +134,18 @@ func (r *relay) cut() {
 	clear(r.conns)
 }
 
-// restore accepts connections again.
+// restore accepts and forwards connections again.
 func (r *relay) restore() {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.black {
+		r.black = false
+		for c := range r.conns {
+			c.Close()
+		}
+		clear(r.conns)
+	}
 	r.down = false
-	r.mu.Unlock()
 }
 
 // newClient connects a centrifuge-go client (JSON or Protobuf) as user to

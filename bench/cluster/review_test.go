@@ -129,3 +129,35 @@ func TestPublishBeyondMaxPayload(t *testing.T) {
 		t.Fatalf("publishing node handed %d publications NATS could not carry", n)
 	}
 }
+
+// A node whose link to NATS goes silent (no reset, no close) must notice
+// it within seconds with the default options: it is then disconnected,
+// reconnects when the link is back and catches up on what it missed.
+// (nats.go's default ping interval, two minutes with two pings
+// outstanding, left it "connected" and deaf for four to six minutes.)
+func TestSilentLinkDetected(t *testing.T) {
+	s := startNATS(t, t.TempDir(), -1)
+	defer s.Shutdown()
+	r := newRelay(t, s.Addr().String())
+	a := newBroker(t, s.ClientURL(), "a", nil)
+	rb := newRecorder()
+	b := newBroker(t, "nats://"+r.addr(), "b", rb)
+	if err := b.Subscribe("quiet"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Publish("quiet", []byte("1"), hist); err != nil {
+		t.Fatal(err)
+	}
+	rb.wait(t, "quiet", 1)
+	r.blackhole()
+	var last wsgate.StreamPosition
+	for i := range 5 {
+		var err error
+		if last, err = a.Publish("quiet", fmt.Appendf(nil, "%d", i), hist); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return !b.Conn().IsConnected() })
+	r.restore()
+	waitFor(t, func() bool { return b.Conn().IsConnected() && rb.lastOffset("quiet") == last.Offset })
+}
