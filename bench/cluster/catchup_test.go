@@ -26,7 +26,7 @@ type relay struct {
 	// black: what either side sends is read and thrown away, and nothing
 	// is closed (a link that went silent: a dead route, a NAT entry gone)
 	black bool
-	conns  map[net.Conn]struct{}
+	conns map[net.Conn]struct{}
 }
 
 func newRelay(t *testing.T, target string) *relay {

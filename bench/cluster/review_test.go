@@ -161,3 +161,109 @@ func TestSilentLinkDetected(t *testing.T) {
 	r.restore()
 	waitFor(t, func() bool { return b.Conn().IsConnected() && rb.lastOffset("quiet") == last.Offset })
 }
+
+// Many channels subscribed on a node cut from NATS while another node
+// publishes to each: once the link is back, the node is handed every
+// channel's last publication (caught up in batches).
+func TestCatchUpManyChannels(t *testing.T) {
+	s := startNATS(t, t.TempDir(), -1)
+	defer s.Shutdown()
+	r := newRelay(t, s.Addr().String())
+	a := newBroker(t, s.ClientURL(), "a", nil)
+	rb := newRecorder()
+	b := newBroker(t, "nats://"+r.addr(), "b", rb)
+	const n = 1000
+	for i := range n {
+		if err := b.Subscribe(fmt.Sprint("m", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.cut()
+	waitFor(t, func() bool { return !b.Conn().IsConnected() })
+	for i := range n {
+		if _, err := a.Publish(fmt.Sprint("m", i), []byte("x"), hist); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.restore()
+	waitFor(t, func() bool {
+		for i := range n {
+			if rb.lastOffset(fmt.Sprint("m", i)) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// The same idempotency key published at once through two nodes, for many
+// keys: each key is stored once, and both nodes answer its position.
+func TestIdempotencyKeyRace(t *testing.T) {
+	s := startNATS(t, t.TempDir(), -1)
+	defer s.Shutdown()
+	nodes := [2]*natsbroker.Broker{newBroker(t, s.ClientURL(), "a", nil), newBroker(t, s.ClientURL(), "b", nil)}
+	const keys = 50
+	var got [2][keys]wsgate.StreamPosition
+	var errs [2]error
+	done := make(chan int)
+	for ni, nb := range nodes {
+		go func() {
+			defer func() { done <- ni }()
+			for k := range keys {
+				o := hist
+				o.IdempotencyKey = fmt.Sprint("key", k)
+				if got[ni][k], errs[ni] = nb.Publish("idem", fmt.Appendf(nil, "%d", k), o); errs[ni] != nil {
+					return
+				}
+			}
+		}()
+	}
+	<-done
+	<-done
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	for k := range keys {
+		if got[0][k] != got[1][k] {
+			t.Errorf("key %d: node a answered %+v, node b %+v", k, got[0][k], got[1][k])
+		}
+	}
+	pubs, _, err := nodes[0].History("idem", wsgate.HistoryOptions{Limit: -1})
+	if err != nil || len(pubs) != keys {
+		t.Fatalf("history holds %d publications for %d keys (%v)", len(pubs), keys, err)
+	}
+}
+
+// A publish repeated with its idempotency key after its publication left
+// JetStream (a busy channel) is not published again and answers
+// success, not an error: a publisher retrying would otherwise fail for
+// the whole idempotency window.
+func TestIdempotencyKeyAfterTrim(t *testing.T) {
+	s := startNATS(t, t.TempDir(), -1)
+	defer s.Shutdown()
+	a := newBroker(t, s.ClientURL(), "a", nil)
+	b := newBroker(t, s.ClientURL(), "b", nil)
+	small := wsgate.PublishOptions{HistorySize: 1, HistoryTTL: time.Hour, IdempotencyKey: "once"}
+	first, err := a.Publish("trim", []byte("1"), small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small.IdempotencyKey = ""
+	for range 1001 { // JetStream keeps MaxHistorySize+1 per channel
+		if _, err := a.Publish("trim", []byte("more"), small); err != nil {
+			t.Fatal(err)
+		}
+	}
+	small.IdempotencyKey = "once"
+	// The publishing node remembers the position it answered.
+	if sp, err := a.Publish("trim", []byte("1"), small); err != nil || sp != first {
+		t.Errorf("repeated publish on the first node: %+v %v; want %+v", sp, err, first)
+	}
+	// Another node cannot know it any more: success, position unknown.
+	if sp, err := b.Publish("trim", []byte("1"), small); err != nil || (sp != first && sp != wsgate.StreamPosition{}) {
+		t.Errorf("repeated publish on another node: %+v %v; want %+v or none", sp, err, first)
+	}
+	if _, sp, _ := a.History("trim", wsgate.HistoryOptions{}); sp.Offset != 1002 {
+		t.Errorf("channel at offset %d after 1002 publications and 2 repeats", sp.Offset)
+	}
+}
