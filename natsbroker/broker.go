@@ -727,7 +727,11 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 		return wsgate.StreamPosition{}, err
 	}
 	if ack.Duplicate {
-		// Published before with this idempotency key: its position.
+		// Published before with this idempotency key: its position, as
+		// this node remembers it or as its message tells.
+		if sp, ok := b.idem.Lookup(opts.IdempotencyKey, now); ok {
+			return sp, nil
+		}
 		s, err := b.getStream()
 		if err != nil {
 			return wsgate.StreamPosition{}, err
@@ -735,6 +739,12 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 		ctx, cancel := context.WithTimeout(context.Background(), b.o.Timeout)
 		defer cancel()
 		orig, err := s.GetMsg(ctx, ack.Sequence)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			// Published through another node, and already gone from
+			// the channel's history: published, at a position this
+			// node cannot know.
+			return wsgate.StreamPosition{}, nil
+		}
 		if err != nil {
 			return wsgate.StreamPosition{}, err
 		}
@@ -742,6 +752,9 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 		return sp, err
 	}
 	sp := wsgate.StreamPosition{Offset: t.offset, Epoch: t.epoch}
+	if opts.IdempotencyKey != "" {
+		b.idem.Remember(opts.IdempotencyKey, sp, now)
+	}
 	pub.Offset = t.offset
 	m.Subject = b.liveSubject(channel)
 	m.Header.Del(jetstream.ExpectedLastSubjSeqHeader)
