@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/centrifugal/centrifuge-go"
-	"github.com/golang-jwt/jwt/v5"
 )
 
 const (
@@ -214,71 +213,9 @@ func TestClusterEndToEnd(t *testing.T) {
 	ep := strings.Join(endpoints, ",")
 	clients := make([]*client, nClients)
 	for i := range clients {
-		cl := &client{user: fmt.Sprintf("user%d", i), discon: make(chan uint32, 4), unsub: make(chan uint32, 4)}
-		tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": cl.user}).SignedString([]byte(secret))
-		cfg := centrifuge.Config{Token: tok, MinReconnectDelay: 50 * time.Millisecond, MaxReconnectDelay: 300 * time.Millisecond}
-		if i%2 == 0 {
-			cl.c = centrifuge.NewJsonClient(ep, cfg)
-		} else {
-			cl.c = centrifuge.NewProtobufClient(ep, cfg)
-		}
-		cl.c.OnConnected(func(e centrifuge.ConnectedEvent) {
-			cl.mu.Lock()
-			cl.id = e.ClientID
-			cl.mu.Unlock()
-		})
-		cl.c.OnDisconnected(func(e centrifuge.DisconnectedEvent) { cl.discon <- e.Code })
-		sub, err := cl.c.NewSubscription(channel, centrifuge.SubscriptionConfig{Recoverable: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sub.OnUnsubscribed(func(e centrifuge.UnsubscribedEvent) { cl.unsub <- e.Code })
-		sub.OnSubscribed(func(e centrifuge.SubscribedEvent) {
-			cl.mu.Lock()
-			defer cl.mu.Unlock()
-			cl.subs++
-			if e.WasRecovering && e.Recovered {
-				cl.recov++
-			} else if e.WasRecovering {
-				cl.failed++
-			}
-		})
-		sub.OnPublication(func(e centrifuge.PublicationEvent) {
-			cl.mu.Lock()
-			defer cl.mu.Unlock()
-			if n := len(cl.offs); n > 0 {
-				switch last := cl.offs[n-1]; {
-				case e.Offset <= last:
-					cl.dups++
-					return
-				case e.Offset > last+1:
-					cl.gaps++
-				}
-			} else if e.Offset != 1 {
-				cl.gaps++
-			}
-			cl.offs = append(cl.offs, e.Offset)
-		})
-		if err := sub.Subscribe(); err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.c.Connect(); err != nil {
-			t.Fatal(err)
-		}
-		clients[i] = cl
-		t.Cleanup(cl.c.Close)
+		clients[i] = newClient(t, ep, fmt.Sprintf("user%d", i), channel, i%2 == 1)
 	}
-	waitUntil(t, "all clients subscribed", 10*time.Second, func() bool {
-		for _, cl := range clients {
-			cl.mu.Lock()
-			s := cl.subs
-			cl.mu.Unlock()
-			if s == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitUntil(t, "all clients subscribed", 10*time.Second, func() bool { return allSubscribed(clients) })
 	perNode := make([]int, 3)
 	for _, cl := range clients {
 		_, id := cl.seen()
