@@ -761,9 +761,12 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 	m.Header.Del(jetstream.MsgIDHeader)
 	m.Header.Set(hdrSeq, strconv.FormatUint(t.seq, 10))
 	if err := b.nc.PublishMsg(m); err != nil {
-		// Stored: the other nodes fill it from history when the next
-		// publication of the channel reaches them.
+		// Stored, but the other nodes did not get it live (the link to
+		// NATS went down just now): it is published live again when the
+		// link is back (catchUp), or they fill it from history at the
+		// channel's next publication, whichever comes first.
 		b.log.Warn("live publish failed", "channel", channel, "offset", t.offset, "err", err)
+		b.behind(channel, true)
 	}
 	if b.running.Load() {
 		b.h.HandlePublication(channel, pub, sp)
