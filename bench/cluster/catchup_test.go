@@ -189,12 +189,25 @@ func newClient(t *testing.T, endpoints, user, ch string, protobuf bool) *client 
 		if e.WasRecovering && e.Recovered {
 			cl.recov++
 		} else if e.WasRecovering {
+			// Told its position is lost: the next publication follows
+			// the position the subscribe gave, not the last one seen.
 			cl.failed++
+			if e.StreamPosition != nil {
+				cl.from, cl.restart = e.StreamPosition.Offset, true
+			}
 		}
 	})
 	sub.OnPublication(func(e centrifuge.PublicationEvent) {
 		cl.mu.Lock()
 		defer cl.mu.Unlock()
+		if cl.restart {
+			cl.restart = false
+			if e.Offset != cl.from+1 {
+				cl.gaps++
+			}
+			cl.offs = append(cl.offs, e.Offset)
+			return
+		}
 		if n := len(cl.offs); n > 0 {
 			switch last := cl.offs[n-1]; {
 			case e.Offset <= last:
@@ -379,6 +392,27 @@ func TestCatchUpBeyondHistory(t *testing.T) {
 	r.restore()
 	waitUntil(t, "cut node ready again", 20*time.Second, func() bool { return ready(cut) })
 	positionLost(t, clients, "the cut node's clients told their position is lost")
+	// Resubscribed, they get what is published from then on.
+	for i := range 3 { // offsets 14..16
+		if _, err := api(pub, "publish", map[string]any{"channel": ch, "data": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "publications after the loss delivered", 10*time.Second, func() bool {
+		for _, cl := range clients {
+			cl.mu.Lock()
+			n := len(cl.offs)
+			last := uint64(0)
+			if n > 0 {
+				last = cl.offs[n-1]
+			}
+			cl.mu.Unlock()
+			if last != 16 {
+				return false
+			}
+		}
+		return true
+	})
 	for _, cl := range clients {
 		cl.mu.Lock()
 		if cl.dups != 0 || cl.gaps != 0 {

@@ -147,8 +147,12 @@ type client struct {
 	subs   int // subscribed events
 	recov  int // subscribed events with recovered: true after recovering
 	failed int // subscribed events that tried to recover and could not
-	discon chan uint32
-	unsub  chan uint32
+	// from is the position the last failed recovery gave; restart: the
+	// next publication is checked against it
+	from    uint64
+	restart bool
+	discon  chan uint32
+	unsub   chan uint32
 }
 
 func (c *client) seen() (int, string) {
