@@ -468,3 +468,78 @@ func TestEpochChangeSignalled(t *testing.T) {
 		cl.mu.Unlock()
 	}
 }
+
+// A server-side subscriber (channels of its connection token) whose
+// position is lost cannot subscribe again by itself: as Centrifugo, it is
+// disconnected with 3010 "insufficient state", reconnects, and its
+// server-side subscription's recovery fails (recovered: false); then it
+// gets what is published next.
+func TestServerSideSubscriberPositionLost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	dir := t.TempDir()
+	gateBin := build(t, dir, "wsgate", "github.com/wsgate/wsgate/cmd/wsgate")
+	cfgFile := writeConfig(t, dir)
+	s := startNATS(t, filepath.Join(dir, "js"), -1)
+	defer s.Shutdown()
+	r := newRelay(t, s.Addr().String())
+	cut := startNode(t, dir, gateBin, cfgFile, "nats://"+r.addr(), "cut")
+	pub := startNode(t, dir, gateBin, cfgFile, s.ClientURL(), "pub")
+	const ch = "small:server-side"
+	tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "ss", "channels": []string{ch}}).SignedString([]byte(secret))
+	c := centrifuge.NewJsonClient("ws://"+cut.ws+"/connection/websocket",
+		centrifuge.Config{Token: tok, MinReconnectDelay: 50 * time.Millisecond, MaxReconnectDelay: 300 * time.Millisecond})
+	type subscribed struct{ recovering, recovered bool }
+	subs := make(chan subscribed, 16)
+	pubs := make(chan uint64, 64)
+	c.OnSubscribed(func(e centrifuge.ServerSubscribedEvent) { subs <- subscribed{e.WasRecovering, e.Recovered} })
+	c.OnPublication(func(e centrifuge.ServerPublicationEvent) { pubs <- e.Offset })
+	if err := c.Connect(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-subs:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no server-side subscription")
+	}
+	publish := func(k int) {
+		for i := range k {
+			if _, err := api(pub, "publish", map[string]any{"channel": ch, "data": i}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	publish(2)
+	for range 2 {
+		<-pubs
+	}
+	r.cut()
+	waitUntil(t, "cut node not ready", 10*time.Second, func() bool { return !ready(cut) })
+	publish(10) // offsets 3..12; history keeps 8..12
+	r.restore()
+	waitUntil(t, "cut node ready again", 20*time.Second, func() bool { return ready(cut) })
+	select {
+	case e := <-subs:
+		if !e.recovering || e.recovered {
+			t.Fatalf("subscribed again with %+v; want a failed recovery", e)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the server-side subscriber was never told its position is lost")
+	}
+	for len(pubs) > 0 {
+		if o := <-pubs; o > 2 {
+			t.Fatalf("offset %d delivered after 2, before the loss was told", o)
+		}
+	}
+	publish(1)
+	select {
+	case o := <-pubs:
+		if o != 13 {
+			t.Fatalf("offset %d after the loss; want 13", o)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing delivered after the loss")
+	}
+}
