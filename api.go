@@ -543,6 +543,7 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 				c.mu.Unlock()
 				return nil, n.apiErr(err)
 			}
+			c.subs[len(c.subs)-1].server = true
 		}
 		c.mu.Unlock()
 	}

@@ -505,7 +505,10 @@ var insufficientState = &protocol.Unsubscribe{Code: 2500, Reason: "insufficient 
 // lose tells ch's subscribers on this node that publications they should
 // have had are lost: each is unsubscribed with insufficientState, so that
 // its SDK subscribes again with recovery, which then fails (recovered:
-// false) and the application learns it. Until they all are, nothing is
+// false) and the application learns it. A server-side subscriber, which
+// cannot subscribe again by itself, is disconnected with 3010
+// "insufficient state" instead: it reconnects, recovering its server-side
+// subscriptions. Until they all are, nothing is
 // fanned out on ch and subscribes are refused with a temporary error:
 // no subscriber sees a later publication after the gap, which would
 // move its position past the loss. ch.mu held; the unsubscribing runs on
@@ -525,8 +528,12 @@ func (n *Node) lose(ch *channel) {
 		})
 		for _, c := range cs {
 			c.mu.Lock()
-			if c.state.Load() == stateConnected && n.unsubscribe(c, ch.name, leaveQueued) {
-				c.write(&protocol.Reply{Push: &protocol.Push{Channel: ch.name, Unsubscribe: insufficientState}})
+			if c.state.Load() == stateConnected {
+				if i := c.subscribed(ch.name); i >= 0 && c.subs[i].server {
+					c.disconnect(disconnectInsufficient)
+				} else if n.unsubscribe(c, ch.name, leaveQueued) {
+					c.write(&protocol.Reply{Push: &protocol.Push{Channel: ch.name, Unsubscribe: insufficientState}})
+				}
 			}
 			c.mu.Unlock()
 		}
