@@ -390,31 +390,67 @@ func (n *Node) apiInfo(body []byte) (any, *apiError) {
 	return map[string]any{"nodes": n.nodes()}, nil
 }
 
+// channelsResult is the result of /api/channels.
+type channelsResult struct {
+	Channels map[string]channelInfo `json:"channels"`
+}
+
+type channelInfo struct {
+	NumClients int `json:"num_clients"`
+}
+
+// apiChannels lists the channels with subscribers on every node, their
+// client counts summed.
 func (n *Node) apiChannels(body []byte) (any, *apiError) {
+	res, e := n.localChannels(body)
+	if e != nil {
+		return nil, e
+	}
+	c, ok := n.broker.(Cluster)
+	if !ok {
+		return res, nil
+	}
+	answers, err := c.Survey("channels", body)
+	if err != nil {
+		n.log.Warn("channels not asked of the other nodes", "err", err)
+		return nil, apiErrInternal
+	}
+	for _, a := range answers {
+		var other channelsResult
+		if json.Unmarshal(a, &other) != nil {
+			continue
+		}
+		for name, ci := range other.Channels {
+			ci.NumClients += res.Channels[name].NumClients
+			res.Channels[name] = ci
+		}
+	}
+	return res, nil
+}
+
+// localChannels lists the channels with subscribers on this node.
+func (n *Node) localChannels(body []byte) (channelsResult, *apiError) {
 	var r struct {
 		Pattern string `json:"pattern"`
 	}
 	if e := decode(body, &r); e != nil {
-		return nil, e
+		return channelsResult{}, e
 	}
 	if _, err := path.Match(r.Pattern, ""); err != nil {
-		return nil, apiErrBadRequest
+		return channelsResult{}, apiErrBadRequest
 	}
-	type info struct {
-		NumClients int `json:"num_clients"`
-	}
-	out := map[string]info{}
+	out := channelsResult{Channels: map[string]channelInfo{}}
 	for i := range n.channels {
 		sh := &n.channels[i]
 		sh.mu.Lock()
 		for name, ch := range sh.m {
 			if ok, _ := path.Match(r.Pattern, name); r.Pattern == "" || ok {
-				out[name] = info{ch.refs}
+				out.Channels[name] = channelInfo{ch.refs}
 			}
 		}
 		sh.mu.Unlock()
 	}
-	return map[string]any{"channels": out}, nil
+	return out, nil
 }
 
 func (n *Node) apiDisconnect(body []byte) (any, *apiError) {
@@ -520,6 +556,7 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 				c.mu.Unlock()
 				return nil, n.apiErr(err)
 			}
+			c.subs[len(c.subs)-1].server = true
 		}
 		c.mu.Unlock()
 	}

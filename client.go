@@ -54,8 +54,9 @@ type session struct {
 const sessionSize = int(unsafe.Sizeof(session{}))
 
 type sub struct {
-	ch  *channel
-	exp uint32 // subscription token expiry, Unix s (0: none)
+	ch     *channel
+	exp    uint32 // subscription token expiry, Unix s (0: none)
+	server bool   // server-side: made by the connection token or the API
 }
 
 func (c *session) id(n *Node) string { return n.clientID(c.seq) }
@@ -74,6 +75,7 @@ var (
 	disconnectExpired       = disconnect{3005, "connection expired"}
 	disconnectSubExpired    = disconnect{3006, "subscription expired"}
 	disconnectNoPong        = disconnect{3012, "no pong"}
+	disconnectInsufficient  = disconnect{3010, "insufficient state"}
 	disconnectInvalidToken  = disconnect{3500, "invalid token"}
 	disconnectBadRequest    = disconnect{3501, "bad request"}
 	disconnectStale         = disconnect{3502, "stale"}
@@ -333,6 +335,7 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 				n.log.Warn("server-side subscription failed", "client", c.id(n), "channel", name, "err", err)
 				return nil, disconnectServerError
 			}
+			c.subs[len(c.subs)-1].server = true
 		}
 	}
 	return &protocol.Reply{Id: id, Connect: res}, nil

@@ -95,6 +95,10 @@ type channel struct {
 	init  bool
 	top   uint64 // offset of the last publication handed to the engine topics (at creation: the stream's)
 	epoch string
+	// lost is set while the channel's subscribers on this node are being
+	// told that their position is lost (see lose): nothing is fanned out
+	// to them and nobody joins until they all are.
+	lost bool
 }
 
 // NewNode checks the configuration and returns a node that is not yet
@@ -564,32 +568,90 @@ func (n *Node) HandlePublication(name string, pub *Publication, sp StreamPositio
 		if same && pub.Offset <= ch.top {
 			return
 		}
-		if same && pub.Offset > ch.top+1 {
-			// Publications were lost on the way (a broker between nodes
-			// may drop some): deliver them from history first.
-			n.fill(ch, pub.Offset-1)
+		// Publications were lost on the way (a broker between nodes may
+		// drop some): they are delivered from history first. When history
+		// no longer holds them, or the stream's epoch changed, the
+		// subscribers' position is lost and they are told so.
+		if (ch.init && !same) || (pub.Offset > ch.top+1 && !n.fill(ch, pub.Offset-1)) {
+			n.lose(ch)
 		}
 		ch.init, ch.top, ch.epoch = true, pub.Offset, sp.Epoch
 	}
-	n.fanOut(ch, pub)
+	if !ch.lost {
+		n.fanOut(ch, pub)
+	}
 }
 
+// insufficientState is Centrifugo's unsubscribe push for a subscriber
+// whose position in the stream is lost; its code (2500 and above) makes
+// the SDKs subscribe again, recovering from their position.
+var insufficientState = &protocol.Unsubscribe{Code: 2500, Reason: "insufficient state"}
+
+// lose tells ch's subscribers on this node that publications they should
+// have had are lost: each is unsubscribed with insufficientState, so that
+// its SDK subscribes again with recovery, which then fails (recovered:
+// false) and the application learns it. A server-side subscriber, which
+// cannot subscribe again by itself, is disconnected with 3010
+// "insufficient state" instead: it reconnects, recovering its server-side
+// subscriptions. Until they all are, nothing is
+// fanned out on ch and subscribes are refused with a temporary error:
+// no subscriber sees a later publication after the gap, which would
+// move its position past the loss. ch.mu held; the unsubscribing runs on
+// its own goroutine, as it takes the sessions' locks.
+func (n *Node) lose(ch *channel) {
+	n.log.Warn("subscribers' position lost", "channel", ch.name, "after", ch.top, "epoch", ch.epoch)
+	if ch.lost {
+		return
+	}
+	ch.lost = true
+	go func() {
+		var cs []*session
+		n.eachClient(func(c *session) {
+			if c.state.Load() == stateConnected {
+				cs = append(cs, c)
+			}
+		})
+		for _, c := range cs {
+			c.mu.Lock()
+			if c.state.Load() == stateConnected {
+				if i := c.subscribed(ch.name); i >= 0 && c.subs[i].server {
+					c.disconnect(disconnectInsufficient)
+				} else if n.unsubscribe(c, ch.name, leaveQueued) {
+					c.write(&protocol.Reply{Push: &protocol.Push{Channel: ch.name, Unsubscribe: insufficientState}})
+				}
+			}
+			c.mu.Unlock()
+		}
+		ch.mu.Lock()
+		ch.lost = false
+		ch.mu.Unlock()
+	}()
+}
+
+// errPositionLost refuses a subscribe while a channel's subscribers are
+// told that their position is lost (answered as a temporary error: the
+// SDK tries again).
+var errPositionLost = errors.New("wsgate: channel subscribers being resubscribed")
+
 // fill delivers the publications after ch.top up to offset to from
-// history; one that history no longer holds is skipped (logged). ch.mu
-// held.
-func (n *Node) fill(ch *channel, to uint64) {
+// history, and reports whether it delivered them all. ch.mu held.
+func (n *Node) fill(ch *channel, to uint64) bool {
 	pubs, _, err := n.broker.History(ch.name, HistoryOptions{
 		Since: &StreamPosition{Offset: ch.top, Epoch: ch.epoch}, Limit: int(to - ch.top), TTL: time.Duration(ch.opts.HistoryTTL)})
 	if err != nil {
 		n.log.Warn("publications lost before delivery", "channel", ch.name, "after", ch.top, "to", to, "err", err)
-		return
+		return false
 	}
 	for _, p := range pubs {
-		if p.Offset > ch.top && p.Offset <= to {
-			ch.top = p.Offset
+		if p.Offset != ch.top+1 || p.Offset > to {
+			break
+		}
+		ch.top = p.Offset
+		if !ch.lost {
 			n.fanOut(ch, p)
 		}
 	}
+	return ch.top == to
 }
 
 // fanOut encodes pub once per format with subscribers, prepares it once
@@ -633,6 +695,9 @@ func toProtoPub(p *Publication) *protocol.Publication {
 func (n *Node) join(c *session, ch *channel, req *protocol.SubscribeRequest, write func(*protocol.SubscribeResult)) error {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
+	if ch.lost {
+		return errPositionLost
+	}
 	o := ch.opts
 	res := &protocol.SubscribeResult{}
 	recoverable := o.history() && (o.ForceRecovery || (o.AllowRecovery && req.Recoverable))
