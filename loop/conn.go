@@ -215,7 +215,7 @@ func (c *Conn) index() *keyIndex {
 	if c.ext == nil {
 		return nil
 	}
-	return &c.ext.ix
+	return c.ext.ix
 }
 
 // WriteMessage queues payload as one message (op is OpText or OpBinary)
