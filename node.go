@@ -228,10 +228,10 @@ func (e *engine) OnClose(conn *loop.Conn, _ error) {
 		n.nconn.Add(-1)
 	}
 	c.state.Store(stateClosed)
-	for _, s := range c.subs {
-		n.leave(c, s.ch, leaveClosed)
+	for i := range c.nsubs() {
+		n.leave(c, c.subAt(i).ch, leaveClosed)
 	}
-	c.subs = nil
+	c.sub0, c.x = sub{}, nil
 	c.mu.Unlock()
 	sh := &n.clients[c.seq%uint64(len(n.clients))]
 	sh.mu.Lock()
