@@ -12,6 +12,19 @@
 // "test" is printed at start. With -nats, nodes on the same NATS server
 // share channels, history (JetStream) and the node-wide API operations;
 // GET /ready on the API address answers 503 while NATS is unreachable.
+//
+// The garbage collector keeps Go's default (GOGC=100); set GOGC or
+// GOMEMLIMIT in the environment to trade CPU for memory. Measured with
+// 10,000 clients subscribed to one channel and 20 API publishes/s of
+// 256 B (wsbench gateway scenario, 2 shared cores, load 7-16): RSS per
+// subscribed client 1,630-1,730 B at GOGC=100, 1,440-1,530 at 50,
+// 1,230-1,330 at 25, 1,110-1,210 at 10; GC CPU per delivery 0.06-0.14 µs
+// at 100, 0.04-0.77 at 50, 0.31-0.73 at 25, 1.2 at 10 (of 2-3.5 µs in
+// all). Fan-out allocates ~140 B per delivery in the engine's send queues
+// and every collection empties their buffer pool, so a lower GOGC costs
+// CPU in fan-out; it is therefore not the default. About 3 MB of the RSS
+// growth with the first clients is paid once (code pages, runtime
+// metadata), ~300 B per client at 10,000.
 package main
 
 import (
