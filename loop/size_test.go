@@ -24,8 +24,8 @@ func TestSubscriptionSize(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("sizes are for 64-bit")
 	}
-	if n := unsafe.Sizeof(connExt{}); n > 48 {
-		t.Errorf("connExt is %d bytes; want at most 48", n)
+	if n := unsafe.Sizeof(connExt{}); n > 32 {
+		t.Errorf("connExt is %d bytes; want at most 32", n)
 	}
 	if n := unsafe.Sizeof(topicRef{}); n > 16 {
 		t.Errorf("topicRef is %d bytes; want at most 16", n)

@@ -63,13 +63,19 @@ type topicRef struct {
 }
 
 // connExt holds what only some connections need, so that the others pay
-// one nil pointer for it: subscriptions, context-takeover state, and the
-// conflation index of a connection with queued data. A connection with
-// subscriptions only holds this 48-byte struct and its topicRefs.
+// one nil pointer for it: subscriptions and, behind more, what fewer
+// still need. A connection with subscriptions only holds this 32-byte
+// struct and its topicRefs.
 type connExt struct {
 	topics []topicRef
-	dfl    *deflateState
-	ix     *keyIndex // conflation: where each key's message is queued
+	more   *connMore
+}
+
+// connMore is the part of connExt for connections that compress with
+// context takeover, conflate or fall behind.
+type connMore struct {
+	dfl *deflateState
+	ix  keyIndex // conflation: where each key's message is queued
 	// charged is what the connection holds of Options.SendBudget: its
 	// pending bytes after its last flush, if it was behind.
 	charged int64
@@ -82,17 +88,34 @@ func (c *Conn) x() *connExt {
 	return c.ext
 }
 
-// dropExt frees c.ext once it holds nothing, and its conflation index
-// once that is empty. Event-loop only.
+// m returns c's connMore, allocating it.
+func (c *Conn) m() *connMore {
+	x := c.x()
+	if x.more == nil {
+		x.more = new(connMore)
+	}
+	return x.more
+}
+
+// more returns c's connMore, or nil if it has none.
+func (c *Conn) more() *connMore {
+	if c.ext == nil {
+		return nil
+	}
+	return c.ext.more
+}
+
+// dropExt frees c.ext, or its connMore, once they hold nothing.
+// Event-loop only.
 func (c *Conn) dropExt() {
 	x := c.ext
 	if x == nil {
 		return
 	}
-	if x.ix != nil && x.ix.keys == nil {
-		x.ix = nil
+	if m := x.more; m != nil && m.dfl == nil && m.ix.keys == nil && m.charged == 0 {
+		x.more = nil
 	}
-	if x.dfl == nil && len(x.topics) == 0 && x.ix == nil && x.charged == 0 {
+	if len(x.topics) == 0 && x.more == nil {
 		c.ext = nil
 	}
 }
@@ -425,11 +448,7 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 		c.wflags |= wMarkers
 	}
 	if conflate {
-		x := c.x()
-		if x.ix == nil {
-			x.ix = new(keyIndex)
-		}
-		x.ix.set(pm.key, at)
+		c.m().ix.set(pm.key, at)
 	}
 	c.mu.Unlock()
 	if takeover {
@@ -465,19 +484,19 @@ func (ls *loopState) touch(c *Conn) {
 // unqueueKeyLocked removes the queued message with key, if it is still
 // wholly in our queue. It reports whether one was removed.
 func (c *Conn) unqueueKeyLocked(key string) bool {
-	x := c.ext
-	if x == nil || x.ix == nil || x.ix.keys == nil || c.q.data == nil {
+	m := c.more()
+	if m == nil || m.ix.keys == nil || c.q.data == nil {
 		return false
 	}
-	at, ok := x.ix.pos(key)
+	at, ok := m.ix.pos(key)
 	if !ok {
 		return false
 	}
-	delete(x.ix.keys, key)
+	delete(m.ix.keys, key)
 	if at < int(c.q.head) || at >= len(c.q.data.B) {
 		return false // already handed to gnet
 	}
-	c.q.unqueue(at, x.ix)
+	c.q.unqueue(at, &m.ix)
 	c.releaseSendHistory()
 	return true
 }
@@ -485,7 +504,7 @@ func (c *Conn) unqueueKeyLocked(key string) bool {
 // releaseSendHistory releases the send History after a compressed message
 // left the queue unsent: the History would be ahead of the peer's window.
 func (c *Conn) releaseSendHistory() {
-	if x := c.ext; x != nil && x.dfl != nil {
-		x.dfl.send.Release()
+	if m := c.more(); m != nil && m.dfl != nil {
+		m.dfl.send.Release()
 	}
 }
