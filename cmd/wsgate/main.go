@@ -19,7 +19,7 @@
 // 256 B (wsbench gateway scenario, 2 shared cores, load 7-16): RSS per
 // subscribed client 1,630-1,730 B at GOGC=100, 1,440-1,530 at 50,
 // 1,230-1,330 at 25, 1,110-1,210 at 10; GC CPU per delivery 0.06-0.14 µs
-// at 100, 0.04-0.77 at 50, 0.31-0.73 at 25, 1.2 at 10 (of 2-3.5 µs in
+// at 100, 0.04-0.77 at 50, 0.31-0.73 at 25, 1.2 at 10 (of 2.2-3.7 µs in
 // all). Fan-out allocates ~140 B per delivery in the engine's send queues
 // and every collection empties their buffer pool, so a lower GOGC costs
 // CPU in fan-out; it is therefore not the default. About 3 MB of the RSS
