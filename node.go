@@ -304,10 +304,10 @@ func (e *engine) OnClose(conn *loop.Conn, err error) {
 		n.nconn.Add(-1)
 	}
 	c.state.Store(stateClosed)
-	for _, s := range c.subs {
-		n.leave(c, s.ch, leaveClosed)
+	for i := range c.nsubs() {
+		n.leave(c, c.subAt(i).ch, leaveClosed)
 	}
-	c.subs = nil
+	c.sub0, c.x = sub{}, nil
 	c.mu.Unlock()
 	code := closeCode(err)
 	if n.debug() {
@@ -614,7 +614,7 @@ func (n *Node) lose(ch *channel) {
 		for _, c := range cs {
 			c.mu.Lock()
 			if c.state.Load() == stateConnected {
-				if i := c.subscribed(ch.name); i >= 0 && c.subs[i].server {
+				if i := c.subscribed(ch.name); i >= 0 && c.subAt(i).server {
 					c.disconnect(disconnectInsufficient)
 				} else if n.unsubscribe(c, ch.name, leaveQueued) {
 					c.write(&protocol.Reply{Push: &protocol.Push{Channel: ch.name, Unsubscribe: insufficientState}})
