@@ -3,9 +3,14 @@
 package loop
 
 import (
+	"context"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/wsgate/wsgate/codec"
 )
@@ -83,5 +88,93 @@ func TestSendBudget(t *testing.T) {
 	}
 	if maxUsed == 0 || st.Dropped == 0 {
 		t.Errorf("budget never used (%d) or nothing dropped (%d)", maxUsed, st.Dropped)
+	}
+}
+
+// TestSendBudgetOneDrain: publications that reach a loop in one batch
+// (the loop was busy while they were published, as under load) are held
+// to the budget too. Stalled subscribers must not each take up to
+// HighWaterBytes in one drain because the budget is only looked at as of
+// the last flush: neither ones already behind within their allowance,
+// nor ones whose kernel buffers took everything so far.
+func TestSendBudgetOneDrain(t *testing.T) {
+	for _, behind := range []bool{true, false} {
+		t.Run(fmt.Sprint("behind=", behind), func(t *testing.T) { testSendBudgetOneDrain(t, behind) })
+	}
+}
+
+func testSendBudgetOneDrain(t *testing.T, behind bool) {
+	const (
+		size    = 16 << 10
+		batch   = 64 // 1 MiB: each stalled subscriber's HighWaterBytes
+		stalled = 8
+		hw      = batch * (size + 4)
+		budget  = 256 << 10
+	)
+	s, h, addr := startSubServer(t, SlowDropNewest, Options{HighWaterBytes: hw, SocketSendBuffer: 16 << 10, SendBudget: budget})
+	for range stalled {
+		dialWS(t, addr, 4096)
+	}
+	waitFor(t, "subscriptions", func() bool { return s.Stats().Subscriptions == stalled })
+	pending := func() (total, least int) {
+		least = -1
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, c := range h.opened {
+			p := c.PendingBytes()
+			total += p
+			if least < 0 || p < least {
+				least = p
+			}
+		}
+		return total, least
+	}
+	// Small messages until the kernel holds all it takes for each
+	// subscriber: every one is then behind, within its allowance.
+	for i := 0; behind; i++ {
+		if i == 200 {
+			t.Fatal("the subscribers never fell behind")
+		}
+		if err := s.Publish("t", mustPrepare(t, s, make([]byte, 1024))); err != nil {
+			t.Fatal(err)
+		}
+		onLoops(s, func(*loopState) {}) // the publication is delivered and flushed
+		if _, least := pending(); least > 0 {
+			break
+		}
+	}
+	if used := s.Stats().SendBudgetUsed; used != 0 {
+		t.Fatalf("SendBudgetUsed %d before the batch", used)
+	}
+
+	// The loops are busy while the batch is published: it is delivered in
+	// one drain.
+	release := make(chan struct{})
+	var blocked sync.WaitGroup
+	s.mu.Lock()
+	for _, ls := range s.loops {
+		blocked.Add(1)
+		_ = ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			blocked.Done()
+			<-release
+			return nil
+		}))
+	}
+	s.mu.Unlock()
+	blocked.Wait()
+	for i := range batch {
+		if err := s.Publish("t", mustPrepare(t, s, seqMsg(i, size))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	onLoops(s, func(*loopState) {}) // after the drain
+	held, _ := pending()
+	used := s.Stats().SendBudgetUsed
+	// Each delivery may cross the budget by one message.
+	limit := budget + stalled*(sendAllowance+size+4)
+	t.Logf("held %d bytes after the batch (limit %d); SendBudgetUsed %d; dropped %d", held, limit, used, s.Stats().Dropped)
+	if held > limit {
+		t.Errorf("stalled subscribers hold %d bytes after one drain; the budget allows %d", held, limit)
 	}
 }
