@@ -472,7 +472,8 @@ const sendAllowance = 64 << 10
 
 // chargeLocked sets what c holds of Options.SendBudget: its pending bytes
 // above sendAllowance. Only connections that far behind write the shared
-// counter, once per flush, not per message. c.mu held; event-loop only.
+// counter: at each flush, and for each published message queued while
+// they are behind. c.mu held; event-loop only.
 func (c *Conn) chargeLocked() {
 	var had int64
 	if c.ext != nil {
