@@ -401,12 +401,13 @@ func (c *Conn) flush() (backlog bool) {
 			c.wflags |= wMidMsg
 		}
 	}
-	closeOut := false
+	closeOut, echo := false, false
 	if done != nil {
 		c.wflags &^= wMarkers
 		if c.wflags&wCloseQ != 0 {
 			c.wflags |= wCloseSent
 			closeOut = true
+			echo = c.cerr != nil && c.cerr.Remote
 		}
 	}
 	c.mu.Unlock()
@@ -414,6 +415,9 @@ func (c *Conn) flush() (backlog bool) {
 	st := &c.ls.stats
 	if closeOut { // our close frame is the chunk's last frame
 		code, _, _ := codec.ParseClose(lastFramePayload(chunk))
+		if echo {
+			code = peerCode(code)
+		}
 		st.closed(code, true)
 	}
 	st.msgsOut.Add(int64(msgs))

@@ -8,7 +8,8 @@ import (
 // TestMetricsPeerCloseCodes: close codes are peers' to choose (3000–4999
 // are valid on the wire), so a label per code would let any client add
 // series to /metrics: 300 clients closing with 300 different codes must
-// not make 300 series of any metric.
+// not make 300 series of any metric: they are counted under
+// code="other".
 func TestMetricsPeerCloseCodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the command")
@@ -39,6 +40,14 @@ func TestMetricsPeerCloseCodes(t *testing.T) {
 		}
 		if n := len(mf.Metric); n > 20 {
 			t.Errorf("%s has %d series after %d peers closed with codes of their choice", name, n, clients)
+		}
+	}
+	// They are counted, under code="other".
+	for _, m := range [][]string{{"wsgate_disconnects_total", "code", "other"},
+		{"wsgate_close_frames_total", "direction", "received", "code", "other"},
+		{"wsgate_close_frames_total", "direction", "sent", "code", "other"}} {
+		if v, _ := value(mfs, m[0], m[1:]...); v != clients {
+			t.Errorf("%s%v = %v, want %d", m[0], m[1:], v, clients)
 		}
 	}
 }
