@@ -75,13 +75,14 @@ func main() {
 
 	var cfg wsgate.Config
 	var err error
-	var generated bool
+	var generated, genSecret bool
 	if *config != "" {
 		cfg, err = wsgate.LoadConfig(*config)
 	} else {
 		cfg, err = wsgate.ParseConfig(defaultConfig)
 		if err == nil && *secret == "" {
 			cfg.Client.Token.HMACSecretKey = random()
+			genSecret = true
 		}
 		if err == nil && *apiKey == "" {
 			cfg.HTTPAPI.Key = random()
@@ -153,11 +154,13 @@ func main() {
 	if generated {
 		log.Info("default configuration: generated API key", "api_key", cfg.HTTPAPI.Key)
 	}
-	if k := cfg.Client.Token.HMACSecretKey; k != "" {
+	if genSecret {
+		// Only for a secret of our own, to try the gateway: a token made
+		// with the operator's secret would be a credential in the logs.
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-			"sub": "test", "exp": time.Now().Add(24 * time.Hour).Unix()}).SignedString([]byte(k))
+			"sub": "test", "exp": time.Now().Add(24 * time.Hour).Unix()}).SignedString([]byte(cfg.Client.Token.HMACSecretKey))
 		if err == nil {
-			fmt.Fprintln(os.Stderr, "test token (user \"test\", 24h):", tok)
+			log.Info("default configuration: test token", "user", "test", "valid", "24h", "token", tok)
 		}
 	}
 	serveAdmin(log, *admin, n.Server(), n, ready)
