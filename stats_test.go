@@ -3,6 +3,7 @@ package wsgate
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/centrifugal/protocol"
@@ -102,4 +103,32 @@ func TestStatsCountWhatClientsSaw(t *testing.T) {
 	}
 	check("Clients after closes", st.Clients, 1)
 	check("Server.Subscriptions after closes", st.Server.Subscriptions, 1)
+}
+
+// TestStatsIdempotentPublish: a publish repeated with its idempotency key
+// publishes nothing the second time (the subscriber gets one
+// publication), so Stats.Publications counts it once.
+func TestStatsIdempotentPublish(t *testing.T) {
+	n := startNode(t, gwConfig())
+	const channel = "chat:idem"
+	g := dialNode(t, n.addr, false)
+	g.connect(token(t, jwt.MapClaims{"sub": "u"}))
+	if r := g.subscribe(&protocol.SubscribeRequest{Channel: channel}); r.Error != nil {
+		t.Fatalf("subscribe: %+v", r.Error)
+	}
+	for range 3 {
+		n.apiCall(t, "publish", map[string]any{"channel": channel, "data": map[string]any{"x": 1}, "idempotency_key": "once"})
+	}
+	g.pub(channel)
+	n.publishAPI(t, channel, `{"after":1}`)
+	if p := g.pub(channel); !strings.Contains(string(p.Data), "after") {
+		t.Fatalf("the repeated publishes reached the client: %s", p.Data)
+	}
+	st := n.Stats()
+	if got := st.Publications[SourceAPI]; got != 2 {
+		t.Errorf("Publications[api] = %d after one idempotent publish sent 3 times and one other; want 2", got)
+	}
+	if got := st.Publications[SourceBroker]; got != 2 {
+		t.Errorf("Publications[broker] = %d; want 2", got)
+	}
 }
