@@ -178,3 +178,73 @@ func testSendBudgetOneDrain(t *testing.T, behind bool) {
 		t.Errorf("stalled subscribers hold %d bytes after one drain; the budget allows %d", held, limit)
 	}
 }
+
+// echoSubHandler subscribes every connection to "t" and echoes what it
+// receives with WriteMessage (as a gateway answers commands).
+type echoSubHandler struct{ subHandler }
+
+func (h *echoSubHandler) OnMessage(c *Conn, op codec.OpCode, p []byte) { _ = c.WriteMessage(op, p) }
+
+// TestSendBudgetWriteMessage: what peers that do not read make the server
+// hold with WriteMessage (answers to their own messages, each bounded by
+// MaxPendingBytes) must not spend the budget of published messages: a
+// subscriber a little behind, far below HighWaterBytes, then loses
+// publications (or, with SlowDisconnect, its connection) to peers that
+// are never closed.
+func TestSendBudgetWriteMessage(t *testing.T) {
+	const (
+		budget  = 256 << 10
+		writers = 4
+		size    = 2048
+	)
+	h := &echoSubHandler{subHandler{policy: SlowDropNewest}}
+	s, addr := startServer(t, h, Options{NumLoops: 2, SocketSendBuffer: 16 << 10, SendBudget: budget},
+		func(s *Server) { h.srv = s })
+	victim := dialWS(t, addr, 4096)
+	// Peers that send and never read their answers: 1 MiB each.
+	for range writers {
+		w := dialWS(t, addr, 4096)
+		p := make([]byte, 16<<10)
+		for range 64 {
+			if _, err := w.c.Write(maskedFrame(codec.OpBinary, p)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, "the writers' answers held", func() bool { return s.Stats().SendBudgetUsed > budget })
+
+	// The victim falls a little behind: 100 messages of 2 KiB while it
+	// does not read, then it reads them all.
+	const n = 100
+	for i := range n {
+		if err := s.Publish("t", mustPrepare(t, s, seqMsg(i, size))); err != nil {
+			t.Fatal(err)
+		}
+		onLoops(s, func(*loopState) {})
+	}
+	got := 0
+	for got < n {
+		_, p, err := victim.next(5 * time.Second)
+		if err != nil {
+			break
+		}
+		if seq, err := checkSeqMsg(p, size); err != nil || seq != got {
+			break
+		}
+		got++
+	}
+	if got != n {
+		t.Errorf("the subscriber got %d of %d publications (dropped %d) while peers held %d bytes of answers",
+			got, n, s.Stats().Dropped, s.Stats().SendBudgetUsed)
+	}
+}
+
+// maskedFrame is one client frame (mask key 0: the payload is unchanged).
+func maskedFrame(op codec.OpCode, p []byte) []byte {
+	b := codec.AppendFrame(nil, codec.Header{Fin: true, OpCode: op}, p)
+	_, n, _ := codec.ParseHeader(b)
+	out := append([]byte(nil), b[:n]...)
+	out[1] |= 0x80
+	out = append(out, 0, 0, 0, 0)
+	return append(out, b[n:]...)
+}
