@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/centrifugal/protocol"
 	"github.com/golang-jwt/jwt/v5"
@@ -130,5 +131,44 @@ func TestStatsIdempotentPublish(t *testing.T) {
 	}
 	if got := st.Publications[SourceBroker]; got != 2 {
 		t.Errorf("Publications[broker] = %d; want 2", got)
+	}
+}
+
+// TestHistorySizeTakesNoLocks: a scrape reads MemoryBroker's history size
+// without the locks of its streams, which publishes (client publishes on
+// an event loop among them) hold: it answers while one is held, and
+// counts what was published and dropped.
+func TestHistorySizeTakesNoLocks(t *testing.T) {
+	b := NewMemoryBroker(0)
+	opts := PublishOptions{HistorySize: 2, HistoryTTL: time.Minute}
+	for i := range 100 {
+		if _, err := b.Publish(fmt.Sprint("ch", i%10), []byte("xyz"), opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := b.stream("ch0", false)
+	sh := &b.shards[0]
+	sh.mu.Lock()
+	s.mu.Lock()
+	done := make(chan [2]int64, 1)
+	go func() {
+		p, by, _ := b.HistorySize()
+		done <- [2]int64{p, by}
+	}()
+	var got [2]int64
+	select {
+	case got = <-done:
+	case <-time.After(5 * time.Second):
+		t.Error("HistorySize waits for the locks of the broker's streams")
+		s.mu.Unlock()
+		sh.mu.Unlock()
+		got = <-done
+		s.mu.Lock()
+		sh.mu.Lock()
+	}
+	s.mu.Unlock()
+	sh.mu.Unlock()
+	if got != [2]int64{20, 60} {
+		t.Errorf("HistorySize = %v, want 20 publications, 60 bytes", got)
 	}
 }
