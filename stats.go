@@ -265,17 +265,8 @@ func (n *Node) brokerPublish(source int, channel string, data []byte, opts Publi
 	return sp, err
 }
 
-// HistorySize implements HistorySizer.
+// HistorySize implements HistorySizer. It takes no lock: publishes wait
+// for no scrape.
 func (b *MemoryBroker) HistorySize() (publications, bytes int64, err error) {
-	for i := range b.shards {
-		sh := &b.shards[i]
-		sh.mu.Lock()
-		for _, s := range sh.streams {
-			s.mu.Lock()
-			publications += int64(len(s.pubs))
-			s.mu.Unlock()
-		}
-		sh.mu.Unlock()
-	}
-	return publications, b.bytes.Load(), nil
+	return b.pubs.Load(), b.bytes.Load(), nil
 }
