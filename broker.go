@@ -112,7 +112,8 @@ const IdempotentResultTTL = 5 * time.Minute
 type MemoryBroker struct {
 	h        BrokerHandler
 	maxBytes int64
-	bytes    atomic.Int64
+	bytes    atomic.Int64 // of the publications in history
+	pubs     atomic.Int64 // publications in history
 	seed     maphash.Seed
 	shards   [64]memShard
 
@@ -225,6 +226,7 @@ func (b *MemoryBroker) Publish(channel string, data []byte, opts PublishOptions)
 		s.pubs = append(s.pubs, pub)
 		s.bytes += int64(len(data))
 		b.bytes.Add(int64(len(data)))
+		b.pubs.Add(1)
 		s.ttl, s.used = opts.HistoryTTL, now.Unix()
 		s.trim(b, opts.HistorySize, now.Add(-opts.HistoryTTL).UnixMilli())
 		for b.bytes.Load() > b.maxBytes && len(s.pubs) > 0 {
@@ -281,6 +283,7 @@ func (s *memStream) drop(b *MemoryBroker) {
 	s.pubs = s.pubs[1:]
 	s.bytes -= n
 	b.bytes.Add(-n)
+	b.pubs.Add(-1)
 	if len(s.pubs) == 0 {
 		s.pubs = nil
 	}

@@ -319,7 +319,7 @@ func (e *engine) OnClose(conn *loop.Conn, err error) {
 	if sh.disconnects == nil {
 		sh.disconnects = map[uint16]int64{}
 	}
-	sh.disconnects[code]++
+	sh.disconnects[disconnectKey(err)]++
 	last := sh.clients[len(sh.clients)-1]
 	sh.clients[c.idx] = last
 	last.idx = c.idx

@@ -75,7 +75,8 @@ type Stats struct {
 
 	// Disconnects counts closed WebSocket connections by close code: the
 	// code of the close frame that came first (ours or the peer's), 1006
-	// when the connection ended without one.
+	// when the connection ended without one. Codes of 3000–4999 a peer
+	// chose are counted under loop.PeerCode.
 	Disconnects map[uint16]int64
 	// Commands are the durations of the client commands by method
 	// (connect, subscribe, publish, …); pongs are not counted.
@@ -242,6 +243,16 @@ func closeCode(err error) uint16 {
 	return 1006
 }
 
+// disconnectKey is the key of Stats.Disconnects for a connection that
+// ended with err.
+func disconnectKey(err error) uint16 {
+	var ce *loop.CloseError
+	if errors.As(err, &ce) && ce.Remote && ce.Code >= 3000 {
+		return uint16(loop.PeerCode)
+	}
+	return closeCode(err)
+}
+
 // brokerPublish is Broker.Publish, timed, and counted for source.
 func (n *Node) brokerPublish(source int, channel string, data []byte, opts PublishOptions) (StreamPosition, error) {
 	start := time.Now()
@@ -254,17 +265,8 @@ func (n *Node) brokerPublish(source int, channel string, data []byte, opts Publi
 	return sp, err
 }
 
-// HistorySize implements HistorySizer.
+// HistorySize implements HistorySizer. It takes no lock: publishes wait
+// for no scrape.
 func (b *MemoryBroker) HistorySize() (publications, bytes int64, err error) {
-	for i := range b.shards {
-		sh := &b.shards[i]
-		sh.mu.Lock()
-		for _, s := range sh.streams {
-			s.mu.Lock()
-			publications += int64(len(s.pubs))
-			s.mu.Unlock()
-		}
-		sh.mu.Unlock()
-	}
-	return publications, b.bytes.Load(), nil
+	return b.pubs.Load(), b.bytes.Load(), nil
 }

@@ -3,7 +3,9 @@ package wsgate
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/centrifugal/protocol"
 	"github.com/golang-jwt/jwt/v5"
@@ -102,4 +104,73 @@ func TestStatsCountWhatClientsSaw(t *testing.T) {
 	}
 	check("Clients after closes", st.Clients, 1)
 	check("Server.Subscriptions after closes", st.Server.Subscriptions, 1)
+}
+
+// TestStatsIdempotentPublish: a publish repeated with its idempotency key
+// publishes nothing the second time (the subscriber gets one
+// publication). Publications[api] counts the publish requests handed to
+// the broker, repeats included (the broker answers them from its cache);
+// Publications[broker] counts what the broker delivered: once.
+func TestStatsIdempotentPublish(t *testing.T) {
+	n := startNode(t, gwConfig())
+	const channel = "chat:idem"
+	g := dialNode(t, n.addr, false)
+	g.connect(token(t, jwt.MapClaims{"sub": "u"}))
+	if r := g.subscribe(&protocol.SubscribeRequest{Channel: channel}); r.Error != nil {
+		t.Fatalf("subscribe: %+v", r.Error)
+	}
+	for range 3 {
+		n.apiCall(t, "publish", map[string]any{"channel": channel, "data": map[string]any{"x": 1}, "idempotency_key": "once"})
+	}
+	g.pub(channel)
+	n.publishAPI(t, channel, `{"after":1}`)
+	if p := g.pub(channel); !strings.Contains(string(p.Data), "after") {
+		t.Fatalf("the repeated publishes reached the client: %s", p.Data)
+	}
+	st := n.Stats()
+	if got := st.Publications[SourceAPI]; got != 4 {
+		t.Errorf("Publications[api] = %d after one idempotent publish sent 3 times and one other; want 4", got)
+	}
+	if got := st.Publications[SourceBroker]; got != 2 {
+		t.Errorf("Publications[broker] = %d; want 2", got)
+	}
+}
+
+// TestHistorySizeTakesNoLocks: a scrape reads MemoryBroker's history size
+// without the locks of its streams, which publishes (client publishes on
+// an event loop among them) hold: it answers while one is held, and
+// counts what was published and dropped.
+func TestHistorySizeTakesNoLocks(t *testing.T) {
+	b := NewMemoryBroker(0)
+	opts := PublishOptions{HistorySize: 2, HistoryTTL: time.Minute}
+	for i := range 100 {
+		if _, err := b.Publish(fmt.Sprint("ch", i%10), []byte("xyz"), opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := b.stream("ch0", false)
+	sh := &b.shards[0]
+	sh.mu.Lock()
+	s.mu.Lock()
+	done := make(chan [2]int64, 1)
+	go func() {
+		p, by, _ := b.HistorySize()
+		done <- [2]int64{p, by}
+	}()
+	var got [2]int64
+	select {
+	case got = <-done:
+	case <-time.After(5 * time.Second):
+		t.Error("HistorySize waits for the locks of the broker's streams")
+		s.mu.Unlock()
+		sh.mu.Unlock()
+		got = <-done
+		s.mu.Lock()
+		sh.mu.Lock()
+	}
+	s.mu.Unlock()
+	sh.mu.Unlock()
+	if got != [2]int64{20, 60} {
+		t.Errorf("HistorySize = %v, want 20 publications, 60 bytes", got)
+	}
 }

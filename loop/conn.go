@@ -402,12 +402,13 @@ func (c *Conn) flush() (backlog bool) {
 			c.wflags |= wMidMsg
 		}
 	}
-	closeOut := false
+	closeOut, echo := false, false
 	if done != nil {
 		c.wflags &^= wMarkers
 		if c.wflags&wCloseQ != 0 {
 			c.wflags |= wCloseSent
 			closeOut = true
+			echo = c.cerr != nil && c.cerr.Remote
 		}
 	}
 	c.mu.Unlock()
@@ -415,6 +416,9 @@ func (c *Conn) flush() (backlog bool) {
 	st := &c.ls.stats
 	if closeOut { // our close frame is the chunk's last frame
 		code, _, _ := codec.ParseClose(lastFramePayload(chunk))
+		if echo {
+			code = peerCode(code)
+		}
 		st.closed(code, true)
 	}
 	st.msgsOut.Add(int64(msgs))
@@ -473,7 +477,8 @@ const sendAllowance = 64 << 10
 
 // chargeLocked sets what c holds of Options.SendBudget: its pending bytes
 // above sendAllowance. Only connections that far behind write the shared
-// counter, once per flush, not per message. c.mu held; event-loop only.
+// counter: at each flush, and for each published message queued while
+// they are behind. c.mu held; event-loop only.
 func (c *Conn) chargeLocked() {
 	var had int64
 	if m := c.more(); m != nil {

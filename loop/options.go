@@ -108,7 +108,10 @@ type Options struct {
 	// SendBudget bounds, across all connections, the bytes held for peers
 	// that do not keep up. Each connection may hold 64 KiB (queued for it
 	// and in gnet's outbound buffer) outside the budget; what it holds
-	// beyond that, as of its last flush, is charged to the budget. While
+	// beyond that is charged to the budget at each flush, and as published
+	// messages are queued for it while the kernel has not drained it (a
+	// connection that goes past its 64 KiB within one delivery round is
+	// flushed before the next message, which tells). While
 	// the budget is spent, a published message that would take a
 	// connection the kernel did not drain at its last flush beyond its
 	// 64 KiB is handled as above HighWaterBytes, by the connection's
@@ -116,8 +119,7 @@ type Options struct {
 	// are not affected; WriteMessage is bounded by MaxPendingBytes alone.
 	// Default 256 MiB; negative: no budget. Memory: what peers that stop
 	// reading can make the server hold for sending is at most this plus
-	// 64 KiB per connection, plus what one delivery round adds to each
-	// before its flush.
+	// 64 KiB and one published message per connection.
 	SendBudget int64
 
 	// SlowPolicy is the default policy for published messages to slow

@@ -348,7 +348,7 @@ func (c *Conn) control(op codec.OpCode, payload []byte) gnet.Action {
 		c.mu.Unlock()
 		code, reason, err := codec.ParseClose(payload)
 		if err == nil {
-			c.ls.stats.closed(code, false)
+			c.ls.stats.closed(peerCode(code), false)
 		}
 		if err != nil {
 			if c.state == stateClosing { // ours is out or queued: nothing to wait for

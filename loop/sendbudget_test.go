@@ -3,9 +3,14 @@
 package loop
 
 import (
+	"context"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/wsgate/wsgate/codec"
 )
@@ -86,4 +91,162 @@ func TestSendBudget(t *testing.T) {
 	if maxUsed == 0 || st.Dropped == 0 {
 		t.Errorf("budget never used (%d) or nothing dropped (%d)", maxUsed, st.Dropped)
 	}
+}
+
+// TestSendBudgetOneDrain: publications that reach a loop in one batch
+// (the loop was busy while they were published, as under load) are held
+// to the budget too. Stalled subscribers must not each take up to
+// HighWaterBytes in one drain because the budget is only looked at as of
+// the last flush: neither ones already behind within their allowance,
+// nor ones whose kernel buffers took everything so far.
+func TestSendBudgetOneDrain(t *testing.T) {
+	for _, behind := range []bool{true, false} {
+		t.Run(fmt.Sprint("behind=", behind), func(t *testing.T) { testSendBudgetOneDrain(t, behind) })
+	}
+}
+
+func testSendBudgetOneDrain(t *testing.T, behind bool) {
+	const (
+		size    = 16 << 10
+		batch   = 64 // 1 MiB: each stalled subscriber's HighWaterBytes
+		stalled = 8
+		hw      = batch * (size + 4)
+		budget  = 256 << 10
+	)
+	s, h, addr := startSubServer(t, SlowDropNewest, Options{HighWaterBytes: hw, SocketSendBuffer: 16 << 10, SendBudget: budget})
+	for range stalled {
+		dialWS(t, addr, 4096)
+	}
+	waitFor(t, "subscriptions", func() bool { return s.Stats().Subscriptions == stalled })
+	pending := func() (total, least int) {
+		least = -1
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, c := range h.opened {
+			p := c.PendingBytes()
+			total += p
+			if least < 0 || p < least {
+				least = p
+			}
+		}
+		return total, least
+	}
+	// Small messages until the kernel holds all it takes for each
+	// subscriber: every one is then behind, within its allowance.
+	for i := 0; behind; i++ {
+		if i == 200 {
+			t.Fatal("the subscribers never fell behind")
+		}
+		if err := s.Publish("t", mustPrepare(t, s, make([]byte, 1024))); err != nil {
+			t.Fatal(err)
+		}
+		onLoops(s, func(*loopState) {}) // the publication is delivered and flushed
+		if _, least := pending(); least > 0 {
+			break
+		}
+	}
+	if used := s.Stats().SendBudgetUsed; used != 0 {
+		t.Fatalf("SendBudgetUsed %d before the batch", used)
+	}
+
+	// The loops are busy while the batch is published: it is delivered in
+	// one drain.
+	release := make(chan struct{})
+	var blocked sync.WaitGroup
+	s.mu.Lock()
+	for _, ls := range s.loops {
+		blocked.Add(1)
+		_ = ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			blocked.Done()
+			<-release
+			return nil
+		}))
+	}
+	s.mu.Unlock()
+	blocked.Wait()
+	for i := range batch {
+		if err := s.Publish("t", mustPrepare(t, s, seqMsg(i, size))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	onLoops(s, func(*loopState) {}) // after the drain
+	held, _ := pending()
+	used := s.Stats().SendBudgetUsed
+	// Each delivery may cross the budget by one message.
+	limit := budget + stalled*(sendAllowance+size+4)
+	t.Logf("held %d bytes after the batch (limit %d); SendBudgetUsed %d; dropped %d", held, limit, used, s.Stats().Dropped)
+	if held > limit {
+		t.Errorf("stalled subscribers hold %d bytes after one drain; the budget allows %d", held, limit)
+	}
+}
+
+// echoSubHandler subscribes every connection to "t" and echoes what it
+// receives with WriteMessage (as a gateway answers commands).
+type echoSubHandler struct{ subHandler }
+
+func (h *echoSubHandler) OnMessage(c *Conn, op codec.OpCode, p []byte) { _ = c.WriteMessage(op, p) }
+
+// TestSendBudgetWriteMessage: what peers that do not read make the server
+// hold with WriteMessage (answers to their own messages, each bounded by
+// MaxPendingBytes) must not spend the budget of published messages: a
+// subscriber a little behind, far below HighWaterBytes, then loses
+// publications (or, with SlowDisconnect, its connection) to peers that
+// are never closed.
+func TestSendBudgetWriteMessage(t *testing.T) {
+	const (
+		budget  = 256 << 10
+		writers = 4
+		size    = 2048
+	)
+	h := &echoSubHandler{subHandler{policy: SlowDropNewest}}
+	s, addr := startServer(t, h, Options{NumLoops: 2, SocketSendBuffer: 16 << 10, SendBudget: budget},
+		func(s *Server) { h.srv = s })
+	victim := dialWS(t, addr, 4096)
+	// Peers that send and never read their answers: 1 MiB each.
+	for range writers {
+		w := dialWS(t, addr, 4096)
+		p := make([]byte, 16<<10)
+		for range 64 {
+			if _, err := w.c.Write(maskedFrame(codec.OpBinary, p)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, "the writers' answers held", func() bool { return s.Stats().SendBudgetUsed > budget })
+
+	// The victim falls a little behind: 100 messages of 2 KiB while it
+	// does not read, then it reads them all.
+	const n = 100
+	for i := range n {
+		if err := s.Publish("t", mustPrepare(t, s, seqMsg(i, size))); err != nil {
+			t.Fatal(err)
+		}
+		onLoops(s, func(*loopState) {})
+	}
+	got := 0
+	for got < n {
+		_, p, err := victim.next(5 * time.Second)
+		if err != nil {
+			break
+		}
+		if seq, err := checkSeqMsg(p, size); err != nil || seq != got {
+			break
+		}
+		got++
+	}
+	if got != n {
+		t.Errorf("the subscriber got %d of %d publications (dropped %d) while peers held %d bytes of answers",
+			got, n, s.Stats().Dropped, s.Stats().SendBudgetUsed)
+	}
+}
+
+// maskedFrame is one client frame (mask key 0: the payload is unchanged).
+func maskedFrame(op codec.OpCode, p []byte) []byte {
+	b := codec.AppendFrame(nil, codec.Header{Fin: true, OpCode: op}, p)
+	_, n, _ := codec.ParseHeader(b)
+	out := append([]byte(nil), b[:n]...)
+	out[1] |= 0x80
+	out = append(out, 0, 0, 0, 0)
+	return append(out, b[n:]...)
 }

@@ -26,7 +26,9 @@ type Stats struct {
 	// timeouts, 503 beyond MaxConns, ...).
 	Rejected map[int]int64
 	// ClosesSent and ClosesReceived count close frames by code: the ones
-	// we sent (first, or in answer) and the valid ones peers sent.
+	// we sent (first, or in answer) and the valid ones peers sent. A code
+	// of 3000–4999 that a peer chose (sent, or echoed in our answer) is
+	// counted under PeerCode.
 	ClosesSent     map[codec.StatusCode]int64
 	ClosesReceived map[codec.StatusCode]int64
 
@@ -61,6 +63,19 @@ func (st *loopStats) reject(status int) {
 	}
 	st.rejected[status]++
 	st.mu.Unlock()
+}
+
+// PeerCode is the key under which Stats counts close codes of 3000–4999
+// that peers chose: any peer may send any of them, and a key (a metric
+// series) each would let peers add 2,000 of them.
+const PeerCode codec.StatusCode = 0
+
+// peerCode returns the key of code, chosen by the peer, in Stats.
+func peerCode(code codec.StatusCode) codec.StatusCode {
+	if code >= 3000 {
+		return PeerCode
+	}
+	return code
 }
 
 func (st *loopStats) closed(code codec.StatusCode, sent bool) {

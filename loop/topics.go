@@ -450,6 +450,18 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 	if conflate {
 		c.m().ix.set(pm.key, at)
 	}
+	switch {
+	case c.q.outbound > 0:
+		// Behind: charged now, not at the flush, so that the rest of this
+		// drain sees the budget this message takes (a connection within
+		// its allowance writes nothing).
+		c.chargeLocked()
+	case s.opts.SendBudget > 0 && c.pendingLocked() > sendAllowance:
+		// Past its allowance within this drain, and not known to be
+		// behind: the flush before the next delivery tells (and charges
+		// what the kernel does not take).
+		ls.flushSoon = true
+	}
 	c.mu.Unlock()
 	if takeover {
 		c.sendHistory().Add(pm.payload, c.dparams)

@@ -21,7 +21,7 @@ var (
 	descRejected = prometheus.NewDesc("wsgate_handshake_rejections_total",
 		"WebSocket handshakes refused, by HTTP status of the answer.", []string{"status"}, nil)
 	descCloses = prometheus.NewDesc("wsgate_close_frames_total",
-		"Close frames by direction (sent, received) and close code.", []string{"direction", "code"}, nil)
+		"Close frames by direction (sent, received) and close code (other: a code of 3000-4999 chosen by the peer).", []string{"direction", "code"}, nil)
 	descMsgsIn = prometheus.NewDesc("wsgate_messages_in_total",
 		"WebSocket data messages received.", nil, nil)
 	descMsgsOut = prometheus.NewDesc("wsgate_messages_out_total",
@@ -52,13 +52,13 @@ var (
 	descConnects = prometheus.NewDesc("wsgate_connects_total",
 		"Successful connect commands.", nil, nil)
 	descDisconnects = prometheus.NewDesc("wsgate_disconnects_total",
-		"Closed WebSocket connections by close code (the first close frame's, 1006 without one).", []string{"code"}, nil)
+		"Closed WebSocket connections by close code (the first close frame's, 1006 without one; other: a code of 3000-4999 chosen by the peer).", []string{"code"}, nil)
 	descCommands = prometheus.NewDesc("wsgate_command_duration_seconds",
 		"Durations of client commands by method.", []string{"method"}, nil)
 	descAPI = prometheus.NewDesc("wsgate_api_request_duration_seconds",
 		"Durations of server API requests by method.", []string{"method"}, nil)
 	descPubs = prometheus.NewDesc("wsgate_publications_total",
-		"Publications by source: handed to the broker from the API or a client, or delivered by the broker to a channel with subscribers here.", []string{"source"}, nil)
+		"Publications by source: handed to the broker from the API or a client (repeats under an idempotency key included), or delivered by the broker to a channel with subscribers here (once each).", []string{"source"}, nil)
 	descBrokerPub = prometheus.NewDesc("wsgate_broker_publish_duration_seconds",
 		"Durations of publishes to the broker.", nil, nil)
 	descHistoryPubs = prometheus.NewDesc("wsgate_history_publications",
@@ -124,10 +124,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRejected, v, strconv.Itoa(status))
 	}
 	for code, v := range srv.ClosesSent {
-		counter(descCloses, v, "sent", strconv.Itoa(int(code)))
+		counter(descCloses, v, "sent", codeLabel(uint16(code)))
 	}
 	for code, v := range srv.ClosesReceived {
-		counter(descCloses, v, "received", strconv.Itoa(int(code)))
+		counter(descCloses, v, "received", codeLabel(uint16(code)))
 	}
 	counter(descMsgsIn, srv.MessagesIn)
 	counter(descMsgsOut, srv.MessagesOut)
@@ -147,7 +147,7 @@ func collectNode(ch chan<- prometheus.Metric, st *wsgate.Stats) {
 	ch <- prometheus.MustNewConstMetric(descChannels, prometheus.GaugeValue, float64(st.Channels))
 	ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, float64(st.Connects))
 	for code, v := range st.Disconnects {
-		ch <- prometheus.MustNewConstMetric(descDisconnects, prometheus.CounterValue, float64(v), strconv.Itoa(int(code)))
+		ch <- prometheus.MustNewConstMetric(descDisconnects, prometheus.CounterValue, float64(v), codeLabel(code))
 	}
 	for m, h := range st.Commands {
 		ch <- constHistogram(descCommands, h, m)
@@ -172,4 +172,13 @@ func constHistogram(d *prometheus.Desc, h wsgate.Histogram, labels ...string) pr
 		buckets[b.Seconds()] = h.Buckets[i]
 	}
 	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum.Seconds(), buckets, labels...)
+}
+
+// codeLabel is the label of a close code in Stats: "other" for
+// loop.PeerCode.
+func codeLabel(code uint16) string {
+	if code == uint16(loop.PeerCode) {
+		return "other"
+	}
+	return strconv.Itoa(int(code))
 }

@@ -202,9 +202,9 @@ func TestGenConfig(t *testing.T) {
 		t.Fatalf("genconfig's values differ from the defaults: %+v", s1)
 	}
 	// Without -config: the same file, secrets generated.
-	s0, generated, err := loadSettings("", nil, nil, true)
-	if err != nil || !generated || s0.Client.Token.HMACSecretKey == "" {
-		t.Fatalf("embedded default: %v generated=%v", err, generated)
+	s0, made, err := loadSettings("", nil, nil, true)
+	if err != nil || !made.apiKey || !made.secret || s0.Client.Token.HMACSecretKey == "" {
+		t.Fatalf("embedded default: %v made up: %+v", err, made)
 	}
 	s0.Client.Token.HMACSecretKey, s0.HTTPAPI.Key = k1, s1.HTTPAPI.Key
 	if !reflect.DeepEqual(s0, s1) {

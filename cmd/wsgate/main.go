@@ -96,7 +96,7 @@ func main() {
 	}
 	log := logf.mustLogger()
 
-	st, generated, err := loadSettings(*config, os.Environ(), keys, true)
+	st, made, err := loadSettings(*config, os.Environ(), keys, true)
 	if err != nil {
 		log.Error("bad configuration", "err", err)
 		os.Exit(2)
@@ -157,14 +157,16 @@ func main() {
 		}
 	}()
 	log.Info("api listening", "addr", *apiAddr, "walk-through page", "http://"+*apiAddr+"/")
-	if generated {
+	if made.apiKey {
 		log.Info("default configuration: generated API key", "api_key", cfg.HTTPAPI.Key)
 	}
-	if k := cfg.Client.Token.HMACSecretKey; k != "" {
+	if made.secret {
+		// Only for a secret of our own, to try the gateway: a token made
+		// with the operator's secret would be a credential in the logs.
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-			"sub": "test", "exp": time.Now().Add(24 * time.Hour).Unix()}).SignedString([]byte(k))
+			"sub": "test", "exp": time.Now().Add(24 * time.Hour).Unix()}).SignedString([]byte(cfg.Client.Token.HMACSecretKey))
 		if err == nil {
-			fmt.Fprintln(os.Stderr, "test token (user \"test\", 24h):", tok)
+			log.Info("default configuration: test token", "user", "test", "valid", "24h", "token", tok)
 		}
 	}
 	serveAdmin(log, *admin, n.Server(), n, n.Ready, ready)
