@@ -288,7 +288,12 @@ func (c *Conn) queueMessage(op codec.OpCode, payload []byte, compress bool) erro
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if c.pendingLocked()+len(payload)+codec.MaxHeaderSize > c.ls.srv.opts.MaxPendingBytes {
+	pending := c.pendingLocked() + len(payload) + codec.MaxHeaderSize
+	if pending > c.ls.srv.opts.MaxPendingBytes ||
+		c.q.outbound > 0 && pending > sendAllowance && c.ls.srv.sendSpent() {
+		// Above MaxPendingBytes; or behind beyond its allowance while
+		// the send budget is spent, as a peer that sends and never reads
+		// its answers would leave it.
 		c.wflags |= wSlow
 		c.unlockAndFlush()
 		return ErrSlowConsumer

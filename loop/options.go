@@ -111,15 +111,15 @@ type Options struct {
 	// beyond that is charged to the budget at each flush, and as published
 	// messages are queued for it while the kernel has not drained it (a
 	// connection that goes past its 64 KiB within one delivery round is
-	// flushed before the next message, which tells). While
-	// the budget is spent, a published message that would take a
-	// connection the kernel did not drain at its last flush beyond its
-	// 64 KiB is handled as above HighWaterBytes, by the connection's
-	// SlowPolicy (SlowDisconnect closes it with 1008). Peers that keep up
-	// are not affected; WriteMessage is bounded by MaxPendingBytes alone.
-	// Default 256 MiB; negative: no budget. Memory: what peers that stop
-	// reading can make the server hold for sending is at most this plus
-	// 64 KiB and one published message per connection.
+	// flushed before the next message, which tells). While the budget is
+	// spent, a connection the kernel did not drain at its last flush gets
+	// nothing that would take it beyond its 64 KiB: a published message is
+	// handled as above HighWaterBytes, by the connection's SlowPolicy
+	// (SlowDisconnect closes it with 1008), and WriteMessage fails with
+	// ErrSlowConsumer (the connection is closed with 1008). Peers that keep
+	// up are not affected. Default 256 MiB; negative: no budget. Memory:
+	// what peers that stop reading can make the server hold for sending is
+	// at most this plus 64 KiB and one message per connection.
 	SendBudget int64
 
 	// SlowPolicy is the default policy for published messages to slow
