@@ -109,7 +109,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{file: `{` + base + `,"channel":{"namespaces":[{"name":"a","history_ttl":"soon"}]}}`, want: `channel.namespaces[0].history_ttl: want a duration such as "25s", got "soon"`},
 		{file: `{` + base + `,"shutdown":{"timeout":30}}`, want: `shutdown.timeout: want a duration such as "25s", got 30`},
 		{file: `{` + base + `,"client":{"channel_limit":1.5}}`, want: "client.channel_limit: want an integer, got 1.5"},
-		{file: `{` + base + `,"http_api":{"insecure":"yes"}}`, want: `http_api.insecure: want true or false, got "yes"`},
+		{file: `{"client":{"token":{"hmac_secret_key":"s"}},"http_api":{"key":"k","insecure":"yes"}}`, want: `http_api.insecure: want true or false, got "yes"`},
 		{file: `{` + base + `,"client":{"allowed_origins":"*"}}`, want: `client.allowed_origins: want a list, got "*"`},
 		{file: `{` + base + `,"client":"x"}`, want: `client: want a section`},
 		{file: `{` + base + `} {}`, want: "data after the top-level value"},
@@ -133,14 +133,45 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		if name == "" {
 			name = "c.json"
 		}
-		// The base keys come first; a later "client" or "http_api" in the
-		// same object replaces them (the decoder sees the last one), so
-		// the cases that set one repeat the token.
-		body := strings.Replace(c.file, `,"client":{`, `,"client":{"token":{"hmac_secret_key":"s"},`, 1)
+		// A case that sets "client" itself replaces the base's, keeping
+		// its token: a key given twice is an error of its own.
+		body := c.file
+		if strings.Count(body, `"client":`) == 2 {
+			body = strings.Replace(body, `"client":{"token":{"hmac_secret_key":"s"}},`, "", 1)
+			body = strings.Replace(body, `,"client":{`, `,"client":{"token":{"hmac_secret_key":"s"},`, 1)
+		}
 		_, _, err := loadSettings(configFile(t, name, body), c.env, c.flags, false)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s %q env %q flags %v: error %v, want one containing %q", name, c.file, c.env, c.flags, err, c.want)
 		}
+	}
+}
+
+// TestConfigDuplicateKeys: a key given twice in the same section is an
+// error naming it, in JSON as in YAML, not the last value silently
+// winning over the first (a second "client" section would drop the
+// first one's token secret).
+func TestConfigDuplicateKeys(t *testing.T) {
+	for _, c := range []struct{ name, body, want string }{
+		{"c.json", `{"client":{"token":{"hmac_secret_key":"s"}},"http_api":{"key":"k"},"client":{"channel_limit":5}}`,
+			"client: key given twice"},
+		{"c.json", `{"client":{"token":{"hmac_secret_key":"s","hmac_secret_key":"t"}},"http_api":{"key":"k"}}`,
+			"client.token.hmac_secret_key: key given twice"},
+		{"c.json", `{"client":{"token":{"hmac_secret_key":"s"}},"http_api":{"key":"k"},` +
+			`"channel":{"namespaces":[{"name":"a"},{"name":"b","name":"c"}]}}`, "channel.namespaces[1].name: key given twice"},
+		{"c.yaml", "client:\n  token: {hmac_secret_key: s}\nhttp_api: {key: k}\nclient:\n  channel_limit: 5\n",
+			`mapping key "client" already defined`},
+	} {
+		_, _, err := loadSettings(configFile(t, c.name, c.body), nil, nil, false)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %s: error %v, want one containing %q", c.name, c.body, err, c.want)
+		}
+	}
+	// Equal names in different sections are not duplicates.
+	if _, _, err := loadSettings(configFile(t, "c.json",
+		`{"client":{"token":{"hmac_secret_key":"s"}},"http_api":{"key":"k"},"channel":{"namespaces":[{"name":"a"},{"name":"b"}]}}`),
+		nil, nil, false); err != nil {
+		t.Fatal(err)
 	}
 }
 
