@@ -176,8 +176,8 @@ func isYAML(name string) bool {
 // scalars (JSON numbers as json.Number); an empty YAML document is an
 // empty map.
 func parseDocument(b []byte, isYAML bool) (any, error) {
-	var doc any
 	if isYAML {
+		var doc any
 		if err := yaml.Unmarshal(b, &doc); err != nil {
 			return nil, err
 		}
@@ -188,13 +188,56 @@ func parseDocument(b []byte, isYAML bool) (any, error) {
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
-	if err := d.Decode(&doc); err != nil {
+	doc, err := jsonValue(d, "")
+	if err != nil {
 		return nil, fmt.Errorf("JSON: %w", err)
 	}
 	if _, err := d.Token(); err != io.EOF {
 		return nil, errors.New("JSON: data after the top-level value")
 	}
 	return doc, nil
+}
+
+// jsonValue reads the next JSON value from d, whose key path is path, into
+// maps, slices and scalars. A name repeated in an object is an error naming
+// it: encoding/json would keep the last one and drop the first silently,
+// and YAML refuses the same.
+func jsonValue(d *json.Decoder, path string) (any, error) {
+	tok, err := d.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch tok {
+	case json.Delim('{'):
+		m := map[string]any{}
+		for d.More() {
+			k, err := d.Token()
+			if err != nil {
+				return nil, err
+			}
+			name := k.(string) // an object's names are strings
+			if _, dup := m[name]; dup {
+				return nil, fmt.Errorf("%s: key given twice", join(path, name))
+			}
+			if m[name], err = jsonValue(d, join(path, name)); err != nil {
+				return nil, err
+			}
+		}
+		_, err := d.Token() // the closing '}'
+		return m, err
+	case json.Delim('['):
+		l := []any{}
+		for d.More() {
+			v, err := jsonValue(d, fmt.Sprintf("%s[%d]", path, len(l)))
+			if err != nil {
+				return nil, err
+			}
+			l = append(l, v)
+		}
+		_, err := d.Token() // the closing ']'
+		return l, err
+	}
+	return tok, nil
 }
 
 var durationType = reflect.TypeFor[wsgate.Duration]()
