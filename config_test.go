@@ -1,0 +1,58 @@
+package wsgate
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestConfigNegativeValues: a negative delay, limit or history setting is
+// refused naming its key. Accepted, a negative pong_timeout wrapped in the
+// sweep's arithmetic and closed every client with 3012 before its first
+// ping, and a negative expired_close_delay closed connections before
+// their token expired.
+func TestConfigNegativeValues(t *testing.T) {
+	neg := Duration(-time.Second)
+	for _, c := range []struct {
+		set  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Client.PongTimeout = neg }, "client.pong_timeout"},
+		{func(c *Config) { c.Client.ExpiredCloseDelay = neg }, "client.expired_close_delay"},
+		{func(c *Config) { c.Client.ExpiredSubCloseDelay = neg }, "client.expired_sub_close_delay"},
+		{func(c *Config) { c.Client.StaleCloseDelay = neg }, "client.stale_close_delay"},
+		{func(c *Config) { c.Client.HistoryMaxPublicationLimit = -1 }, "client.history_max_publication_limit"},
+		{func(c *Config) { c.Client.RecoveryMaxPublicationLimit = -1 }, "client.recovery_max_publication_limit"},
+		{func(c *Config) { c.Channel.MaxHistoryBytes = -1 }, "channel.max_history_bytes"},
+		{func(c *Config) { c.Channel.WithoutNamespace.HistorySize = -1 }, "channel.without_namespace.history_size"},
+		{func(c *Config) { c.Channel.WithoutNamespace.HistoryTTL = neg }, "channel.without_namespace.history_ttl"},
+		{func(c *Config) {
+			c.Channel.Namespaces = []Namespace{{Name: "a"}, {Name: "b", ChannelOptions: ChannelOptions{HistorySize: -5}}}
+		}, "channel.namespaces[1].history_size"},
+		{func(c *Config) {
+			c.Channel.Namespaces = []Namespace{{Name: "a", ChannelOptions: ChannelOptions{HistoryTTL: neg}}}
+		}, "channel.namespaces[0].history_ttl"},
+	} {
+		cfg := Config{}
+		cfg.Client.Token.HMACSecretKey = "s"
+		cfg.HTTPAPI.Key = "k"
+		if err := cfg.Check(); err != nil {
+			t.Fatalf("the base configuration: %v", err)
+		}
+		c.set(&cfg)
+		err := cfg.Check()
+		if err == nil || !strings.Contains(err.Error(), c.want+" must not be negative") {
+			t.Errorf("%s negative: error %v, want one naming it", c.want, err)
+		}
+	}
+	// Negative values that mean something stay accepted: no pings, no
+	// command rate limit.
+	cfg := Config{}
+	cfg.Client.Token.HMACSecretKey = "s"
+	cfg.HTTPAPI.Key = "k"
+	cfg.Client.PingInterval = neg
+	cfg.Client.CommandRateLimit = -1
+	if err := cfg.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
