@@ -269,8 +269,30 @@ func (c Config) normalize() (Config, error) {
 	if c.Channel.MaxHistoryBytes == 0 {
 		c.Channel.MaxHistoryBytes = DefaultMaxHistoryBytes
 	}
+	// Negative delays and sizes mean nothing (the sweep's unsigned
+	// arithmetic would wrap them); a negative ping_interval or
+	// command_rate_limit turns its feature off and is checked elsewhere.
+	for _, v := range []struct {
+		key string
+		n   int64
+	}{
+		{"client.pong_timeout", int64(cl.PongTimeout)},
+		{"client.expired_close_delay", int64(cl.ExpiredCloseDelay)},
+		{"client.expired_sub_close_delay", int64(cl.ExpiredSubCloseDelay)},
+		{"client.stale_close_delay", int64(cl.StaleCloseDelay)},
+		{"client.history_max_publication_limit", int64(cl.HistoryMaxPublicationLimit)},
+		{"client.recovery_max_publication_limit", int64(cl.RecoveryMaxPublicationLimit)},
+		{"channel.max_history_bytes", c.Channel.MaxHistoryBytes},
+	} {
+		if v.n < 0 {
+			return c, fmt.Errorf("wsgate: config: %s must not be negative", v.key)
+		}
+	}
+	if err := c.Channel.WithoutNamespace.check("channel.without_namespace"); err != nil {
+		return c, err
+	}
 	seen := map[string]bool{}
-	for _, ns := range c.Channel.Namespaces {
+	for i, ns := range c.Channel.Namespaces {
 		switch {
 		case ns.Name == "" || strings.Contains(ns.Name, ":"):
 			return c, fmt.Errorf("wsgate: config: channel.namespaces: bad name %q", ns.Name)
@@ -278,6 +300,9 @@ func (c Config) normalize() (Config, error) {
 			return c, fmt.Errorf("wsgate: config: channel.namespaces: duplicate name %q", ns.Name)
 		}
 		seen[ns.Name] = true
+		if err := ns.check(fmt.Sprintf("channel.namespaces[%d]", i)); err != nil {
+			return c, err
+		}
 	}
 	if _, err := ParseTrustedProxies(cl.TrustedProxies); err != nil {
 		return c, fmt.Errorf("wsgate: config: client.trusted_proxies: %w", err)
@@ -299,6 +324,17 @@ func (c Config) normalize() (Config, error) {
 		return c, errors.New("wsgate: config: http_api.key is empty (set http_api.insecure to run the API without a key)")
 	}
 	return c, nil
+}
+
+// check reports a negative history setting of the options at key path.
+func (o *ChannelOptions) check(path string) error {
+	switch {
+	case o.HistorySize < 0:
+		return fmt.Errorf("wsgate: config: %s.history_size must not be negative", path)
+	case o.HistoryTTL < 0:
+		return fmt.Errorf("wsgate: config: %s.history_ttl must not be negative", path)
+	}
+	return nil
 }
 
 // Check reports what NewNode would refuse in the configuration, naming
