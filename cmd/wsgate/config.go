@@ -98,41 +98,48 @@ func defaultSettings() settings {
 // loadSettings reads the configuration: the defaults, then file (the
 // embedded default when empty), then the WSGATE_* variables of environ,
 // then flags (key → value). Without a file, an HMAC secret and an API key
-// that are still empty get random values when generate is set (apiKey
-// reports that the API key was made up). The result is checked.
-func loadSettings(file string, environ []string, flags map[string]string, generate bool) (st settings, apiKey bool, err error) {
+// that are still empty get random values when generate is set (gen
+// reports which were made up). The result is checked.
+func loadSettings(file string, environ []string, flags map[string]string, generate bool) (st settings, gen generated, err error) {
 	st = defaultSettings()
 	name, b := "embedded default configuration", defaultConfig
 	if file != "" {
 		name = file
 		if b, err = readFile(file); err != nil {
-			return st, false, err
+			return st, gen, err
 		}
 	}
 	doc, err := parseDocument(b, file == "" || isYAML(file))
 	if err != nil {
-		return st, false, fmt.Errorf("%s: %w", name, err)
+		return st, gen, fmt.Errorf("%s: %w", name, err)
 	}
 	if err := decode(reflect.ValueOf(&st).Elem(), doc, ""); err != nil {
-		return st, false, fmt.Errorf("%s: %w", name, err)
+		return st, gen, fmt.Errorf("%s: %w", name, err)
 	}
 	if err := applyEnv(&st, environ); err != nil {
-		return st, false, err
+		return st, gen, err
 	}
 	for _, k := range slices.Sorted(maps.Keys(flags)) {
 		if err := setKey(&st, k, flags[k]); err != nil {
-			return st, false, fmt.Errorf("flag -%s: %w", flagOf(k), err)
+			return st, gen, fmt.Errorf("flag -%s: %w", flagOf(k), err)
 		}
 	}
 	if file == "" && generate {
 		if st.Client.Token.HMACSecretKey == "" {
-			st.Client.Token.HMACSecretKey = random()
+			st.Client.Token.HMACSecretKey, gen.secret = random(), true
 		}
 		if st.HTTPAPI.Key == "" && !st.HTTPAPI.Insecure {
-			st.HTTPAPI.Key, apiKey = random(), true
+			st.HTTPAPI.Key, gen.apiKey = random(), true
 		}
 	}
-	return st, apiKey, st.check()
+	return st, gen, st.check()
+}
+
+// generated reports the secrets loadSettings made up: nobody else knows
+// them, so the gateway shows what is needed to use them.
+type generated struct {
+	secret bool // client.token.hmac_secret_key
+	apiKey bool // http_api.key
 }
 
 // check reports the first bad value, naming its key.

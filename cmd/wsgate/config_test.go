@@ -234,7 +234,7 @@ func TestGenConfig(t *testing.T) {
 	}
 	// Without -config: the same file, secrets generated.
 	s0, generated, err := loadSettings("", nil, nil, true)
-	if err != nil || !generated || s0.Client.Token.HMACSecretKey == "" {
+	if err != nil || !generated.secret || !generated.apiKey || s0.Client.Token.HMACSecretKey == "" {
 		t.Fatalf("embedded default: %v generated=%v", err, generated)
 	}
 	s0.Client.Token.HMACSecretKey, s0.HTTPAPI.Key = k1, s1.HTTPAPI.Key

@@ -145,10 +145,12 @@ func main() {
 		}
 	}()
 	log.Info("api listening", "addr", *apiAddr, "walk-through page", "http://"+*apiAddr+"/")
-	if generated {
+	if generated.apiKey {
 		log.Info("default configuration: generated API key", "api_key", cfg.HTTPAPI.Key)
 	}
-	if k := cfg.Client.Token.HMACSecretKey; k != "" {
+	// A token signed with an operator's secret is a working credential:
+	// it is printed only for the secret made up here.
+	if k := cfg.Client.Token.HMACSecretKey; generated.secret {
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 			"sub": "test", "exp": time.Now().Add(24 * time.Hour).Unix()}).SignedString([]byte(k))
 		if err == nil {
