@@ -109,6 +109,7 @@ http {
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Host $http_host;
             proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header Forwarded "";
             proxy_bind {{UPSTREAM}};
         }
         location / {
