@@ -154,9 +154,10 @@ func (st *settings) check() error {
 		return errors.New("shutdown.timeout: must be above 0")
 	case sh.DrainPeriod < 0:
 		return errors.New("shutdown.drain_period: must not be negative")
-	case sh.DrainPeriod >= sh.Timeout:
-		return fmt.Errorf("shutdown.drain_period (%v) must be below shutdown.timeout (%v): the clients need time to close",
-			time.Duration(sh.DrainPeriod), time.Duration(sh.Timeout))
+	case time.Duration(sh.DrainPeriod) >= drainDeadline(time.Duration(sh.Timeout)):
+		return fmt.Errorf("shutdown.drain_period (%v) must be below %v: shutdown.timeout (%v) less the part kept for stopping "+
+			"(a quarter, 5s at most); a longer spread would be cut short and the clients left closed at once",
+			time.Duration(sh.DrainPeriod), drainDeadline(time.Duration(sh.Timeout)), time.Duration(sh.Timeout))
 	}
 	return st.Config.Check()
 }

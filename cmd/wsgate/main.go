@@ -202,7 +202,7 @@ func waitSignal(log *slog.Logger, timeout time.Duration, shutdown func(context.C
 			log.Warn("second signal: exiting now", "signal", s.String())
 			os.Exit(1)
 		}()
-		ctx, cancel := context.WithTimeout(context.Background(), timeout-min(timeout/4, 5*time.Second))
+		ctx, cancel := context.WithTimeout(context.Background(), drainDeadline(timeout))
 		defer cancel()
 		if err := shutdown(ctx); err != nil {
 			log.Warn("shutdown", "err", err)
@@ -212,6 +212,12 @@ func waitSignal(log *slog.Logger, timeout time.Duration, shutdown func(context.C
 		log.Error("server stopped")
 		os.Exit(1)
 	}
+}
+
+// drainDeadline is when, after the signal, the drain's context ends for a
+// shutdown timeout: a quarter of it (5 s at most) is kept for stopping.
+func drainDeadline(timeout time.Duration) time.Duration {
+	return timeout - min(timeout/4, 5*time.Second)
 }
 
 // checkFileLimit logs RLIMIT_NOFILE and warns when it cannot hold the
