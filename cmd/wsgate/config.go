@@ -591,8 +591,11 @@ func bindKeyFlags(fs *flag.FlagSet) map[string]string {
 		i := slices.IndexFunc(settingsLeaves, func(l leaf) bool { return l.path == kf.key })
 		v := reflect.ValueOf(def).FieldByIndex(settingsLeaves[i].index).Interface()
 		d := fmt.Sprint(v)
-		if dd, ok := v.(wsgate.Duration); ok {
-			d = time.Duration(dd).String()
+		switch v := v.(type) {
+		case wsgate.Duration:
+			d = time.Duration(v).String()
+		case []string: // as the flag takes it: words separated by spaces
+			d = strings.Join(v, " ")
 		}
 		fs.Var(&keyFlag{key: kf.key, def: d, set: set}, kf.name, kf.usage+" (key "+kf.key+", $"+envName(kf.key)+")")
 	}
