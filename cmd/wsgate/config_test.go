@@ -174,6 +174,13 @@ func TestConfigDuplicateKeys(t *testing.T) {
 			t.Errorf("%s %s: error %v, want one containing %q", c.name, c.body, err, c.want)
 		}
 	}
+	// A second YAML document is not ignored: its keys would be neither
+	// applied nor checked.
+	multi := "client:\n  token: {hmac_secret_key: s}\nhttp_api: {key: k}\n---\nnope: 1\n"
+	if _, _, err := loadSettings(configFile(t, "c.yaml", multi), nil, nil, false); err == nil ||
+		!strings.Contains(err.Error(), "more than one document") {
+		t.Errorf("two YAML documents: error %v, want one saying so", err)
+	}
 	// Equal names in different sections are not duplicates.
 	if _, _, err := loadSettings(configFile(t, "c.json",
 		`{"client":{"token":{"hmac_secret_key":"s"}},"http_api":{"key":"k"},"channel":{"namespaces":[{"name":"a"},{"name":"b"}]}}`),
