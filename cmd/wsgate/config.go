@@ -186,8 +186,19 @@ func isYAML(name string) bool {
 func parseDocument(b []byte, isYAML bool) (any, error) {
 	if isYAML {
 		var doc any
-		if err := yaml.Unmarshal(b, &doc); err != nil {
+		d := yaml.NewDecoder(bytes.NewReader(b))
+		if err := d.Decode(&doc); err != nil && err != io.EOF { // io.EOF: an empty file
 			return nil, err
+		}
+		for { // an empty document after "---" is harmless
+			var more any
+			if err := d.Decode(&more); err == io.EOF {
+				break
+			} else if err != nil {
+				return nil, err
+			} else if more != nil {
+				return nil, errors.New("YAML: more than one document (\"---\"): one is read")
+			}
 		}
 		if doc == nil {
 			doc = map[string]any{}
