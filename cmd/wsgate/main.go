@@ -39,6 +39,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -104,7 +105,7 @@ func main() {
 		b, err := natsbroker.New(natsbroker.Options{URL: *natsURL, Name: *name,
 			MaxHistorySize: maxHistorySize(cfg), Logger: log})
 		if err != nil {
-			log.Error("nats", "url", *natsURL, "err", err)
+			log.Error("nats", "url", maskPassword(*natsURL), "err", maskPassword(err.Error()))
 			os.Exit(2)
 		}
 		defer b.Close()
@@ -212,6 +213,15 @@ func waitSignal(log *slog.Logger, timeout time.Duration, shutdown func(context.C
 		log.Error("server stopped")
 		os.Exit(1)
 	}
+}
+
+// userinfoPassword matches the password of a URL's user information
+// ("scheme://user:password@"), up to the last "@" before the host.
+var userinfoPassword = regexp.MustCompile(`(://[^/?#@:\s]*:)[^/?#\s]*@`)
+
+// maskPassword hides the passwords of the URLs in s, for a log.
+func maskPassword(s string) string {
+	return userinfoPassword.ReplaceAllString(s, "${1}xxxxx@")
 }
 
 // drainDeadline is when, after the signal, the drain's context ends for a
