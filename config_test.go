@@ -56,3 +56,23 @@ func TestConfigNegativeValues(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestConfigSubSecondPingInterval: the sweep counts whole seconds, so a
+// positive ping_interval below 1s sent no ping at all while the engine's
+// idle timeout (twice interval plus pong_timeout) still ran: with 900ms
+// and 500ms every client, answering or not, was closed with 1001 "idle
+// timeout" 2.8 s after connecting. Such an interval is refused.
+func TestConfigSubSecondPingInterval(t *testing.T) {
+	cfg := Config{}
+	cfg.Client.Token.HMACSecretKey = "s"
+	cfg.HTTPAPI.Key = "k"
+	cfg.Client.PingInterval = Duration(900 * time.Millisecond)
+	cfg.Client.PongTimeout = Duration(500 * time.Millisecond)
+	if err := cfg.Check(); err == nil || !strings.Contains(err.Error(), "client.ping_interval") {
+		t.Fatalf("ping_interval 900ms: error %v, want one naming it", err)
+	}
+	cfg.Client.PingInterval = Duration(time.Second)
+	if err := cfg.Check(); err != nil {
+		t.Fatalf("ping_interval 1s: %v", err)
+	}
+}
