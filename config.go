@@ -308,6 +308,10 @@ func (c Config) normalize() (Config, error) {
 		return c, fmt.Errorf("wsgate: config: client.trusted_proxies: %w", err)
 	}
 	switch {
+	case cl.PingInterval > 0 && cl.PingInterval < Duration(time.Second):
+		// The sweep counts whole seconds: it would never ping, while the
+		// engine's idle timeout closes the silent connections.
+		return c, errors.New("wsgate: config: client.ping_interval must be at least 1s (negative: no pings)")
 	case cl.PingInterval > 0 && cl.PongTimeout >= cl.PingInterval:
 		return c, errors.New("wsgate: config: client.pong_timeout must be below client.ping_interval")
 	case cl.ChannelLimit < 0:
