@@ -189,6 +189,23 @@ func TestConfigDuplicateKeys(t *testing.T) {
 	}
 }
 
+// TestConfigSecretsNotEchoed: a secret written unquoted (a number to
+// YAML and JSON) is refused naming its key, without its value: the error
+// is logged.
+func TestConfigSecretsNotEchoed(t *testing.T) {
+	for _, c := range []struct{ name, body, key string }{
+		{"c.yaml", "client:\n  token: {hmac_secret_key: 86753091234}\nhttp_api: {key: k}\n", "client.token.hmac_secret_key"},
+		{"c.yaml", "client:\n  token: {hmac_secret_key: s}\n  subscription_token: {hmac_secret_key: 86753091234}\nhttp_api: {key: k}\n",
+			"client.subscription_token.hmac_secret_key"},
+		{"c.json", `{"client":{"token":{"hmac_secret_key":"s"}},"http_api":{"key":86753091234}}`, "http_api.key"},
+	} {
+		_, _, err := loadSettings(configFile(t, c.name, c.body), nil, nil, false)
+		if err == nil || !strings.Contains(err.Error(), c.key+": want a string (quoted)") || strings.Contains(err.Error(), "8675309") {
+			t.Errorf("%s: error %v, want one naming %s without its value", c.body, err, c.key)
+		}
+	}
+}
+
 // TestConfigEnvNames: every key's variable is distinct, and the
 // variables of the gateway's well-known keys are Centrifugo's with
 // WSGATE_ for CENTRIFUGO_.
