@@ -319,6 +319,9 @@ func decode(dst reflect.Value, v any, path string) error {
 		return nil
 	case t.Kind() == reflect.String:
 		s, ok := v.(string)
+		if !ok && secretKeys[path] {
+			return fmt.Errorf("%s: want a string (quoted), got an unquoted value (not shown: a secret)", path)
+		}
 		if !ok {
 			return fmt.Errorf("%s: want a string (quoted), got %s", path, show(v))
 		}
@@ -340,6 +343,13 @@ func decode(dst reflect.Value, v any, path string) error {
 		return nil
 	}
 	return fmt.Errorf("%s: no decoder for %v", path, t) // a settings field of a new type
+}
+
+// secretKeys are the keys whose values an error must not show.
+var secretKeys = map[string]bool{
+	"client.token.hmac_secret_key":              true,
+	"client.subscription_token.hmac_secret_key": true,
+	"http_api.key": true,
 }
 
 // integer returns v as an int64 if it is a whole number that fits.
