@@ -76,3 +76,26 @@ func TestConfigSubSecondPingInterval(t *testing.T) {
 		t.Fatalf("ping_interval 1s: %v", err)
 	}
 }
+
+// TestConfigMaxCommandSizeBound: Check and NewNode agree on the largest
+// client.max_command_size. The engine's pending-bytes bound is twice it
+// plus 64 KiB and at most 1 GiB; above that, checkconfig said ok and the
+// gateway refused to start with "loop: MaxPendingBytes must be at most
+// 1 GiB", which names no key.
+func TestConfigMaxCommandSizeBound(t *testing.T) {
+	const limit = (1<<30 - 1<<16) / 2
+	for _, size := range []int{limit, limit + 1, 1 << 30} {
+		cfg := Config{}
+		cfg.Client.Token.HMACSecretKey = "s"
+		cfg.HTTPAPI.Key = "k"
+		cfg.Client.MaxCommandSize = size
+		checkErr := cfg.Check()
+		_, newErr := NewNode(cfg, NodeOptions{})
+		if (checkErr == nil) != (newErr == nil) {
+			t.Errorf("max_command_size %d: Check %v, NewNode %v", size, checkErr, newErr)
+		}
+		if checkErr != nil && !strings.Contains(checkErr.Error(), "client.max_command_size") {
+			t.Errorf("max_command_size %d: %v does not name the key", size, checkErr)
+		}
+	}
+}
