@@ -190,6 +190,11 @@ const (
 	DefaultMaxHistoryBytes   = 64 << 20
 )
 
+// maxCommandSize is the largest client.max_command_size: the engine
+// keeps up to twice a message plus 64 KiB pending per connection
+// (loop.Options.MaxPendingBytes), and at most 1 GiB.
+const maxCommandSize = (1<<30 - 1<<16) / 2
+
 // ParseConfig reads a JSON configuration. A key that Config does not have
 // is an error naming it.
 func ParseConfig(b []byte) (Config, error) {
@@ -320,6 +325,8 @@ func (c Config) normalize() (Config, error) {
 		return c, errors.New("wsgate: config: client.max_batch_size must not be negative")
 	case cl.MaxCommandSize < 0:
 		return c, errors.New("wsgate: config: client.max_command_size must not be negative")
+	case cl.MaxCommandSize > maxCommandSize:
+		return c, fmt.Errorf("wsgate: config: client.max_command_size must be at most %d", maxCommandSize)
 	case cl.ConnectionLimit < 0:
 		return c, errors.New("wsgate: config: client.connection_limit must not be negative")
 	case cl.Token.HMACSecretKey == "" && cl.Token.RSAPublicKey == "" && cl.Token.ECDSAPublicKey == "" && !cl.AllowAnonymousConnectWithoutToken:
