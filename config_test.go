@@ -99,3 +99,31 @@ func TestConfigMaxCommandSizeBound(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigBadPublicKey: a public key that is not PEM is refused by
+// Check, naming its key with its section, as NewNode refuses it; it
+// passed checkconfig, and the gateway then refused to start with
+// "wsgate: rsa_public_key: invalid key", section unnamed.
+func TestConfigBadPublicKey(t *testing.T) {
+	for _, c := range []struct {
+		set  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Client.Token.RSAPublicKey = "garbage" }, "client.token.rsa_public_key"},
+		{func(c *Config) { c.Client.Token.ECDSAPublicKey = "garbage" }, "client.token.ecdsa_public_key"},
+		{func(c *Config) {
+			c.Client.SubscriptionToken = SubTokenConfig{Enabled: true, RSAPublicKey: "garbage"}
+		}, "client.subscription_token.rsa_public_key"},
+	} {
+		cfg := Config{}
+		cfg.Client.Token.HMACSecretKey = "s"
+		cfg.HTTPAPI.Key = "k"
+		c.set(&cfg)
+		_, newErr := NewNode(cfg, NodeOptions{})
+		for _, err := range []error{cfg.Check(), newErr} {
+			if err == nil || !strings.Contains(err.Error(), c.want+": ") {
+				t.Errorf("%s not PEM: error %v, want one naming it", c.want, err)
+			}
+		}
+	}
+}
