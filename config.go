@@ -351,8 +351,20 @@ func (o *ChannelOptions) check(path string) error {
 // Check reports what NewNode would refuse in the configuration, naming
 // the key; nil if it is good.
 func (c Config) Check() error {
-	_, err := c.normalize()
-	return err
+	if _, err := c.normalize(); err != nil {
+		return err
+	}
+	// The public keys are parsed as NewNode parses them.
+	t := c.Client.Token
+	if _, err := newVerifier("client.token", t.HMACSecretKey, t.RSAPublicKey, t.ECDSAPublicKey, t.Audience, t.Issuer); err != nil {
+		return err
+	}
+	if st := c.Client.SubscriptionToken; st.Enabled {
+		if _, err := newVerifier("client.subscription_token", st.HMACSecretKey, st.RSAPublicKey, st.ECDSAPublicKey, st.Audience, st.Issuer); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // options returns the options of channel name, or nil when its namespace

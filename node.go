@@ -118,12 +118,12 @@ func NewNode(cfg Config, o NodeOptions) (*Node, error) {
 		n.broker = NewMemoryBroker(cfg.Channel.MaxHistoryBytes)
 	}
 	t := cfg.Client.Token
-	if n.conns, err = newVerifier(t.HMACSecretKey, t.RSAPublicKey, t.ECDSAPublicKey, t.Audience, t.Issuer); err != nil {
+	if n.conns, err = newVerifier("client.token", t.HMACSecretKey, t.RSAPublicKey, t.ECDSAPublicKey, t.Audience, t.Issuer); err != nil {
 		return nil, err
 	}
 	n.subs = n.conns
 	if st := cfg.Client.SubscriptionToken; st.Enabled {
-		if n.subs, err = newVerifier(st.HMACSecretKey, st.RSAPublicKey, st.ECDSAPublicKey, st.Audience, st.Issuer); err != nil {
+		if n.subs, err = newVerifier("client.subscription_token", st.HMACSecretKey, st.RSAPublicKey, st.ECDSAPublicKey, st.Audience, st.Issuer); err != nil {
 			return nil, err
 		}
 	}
