@@ -60,7 +60,9 @@ var (
 	errTokenInvalid = errors.New("wsgate: invalid token")
 )
 
-func newVerifier(hmac, rsaPEM, ecdsaPEM, audience, issuer string) (*verifier, error) {
+// newVerifier verifies tokens with the keys of the configuration section
+// named section ("client.token"), which its errors name.
+func newVerifier(section, hmac, rsaPEM, ecdsaPEM, audience, issuer string) (*verifier, error) {
 	v := &verifier{}
 	var methods []string
 	if hmac != "" {
@@ -70,7 +72,7 @@ func newVerifier(hmac, rsaPEM, ecdsaPEM, audience, issuer string) (*verifier, er
 	if rsaPEM != "" {
 		k, err := jwt.ParseRSAPublicKeyFromPEM([]byte(rsaPEM))
 		if err != nil {
-			return nil, fmt.Errorf("wsgate: rsa_public_key: %w", err)
+			return nil, fmt.Errorf("wsgate: config: %s.rsa_public_key: %w", section, err)
 		}
 		v.rsa = k
 		methods = append(methods, "RS256", "RS384", "RS512")
@@ -78,7 +80,7 @@ func newVerifier(hmac, rsaPEM, ecdsaPEM, audience, issuer string) (*verifier, er
 	if ecdsaPEM != "" {
 		k, err := jwt.ParseECPublicKeyFromPEM([]byte(ecdsaPEM))
 		if err != nil {
-			return nil, fmt.Errorf("wsgate: ecdsa_public_key: %w", err)
+			return nil, fmt.Errorf("wsgate: config: %s.ecdsa_public_key: %w", section, err)
 		}
 		v.ecdsa = k
 		methods = append(methods, "ES256", "ES384", "ES512")

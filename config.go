@@ -190,6 +190,11 @@ const (
 	DefaultMaxHistoryBytes   = 64 << 20
 )
 
+// maxCommandSize is the largest client.max_command_size: the engine
+// keeps up to twice a message plus 64 KiB pending per connection
+// (loop.Options.MaxPendingBytes), and at most 1 GiB.
+const maxCommandSize = (1<<30 - 1<<16) / 2
+
 // ParseConfig reads a JSON configuration. A key that Config does not have
 // is an error naming it.
 func ParseConfig(b []byte) (Config, error) {
@@ -269,8 +274,30 @@ func (c Config) normalize() (Config, error) {
 	if c.Channel.MaxHistoryBytes == 0 {
 		c.Channel.MaxHistoryBytes = DefaultMaxHistoryBytes
 	}
+	// Negative delays and sizes mean nothing (the sweep's unsigned
+	// arithmetic would wrap them); a negative ping_interval or
+	// command_rate_limit turns its feature off and is checked elsewhere.
+	for _, v := range []struct {
+		key string
+		n   int64
+	}{
+		{"client.pong_timeout", int64(cl.PongTimeout)},
+		{"client.expired_close_delay", int64(cl.ExpiredCloseDelay)},
+		{"client.expired_sub_close_delay", int64(cl.ExpiredSubCloseDelay)},
+		{"client.stale_close_delay", int64(cl.StaleCloseDelay)},
+		{"client.history_max_publication_limit", int64(cl.HistoryMaxPublicationLimit)},
+		{"client.recovery_max_publication_limit", int64(cl.RecoveryMaxPublicationLimit)},
+		{"channel.max_history_bytes", c.Channel.MaxHistoryBytes},
+	} {
+		if v.n < 0 {
+			return c, fmt.Errorf("wsgate: config: %s must not be negative", v.key)
+		}
+	}
+	if err := c.Channel.WithoutNamespace.check("channel.without_namespace"); err != nil {
+		return c, err
+	}
 	seen := map[string]bool{}
-	for _, ns := range c.Channel.Namespaces {
+	for i, ns := range c.Channel.Namespaces {
 		switch {
 		case ns.Name == "" || strings.Contains(ns.Name, ":"):
 			return c, fmt.Errorf("wsgate: config: channel.namespaces: bad name %q", ns.Name)
@@ -278,11 +305,18 @@ func (c Config) normalize() (Config, error) {
 			return c, fmt.Errorf("wsgate: config: channel.namespaces: duplicate name %q", ns.Name)
 		}
 		seen[ns.Name] = true
+		if err := ns.check(fmt.Sprintf("channel.namespaces[%d]", i)); err != nil {
+			return c, err
+		}
 	}
 	if _, err := ParseTrustedProxies(cl.TrustedProxies); err != nil {
 		return c, fmt.Errorf("wsgate: config: client.trusted_proxies: %w", err)
 	}
 	switch {
+	case cl.PingInterval > 0 && cl.PingInterval < Duration(time.Second):
+		// The sweep counts whole seconds: it would never ping, while the
+		// engine's idle timeout closes the silent connections.
+		return c, errors.New("wsgate: config: client.ping_interval must be at least 1s (negative: no pings)")
 	case cl.PingInterval > 0 && cl.PongTimeout >= cl.PingInterval:
 		return c, errors.New("wsgate: config: client.pong_timeout must be below client.ping_interval")
 	case cl.ChannelLimit < 0:
@@ -291,6 +325,8 @@ func (c Config) normalize() (Config, error) {
 		return c, errors.New("wsgate: config: client.max_batch_size must not be negative")
 	case cl.MaxCommandSize < 0:
 		return c, errors.New("wsgate: config: client.max_command_size must not be negative")
+	case cl.MaxCommandSize > maxCommandSize:
+		return c, fmt.Errorf("wsgate: config: client.max_command_size must be at most %d", maxCommandSize)
 	case cl.ConnectionLimit < 0:
 		return c, errors.New("wsgate: config: client.connection_limit must not be negative")
 	case cl.Token.HMACSecretKey == "" && cl.Token.RSAPublicKey == "" && cl.Token.ECDSAPublicKey == "" && !cl.AllowAnonymousConnectWithoutToken:
@@ -301,11 +337,34 @@ func (c Config) normalize() (Config, error) {
 	return c, nil
 }
 
+// check reports a negative history setting of the options at key path.
+func (o *ChannelOptions) check(path string) error {
+	switch {
+	case o.HistorySize < 0:
+		return fmt.Errorf("wsgate: config: %s.history_size must not be negative", path)
+	case o.HistoryTTL < 0:
+		return fmt.Errorf("wsgate: config: %s.history_ttl must not be negative", path)
+	}
+	return nil
+}
+
 // Check reports what NewNode would refuse in the configuration, naming
 // the key; nil if it is good.
 func (c Config) Check() error {
-	_, err := c.normalize()
-	return err
+	if _, err := c.normalize(); err != nil {
+		return err
+	}
+	// The public keys are parsed as NewNode parses them.
+	t := c.Client.Token
+	if _, err := newVerifier("client.token", t.HMACSecretKey, t.RSAPublicKey, t.ECDSAPublicKey, t.Audience, t.Issuer); err != nil {
+		return err
+	}
+	if st := c.Client.SubscriptionToken; st.Enabled {
+		if _, err := newVerifier("client.subscription_token", st.HMACSecretKey, st.RSAPublicKey, st.ECDSAPublicKey, st.Audience, st.Issuer); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // options returns the options of channel name, or nil when its namespace

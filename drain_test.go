@@ -3,7 +3,10 @@ package wsgate
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,5 +64,40 @@ func TestDrain(t *testing.T) {
 	}
 	if !errors.Is(n.Ready(), ErrDraining) {
 		t.Fatal("Ready after Drain: want ErrDraining")
+	}
+}
+
+// TestShutdownConcurrent: Shutdown and Drain called at the same time (a
+// signal handler and a supervisor's stop, say) must not both close the
+// node's stop channel: "close of closed channel" panicked within a few
+// hundred rounds under -race.
+func TestShutdownConcurrent(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for range 2000 {
+		n, err := NewNode(gwConfig(), NodeOptions{Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg, gate sync.WaitGroup
+		gate.Add(1)
+		for i := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				gate.Wait()
+				if i%2 == 0 {
+					_ = n.Shutdown(context.Background())
+				} else {
+					_ = n.Drain(context.Background(), 0)
+				}
+			}()
+		}
+		gate.Done()
+		wg.Wait()
+		select {
+		case <-n.stop:
+		default:
+			t.Fatal("the node's stop channel is open after Shutdown")
+		}
 	}
 }

@@ -65,9 +65,10 @@ type Node struct {
 	stats    nodeStats
 	draining atomic.Bool // Drain has begun: Ready fails
 
-	started atomic.Bool
-	stop    chan struct{}
-	done    chan struct{}
+	started  atomic.Bool
+	stop     chan struct{} // closed once, by Shutdown: the sweep ends
+	stopOnce sync.Once
+	done     chan struct{}
 }
 
 type clientShard struct {
@@ -117,12 +118,12 @@ func NewNode(cfg Config, o NodeOptions) (*Node, error) {
 		n.broker = NewMemoryBroker(cfg.Channel.MaxHistoryBytes)
 	}
 	t := cfg.Client.Token
-	if n.conns, err = newVerifier(t.HMACSecretKey, t.RSAPublicKey, t.ECDSAPublicKey, t.Audience, t.Issuer); err != nil {
+	if n.conns, err = newVerifier("client.token", t.HMACSecretKey, t.RSAPublicKey, t.ECDSAPublicKey, t.Audience, t.Issuer); err != nil {
 		return nil, err
 	}
 	n.subs = n.conns
 	if st := cfg.Client.SubscriptionToken; st.Enabled {
-		if n.subs, err = newVerifier(st.HMACSecretKey, st.RSAPublicKey, st.ECDSAPublicKey, st.Audience, st.Issuer); err != nil {
+		if n.subs, err = newVerifier("client.subscription_token", st.HMACSecretKey, st.RSAPublicKey, st.ECDSAPublicKey, st.Audience, st.Issuer); err != nil {
 			return nil, err
 		}
 	}
@@ -186,14 +187,14 @@ func (n *Node) Start(addr string) error {
 // Shutdown disconnects every client with 3001 "shutdown" and stops the
 // engine.
 func (n *Node) Shutdown(ctx context.Context) error {
-	select {
-	case <-n.stop:
-	default:
+	// Once: Drain and Shutdown may run at the same time. A second caller
+	// waits here until the sweep has ended too.
+	n.stopOnce.Do(func() {
 		close(n.stop)
 		if n.started.Load() {
 			<-n.done
 		}
-	}
+	})
 	n.eachClient(func(c *session) { c.disconnect(disconnectShutdown) })
 	return n.srv.Shutdown(ctx)
 }

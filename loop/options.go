@@ -192,7 +192,9 @@ type Options struct {
 	// scheme with the forwarded proto (X-Forwarded-Proto or proto=), when
 	// the proxy sent them. A hop that is not an IP address leaves
 	// RemoteAddr at the proxy's address. From any other peer these headers
-	// are ignored, so a client cannot choose its address. Default: none.
+	// are ignored, so a client cannot choose its address. A proxy that
+	// writes X-Forwarded-For must remove a Forwarded header that the
+	// client sent: when there is one, it is read alone. Default: none.
 	// No memory per connection beyond the address.
 	TrustedProxies []netip.Prefix
 

@@ -109,6 +109,7 @@ http {
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Host $http_host;
             proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header Forwarded "";
             proxy_bind {{UPSTREAM}};
         }
         location / {
@@ -321,6 +322,24 @@ func TestNginxRemoteAddr(t *testing.T) {
 	goClientVia(t, b, b.tg.WS, "127.0.0.5", forged)
 	if strings.Contains(b.tg.Output(), "198.51.100.1") {
 		t.Errorf("wsgate believed a direct client's X-Forwarded-For:\n%s", b.tg.Output())
+	}
+}
+
+// TestNginxForgedForwarded: a client at 127.0.0.7 connects through nginx
+// with a Forwarded header of its own. nginx, with the documented settings,
+// appends the client to X-Forwarded-For; wsgate must take 127.0.0.7 from
+// it, not the address the client wrote in Forwarded.
+func TestNginxForgedForwarded(t *testing.T) {
+	t.Parallel()
+	b := startBehindNginx(t)
+	forged := centrifuge.Config{Header: http.Header{"Forwarded": {"for=198.51.100.9;host=evil.example;proto=https"}}}
+	goClientVia(t, b, "ws://"+b.http+"/connection/websocket", "127.0.0.7", forged)
+	deadline := time.Now().Add(5 * time.Second)
+	for !clientLogged(b.tg, "127.0.0.7:0") && !strings.Contains(b.tg.Output(), "198.51.100.9") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(b.tg.Output(), "198.51.100.9") || !clientLogged(b.tg, "127.0.0.7:0") {
+		t.Errorf("wsgate believed the Forwarded header a client sent through nginx:\n%s", b.tg.Output())
 	}
 }
 

@@ -98,45 +98,49 @@ func defaultSettings() settings {
 // loadSettings reads the configuration: the defaults, then file (the
 // embedded default when empty), then the WSGATE_* variables of environ,
 // then flags (key → value). Without a file, an HMAC secret and an API key
-// that are still empty get random values when generate is set (made says
-// which were made up). The result is checked.
-func loadSettings(file string, environ []string, flags map[string]string, generate bool) (st settings, made madeUp, err error) {
+// that are still empty get random values when generate is set (gen
+// reports which were made up). The result is checked.
+func loadSettings(file string, environ []string, flags map[string]string, generate bool) (st settings, gen generated, err error) {
 	st = defaultSettings()
 	name, b := "embedded default configuration", defaultConfig
 	if file != "" {
 		name = file
 		if b, err = readFile(file); err != nil {
-			return st, made, err
+			return st, gen, err
 		}
 	}
 	doc, err := parseDocument(b, file == "" || isYAML(file))
 	if err != nil {
-		return st, made, fmt.Errorf("%s: %w", name, err)
+		return st, gen, fmt.Errorf("%s: %w", name, err)
 	}
 	if err := decode(reflect.ValueOf(&st).Elem(), doc, ""); err != nil {
-		return st, made, fmt.Errorf("%s: %w", name, err)
+		return st, gen, fmt.Errorf("%s: %w", name, err)
 	}
 	if err := applyEnv(&st, environ); err != nil {
-		return st, made, err
+		return st, gen, err
 	}
 	for _, k := range slices.Sorted(maps.Keys(flags)) {
 		if err := setKey(&st, k, flags[k]); err != nil {
-			return st, made, fmt.Errorf("flag -%s: %w", flagOf(k), err)
+			return st, gen, fmt.Errorf("flag -%s: %w", flagOf(k), err)
 		}
 	}
 	if file == "" && generate {
 		if st.Client.Token.HMACSecretKey == "" {
-			st.Client.Token.HMACSecretKey, made.secret = random(), true
+			st.Client.Token.HMACSecretKey, gen.secret = random(), true
 		}
 		if st.HTTPAPI.Key == "" && !st.HTTPAPI.Insecure {
-			st.HTTPAPI.Key, made.apiKey = random(), true
+			st.HTTPAPI.Key, gen.apiKey = random(), true
 		}
 	}
-	return st, made, st.check()
+	return st, gen, st.check()
 }
 
-// madeUp says which secrets loadSettings generated.
-type madeUp struct{ secret, apiKey bool }
+// generated reports the secrets loadSettings made up: nobody else knows
+// them, so the gateway shows what is needed to use them.
+type generated struct {
+	secret bool // client.token.hmac_secret_key
+	apiKey bool // http_api.key
+}
 
 // check reports the first bad value, naming its key.
 func (st *settings) check() error {
@@ -150,9 +154,10 @@ func (st *settings) check() error {
 		return errors.New("shutdown.timeout: must be above 0")
 	case sh.DrainPeriod < 0:
 		return errors.New("shutdown.drain_period: must not be negative")
-	case sh.DrainPeriod >= sh.Timeout:
-		return fmt.Errorf("shutdown.drain_period (%v) must be below shutdown.timeout (%v): the clients need time to close",
-			time.Duration(sh.DrainPeriod), time.Duration(sh.Timeout))
+	case time.Duration(sh.DrainPeriod) >= drainDeadline(time.Duration(sh.Timeout)):
+		return fmt.Errorf("shutdown.drain_period (%v) must be below %v: shutdown.timeout (%v) less the part kept for stopping "+
+			"(a quarter, 5s at most); a longer spread would be cut short and the clients left closed at once",
+			time.Duration(sh.DrainPeriod), drainDeadline(time.Duration(sh.Timeout)), time.Duration(sh.Timeout))
 	}
 	return st.Config.Check()
 }
@@ -179,10 +184,21 @@ func isYAML(name string) bool {
 // scalars (JSON numbers as json.Number); an empty YAML document is an
 // empty map.
 func parseDocument(b []byte, isYAML bool) (any, error) {
-	var doc any
 	if isYAML {
-		if err := yaml.Unmarshal(b, &doc); err != nil {
+		var doc any
+		d := yaml.NewDecoder(bytes.NewReader(b))
+		if err := d.Decode(&doc); err != nil && err != io.EOF { // io.EOF: an empty file
 			return nil, err
+		}
+		for { // an empty document after "---" is harmless
+			var more any
+			if err := d.Decode(&more); err == io.EOF {
+				break
+			} else if err != nil {
+				return nil, err
+			} else if more != nil {
+				return nil, errors.New("YAML: more than one document (\"---\"): one is read")
+			}
 		}
 		if doc == nil {
 			doc = map[string]any{}
@@ -191,13 +207,56 @@ func parseDocument(b []byte, isYAML bool) (any, error) {
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
-	if err := d.Decode(&doc); err != nil {
+	doc, err := jsonValue(d, "")
+	if err != nil {
 		return nil, fmt.Errorf("JSON: %w", err)
 	}
 	if _, err := d.Token(); err != io.EOF {
 		return nil, errors.New("JSON: data after the top-level value")
 	}
 	return doc, nil
+}
+
+// jsonValue reads the next JSON value from d, whose key path is path, into
+// maps, slices and scalars. A name repeated in an object is an error naming
+// it: encoding/json would keep the last one and drop the first silently,
+// and YAML refuses the same.
+func jsonValue(d *json.Decoder, path string) (any, error) {
+	tok, err := d.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch tok {
+	case json.Delim('{'):
+		m := map[string]any{}
+		for d.More() {
+			k, err := d.Token()
+			if err != nil {
+				return nil, err
+			}
+			name := k.(string) // an object's names are strings
+			if _, dup := m[name]; dup {
+				return nil, fmt.Errorf("%s: key given twice", join(path, name))
+			}
+			if m[name], err = jsonValue(d, join(path, name)); err != nil {
+				return nil, err
+			}
+		}
+		_, err := d.Token() // the closing '}'
+		return m, err
+	case json.Delim('['):
+		l := []any{}
+		for d.More() {
+			v, err := jsonValue(d, fmt.Sprintf("%s[%d]", path, len(l)))
+			if err != nil {
+				return nil, err
+			}
+			l = append(l, v)
+		}
+		_, err := d.Token() // the closing ']'
+		return l, err
+	}
+	return tok, nil
 }
 
 var durationType = reflect.TypeFor[wsgate.Duration]()
@@ -260,6 +319,9 @@ func decode(dst reflect.Value, v any, path string) error {
 		return nil
 	case t.Kind() == reflect.String:
 		s, ok := v.(string)
+		if !ok && secretKeys[path] {
+			return fmt.Errorf("%s: want a string (quoted), got an unquoted value (not shown: a secret)", path)
+		}
 		if !ok {
 			return fmt.Errorf("%s: want a string (quoted), got %s", path, show(v))
 		}
@@ -281,6 +343,13 @@ func decode(dst reflect.Value, v any, path string) error {
 		return nil
 	}
 	return fmt.Errorf("%s: no decoder for %v", path, t) // a settings field of a new type
+}
+
+// secretKeys are the keys whose values an error must not show.
+var secretKeys = map[string]bool{
+	"client.token.hmac_secret_key":              true,
+	"client.subscription_token.hmac_secret_key": true,
+	"http_api.key": true,
 }
 
 // integer returns v as an int64 if it is a whole number that fits.
@@ -543,8 +612,11 @@ func bindKeyFlags(fs *flag.FlagSet) map[string]string {
 		i := slices.IndexFunc(settingsLeaves, func(l leaf) bool { return l.path == kf.key })
 		v := reflect.ValueOf(def).FieldByIndex(settingsLeaves[i].index).Interface()
 		d := fmt.Sprint(v)
-		if dd, ok := v.(wsgate.Duration); ok {
-			d = time.Duration(dd).String()
+		switch v := v.(type) {
+		case wsgate.Duration:
+			d = time.Duration(v).String()
+		case []string: // as the flag takes it: words separated by spaces
+			d = strings.Join(v, " ")
 		}
 		fs.Var(&keyFlag{key: kf.key, def: d, set: set}, kf.name, kf.usage+" (key "+kf.key+", $"+envName(kf.key)+")")
 	}

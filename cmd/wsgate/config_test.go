@@ -109,12 +109,13 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{file: `{` + base + `,"channel":{"namespaces":[{"name":"a","history_ttl":"soon"}]}}`, want: `channel.namespaces[0].history_ttl: want a duration such as "25s", got "soon"`},
 		{file: `{` + base + `,"shutdown":{"timeout":30}}`, want: `shutdown.timeout: want a duration such as "25s", got 30`},
 		{file: `{` + base + `,"client":{"channel_limit":1.5}}`, want: "client.channel_limit: want an integer, got 1.5"},
-		{file: `{` + base + `,"http_api":{"insecure":"yes"}}`, want: `http_api.insecure: want true or false, got "yes"`},
+		{file: `{"client":{"token":{"hmac_secret_key":"s"}},"http_api":{"key":"k","insecure":"yes"}}`, want: `http_api.insecure: want true or false, got "yes"`},
 		{file: `{` + base + `,"client":{"allowed_origins":"*"}}`, want: `client.allowed_origins: want a list, got "*"`},
 		{file: `{` + base + `,"client":"x"}`, want: `client: want a section`},
 		{file: `{` + base + `} {}`, want: "data after the top-level value"},
 		{file: "client:\n  token:\n    hmac_secret_key: s\n  pong_timeout: 8\n", name: "c.yaml", want: `client.pong_timeout: want a duration such as "25s", got 8`},
-		{file: "http_api:\n  key: 123\n", name: "c.yml", want: `http_api.key: want a string (quoted), got 123`},
+		{file: "http_api:\n  key: 123\n", name: "c.yml", want: `http_api.key: want a string (quoted), got an unquoted value (not shown: a secret)`},
+		{file: "node:\n  name: 123\n", name: "c.yml", want: `node.name: want a string (quoted), got 123`},
 		{file: "http_api:\n  key: k\n  7: x\n", name: "c.yml", want: `http_api: key 7 is not a string`},
 		{file: `{` + base + `}`, env: []string{"WSGATE_CLIENT_TOKEN_HMAC_SECRET=s"}, want: "WSGATE_CLIENT_TOKEN_HMAC_SECRET: no such key"},
 		{file: `{` + base + `}`, env: []string{"WSGATE_CLIENT=x"}, want: "WSGATE_CLIENT: no such key"},
@@ -123,7 +124,14 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{file: `{` + base + `}`, env: []string{"WSGATE_CHANNEL_NAMESPACES=news"}, want: "channel.namespaces: want a JSON list"},
 		{file: `{` + base + `}`, env: []string{`WSGATE_CHANNEL_NAMESPACES=[{"name":"a","x":1}]`}, want: "channel.namespaces[0].x: unknown key"},
 		{file: `{` + base + `}`, flags: map[string]string{"shutdown.drain_period": "fast"}, want: `flag -drain-period: shutdown.drain_period: want a duration`},
-		{file: `{` + base + `}`, flags: map[string]string{"shutdown.drain_period": "40s"}, want: "shutdown.drain_period (40s) must be below shutdown.timeout (30s)"},
+		{file: `{` + base + `}`, flags: map[string]string{"shutdown.drain_period": "40s"}, want: "shutdown.drain_period (40s) must be below 25s"},
+		// The drain's context ends a quarter of the timeout (5 s at most)
+		// before it: a longer spread is cut short there and the clients
+		// left are closed in one burst (48 of 200 within 100 ms, seen
+		// with 3.9s and 4s).
+		{file: `{` + base + `}`, flags: map[string]string{"shutdown.drain_period": "3.9s", "shutdown.timeout": "4s"},
+			want: "shutdown.drain_period (3.9s) must be below 3s"},
+		{file: `{` + base + `}`, flags: map[string]string{"shutdown.drain_period": "28s"}, want: "shutdown.drain_period (28s) must be below 25s"},
 		{file: `{` + base + `,"client":{"channel_limit":-1}}`, want: "client.channel_limit must not be negative"},
 		{file: `{` + base + `,"client":{"pong_timeout":"30s"}}`, want: "client.pong_timeout must be below client.ping_interval"},
 		{file: `{"http_api":{"key":"k"}}`, want: "client.token needs hmac_secret_key"},
@@ -133,13 +141,68 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		if name == "" {
 			name = "c.json"
 		}
-		// The base keys come first; a later "client" or "http_api" in the
-		// same object replaces them (the decoder sees the last one), so
-		// the cases that set one repeat the token.
-		body := strings.Replace(c.file, `,"client":{`, `,"client":{"token":{"hmac_secret_key":"s"},`, 1)
+		// A case that sets "client" itself replaces the base's, keeping
+		// its token: a key given twice is an error of its own.
+		body := c.file
+		if strings.Count(body, `"client":`) == 2 {
+			body = strings.Replace(body, `"client":{"token":{"hmac_secret_key":"s"}},`, "", 1)
+			body = strings.Replace(body, `,"client":{`, `,"client":{"token":{"hmac_secret_key":"s"},`, 1)
+		}
 		_, _, err := loadSettings(configFile(t, name, body), c.env, c.flags, false)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s %q env %q flags %v: error %v, want one containing %q", name, c.file, c.env, c.flags, err, c.want)
+		}
+	}
+}
+
+// TestConfigDuplicateKeys: a key given twice in the same section is an
+// error naming it, in JSON as in YAML, not the last value silently
+// winning over the first (a second "client" section would drop the
+// first one's token secret).
+func TestConfigDuplicateKeys(t *testing.T) {
+	for _, c := range []struct{ name, body, want string }{
+		{"c.json", `{"client":{"token":{"hmac_secret_key":"s"}},"http_api":{"key":"k"},"client":{"channel_limit":5}}`,
+			"client: key given twice"},
+		{"c.json", `{"client":{"token":{"hmac_secret_key":"s","hmac_secret_key":"t"}},"http_api":{"key":"k"}}`,
+			"client.token.hmac_secret_key: key given twice"},
+		{"c.json", `{"client":{"token":{"hmac_secret_key":"s"}},"http_api":{"key":"k"},` +
+			`"channel":{"namespaces":[{"name":"a"},{"name":"b","name":"c"}]}}`, "channel.namespaces[1].name: key given twice"},
+		{"c.yaml", "client:\n  token: {hmac_secret_key: s}\nhttp_api: {key: k}\nclient:\n  channel_limit: 5\n",
+			`mapping key "client" already defined`},
+	} {
+		_, _, err := loadSettings(configFile(t, c.name, c.body), nil, nil, false)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %s: error %v, want one containing %q", c.name, c.body, err, c.want)
+		}
+	}
+	// A second YAML document is not ignored: its keys would be neither
+	// applied nor checked.
+	multi := "client:\n  token: {hmac_secret_key: s}\nhttp_api: {key: k}\n---\nnope: 1\n"
+	if _, _, err := loadSettings(configFile(t, "c.yaml", multi), nil, nil, false); err == nil ||
+		!strings.Contains(err.Error(), "more than one document") {
+		t.Errorf("two YAML documents: error %v, want one saying so", err)
+	}
+	// Equal names in different sections are not duplicates.
+	if _, _, err := loadSettings(configFile(t, "c.json",
+		`{"client":{"token":{"hmac_secret_key":"s"}},"http_api":{"key":"k"},"channel":{"namespaces":[{"name":"a"},{"name":"b"}]}}`),
+		nil, nil, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConfigSecretsNotEchoed: a secret written unquoted (a number to
+// YAML and JSON) is refused naming its key, without its value: the error
+// is logged.
+func TestConfigSecretsNotEchoed(t *testing.T) {
+	for _, c := range []struct{ name, body, key string }{
+		{"c.yaml", "client:\n  token: {hmac_secret_key: 86753091234}\nhttp_api: {key: k}\n", "client.token.hmac_secret_key"},
+		{"c.yaml", "client:\n  token: {hmac_secret_key: s}\n  subscription_token: {hmac_secret_key: 86753091234}\nhttp_api: {key: k}\n",
+			"client.subscription_token.hmac_secret_key"},
+		{"c.json", `{"client":{"token":{"hmac_secret_key":"s"}},"http_api":{"key":86753091234}}`, "http_api.key"},
+	} {
+		_, _, err := loadSettings(configFile(t, c.name, c.body), nil, nil, false)
+		if err == nil || !strings.Contains(err.Error(), c.key+": want a string (quoted)") || strings.Contains(err.Error(), "8675309") {
+			t.Errorf("%s: error %v, want one naming %s without its value", c.body, err, c.key)
 		}
 	}
 }
@@ -202,9 +265,9 @@ func TestGenConfig(t *testing.T) {
 		t.Fatalf("genconfig's values differ from the defaults: %+v", s1)
 	}
 	// Without -config: the same file, secrets generated.
-	s0, made, err := loadSettings("", nil, nil, true)
-	if err != nil || !made.apiKey || !made.secret || s0.Client.Token.HMACSecretKey == "" {
-		t.Fatalf("embedded default: %v made up: %+v", err, made)
+	s0, generated, err := loadSettings("", nil, nil, true)
+	if err != nil || !generated.secret || !generated.apiKey || s0.Client.Token.HMACSecretKey == "" {
+		t.Fatalf("embedded default: %v generated=%v", err, generated)
 	}
 	s0.Client.Token.HMACSecretKey, s0.HTTPAPI.Key = k1, s1.HTTPAPI.Key
 	if !reflect.DeepEqual(s0, s1) {

@@ -51,6 +51,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -116,7 +117,7 @@ func main() {
 		b, err := natsbroker.New(natsbroker.Options{URL: *natsURL, Name: *name,
 			MaxHistorySize: maxHistorySize(cfg), Logger: log})
 		if err != nil {
-			log.Error("nats", "url", *natsURL, "err", err)
+			log.Error("nats", "url", maskPassword(*natsURL), "err", maskPassword(err.Error()))
 			os.Exit(2)
 		}
 		defer b.Close()
@@ -214,7 +215,7 @@ func waitSignal(log *slog.Logger, timeout time.Duration, shutdown func(context.C
 			log.Warn("second signal: exiting now", "signal", s.String())
 			os.Exit(1)
 		}()
-		ctx, cancel := context.WithTimeout(context.Background(), timeout-min(timeout/4, 5*time.Second))
+		ctx, cancel := context.WithTimeout(context.Background(), drainDeadline(timeout))
 		defer cancel()
 		if err := shutdown(ctx); err != nil {
 			log.Warn("shutdown", "err", err)
@@ -224,6 +225,21 @@ func waitSignal(log *slog.Logger, timeout time.Duration, shutdown func(context.C
 		log.Error("server stopped")
 		os.Exit(1)
 	}
+}
+
+// userinfoPassword matches the password of a URL's user information
+// ("scheme://user:password@"), up to the last "@" before the host.
+var userinfoPassword = regexp.MustCompile(`(://[^/?#@:\s]*:)[^/?#\s]*@`)
+
+// maskPassword hides the passwords of the URLs in s, for a log.
+func maskPassword(s string) string {
+	return userinfoPassword.ReplaceAllString(s, "${1}xxxxx@")
+}
+
+// drainDeadline is when, after the signal, the drain's context ends for a
+// shutdown timeout: a quarter of it (5 s at most) is kept for stopping.
+func drainDeadline(timeout time.Duration) time.Duration {
+	return timeout - min(timeout/4, 5*time.Second)
 }
 
 // checkFileLimit logs RLIMIT_NOFILE and warns when it cannot hold the

@@ -129,3 +129,44 @@ func writeFile(t *testing.T, name, s string) {
 		t.Fatal(err)
 	}
 }
+
+// TestTestTokenOnlyForGeneratedSecret: the token for user "test" that the
+// gateway prints at start is signed with its HMAC secret, so it is a
+// working credential; it is printed only when that secret is the random
+// one of the embedded configuration, never for an operator's secret
+// (from the file, a WSGATE_* variable or a flag), which would put a
+// 24-hour token into the logs of every deployment.
+func TestTestTokenOnlyForGeneratedSecret(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command")
+	}
+	bin := filepath.Join(t.TempDir(), "wsgate")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	addrs := func() []string {
+		return []string{"-addr", freeAddr(t), "-api-addr", freeAddr(t), "-admin", freeAddr(t)}
+	}
+	cfg := configFile(t, "c.yaml", "client:\n  token: {hmac_secret_key: operator-secret}\nhttp_api: {key: k}\n")
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"file", append([]string{"-config", cfg}, addrs()...)},
+		{"flag", append([]string{"-token-hmac-secret", "operator-secret"}, addrs()...)},
+	} {
+		lines := start(t, bin, "admin listening", c.args...)
+		if l := strings.Join(lines, "\n"); strings.Contains(l, "test token") {
+			t.Errorf("secret from the %s: a test token was printed:\n%s", c.name, l)
+		}
+	}
+	t.Setenv("WSGATE_CLIENT_TOKEN_HMAC_SECRET_KEY", "operator-secret")
+	if l := strings.Join(start(t, bin, "admin listening", addrs()...), "\n"); strings.Contains(l, "test token") {
+		t.Errorf("secret from the environment: a test token was printed:\n%s", l)
+	}
+	os.Unsetenv("WSGATE_CLIENT_TOKEN_HMAC_SECRET_KEY")
+	// The generated secret's token is printed: it is the only way to use it.
+	if l := strings.Join(start(t, bin, "admin listening", addrs()...), "\n"); !strings.Contains(l, "test token") {
+		t.Errorf("generated secret: no test token printed:\n%s", l)
+	}
+}

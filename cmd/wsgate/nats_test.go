@@ -78,3 +78,26 @@ func TestNATSUnreachable(t *testing.T) {
 		t.Fatalf("/ready without NATS: %d %s", code, body)
 	}
 }
+
+// TestNATSPasswordNotLogged: a NATS URL that cannot be used is logged
+// with the password in its user information masked, in the URL and in
+// the error that quotes it.
+func TestNATSPasswordNotLogged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command")
+	}
+	bin := filepath.Join(t.TempDir(), "wsgate")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	for _, u := range []string{"nats://wsuser:SuperSecretPass@[::1", "nats://127.0.0.1:4222,nats://wsuser:SuperSecretPass@[::1"} {
+		out, err := exec.Command(bin, "-nats", u, "-token-hmac-secret", "s", "-api-key", "k",
+			"-addr", freeAddr(t), "-api-addr", freeAddr(t), "-admin", "").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "wsuser") {
+			t.Fatalf("-nats %s: %v, want an error naming the URL:\n%s", u, err, out)
+		}
+		if strings.Contains(string(out), "SuperSecretPass") {
+			t.Errorf("-nats %s: the password is in the log:\n%s", u, out)
+		}
+	}
+}
