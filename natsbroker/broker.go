@@ -392,8 +392,10 @@ const catchUpBatch = 64
 // not have had it. It runs on the dispatch goroutine when its queue is
 // empty: a catch-up read after the last live message NATS dropped for
 // the node sees that message stored (it is stored before it is published
-// live). A channel whose read fails stays lagging: it is tried again a
-// second later, or at the next reconnection.
+// live). A read that fails ends the batch: the channel and those not
+// yet read stay lagging and are tried again a second later, or at the
+// next reconnection (so JetStream not answering costs the dispatch
+// goroutine one timeout a second, not one per lagging channel).
 func (b *Broker) catchUp() {
 	if !b.nc.IsConnected() {
 		return // resync catches everything up on reconnection
@@ -411,6 +413,15 @@ func (b *Broker) catchUp() {
 	b.lagMu.Unlock()
 	failed := false
 	for c, live := range batch {
+		if failed {
+			// JetStream did not answer: the rest of the batch waits
+			// with the failed channel, so that the dispatch goroutine
+			// spends at most one timeout before its next live message.
+			b.lagMu.Lock()
+			b.lag[c] = b.lag[c] || live
+			b.lagMu.Unlock()
+			continue
+		}
 		b.subMu.Lock()
 		sub := b.subs[c] != nil
 		b.subMu.Unlock()
@@ -447,11 +458,10 @@ func (b *Broker) catchUp() {
 			b.h.HandlePublication(c, pub, sp)
 		}
 	}
-	if more {
-		b.kickNow()
-	}
 	if failed {
 		time.AfterFunc(time.Second, b.kickNow)
+	} else if more {
+		b.kickNow()
 	}
 }
 
