@@ -1,10 +1,14 @@
 package cluster
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/natsbroker"
@@ -61,4 +65,52 @@ func TestCatchUpFailingReadsKeepLiveDelivery(t *testing.T) {
 		t.Fatalf("a live publication not delivered %v after it was published, while catch-up reads time out", time.Since(start))
 	}
 	t.Logf("delivered in %v", time.Since(start))
+}
+
+// A node's answer to a survey (its /api/channels list) larger than NATS
+// max_payload reaches the asking node whole. Sent as one message, NATS
+// refused it, and the asking node waited its timeout and answered
+// /api/channels without that node's channels, as if it had none: with
+// the default max_payload (1 MiB), a node with some 30k channels.
+func TestSurveyAnswerBeyondMaxPayload(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoLog: true, NoSigs: true, MaxPayload: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer s.Shutdown()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	var list strings.Builder
+	list.WriteString(`{"channels":{`)
+	for i := range 3000 {
+		if i > 0 {
+			list.WriteByte(',')
+		}
+		fmt.Fprintf(&list, `"room:%060d":{"num_clients":1}`, i)
+	}
+	list.WriteString(`}}`)
+	big := []byte(list.String()) // about 4 x max_payload
+	bs := [2]*natsbroker.Broker{}
+	for i := range bs {
+		bs[i] = newBroker(t, s.ClientURL(), fmt.Sprint("n", i), nil)
+		err := bs[i].RunCluster(func() wsgate.NodeInfo {
+			return wsgate.NodeInfo{UID: fmt.Sprint("uid", i), Name: fmt.Sprint("n", i)}
+		}, func(string, []byte) []byte {
+			if i == 1 {
+				return big
+			}
+			return []byte(`{"channels":{}}`)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return len(bs[0].Nodes()) == 1 })
+	answers, err := bs[0].Survey("channels", []byte(`{}`))
+	if err != nil || len(answers) != 1 || !bytes.Equal(answers[0], big) {
+		t.Fatalf("survey: %d answers (%v), want node n1's list of %d bytes", len(answers), err, len(big))
+	}
 }
