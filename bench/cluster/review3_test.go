@@ -114,3 +114,53 @@ func TestSurveyAnswerBeyondMaxPayload(t *testing.T) {
 		t.Fatalf("survey: %d answers (%v), want node n1's list of %d bytes", len(answers), err, len(big))
 	}
 }
+
+// The same idempotency key published at once twice through one node, for
+// a publication without history: it is published once, as through the
+// memory broker (which holds the key from check to remember). Without
+// that, both publishes saw the key unknown and both went out.
+func TestIdempotencyKeyRaceWithoutHistory(t *testing.T) {
+	s := startNATS(t, t.TempDir(), -1)
+	defer s.Shutdown()
+	ra := newRecorder()
+	a := newBroker(t, s.ClientURL(), "a", ra)
+	rb := newRecorder()
+	b := newBroker(t, s.ClientURL(), "b", rb)
+	if err := b.Subscribe("idem0"); err != nil {
+		t.Fatal(err)
+	}
+	const keys = 200
+	for k := range keys {
+		start := make(chan struct{})
+		done := make(chan error, 2)
+		for range 2 {
+			go func() {
+				<-start
+				o := wsgate.PublishOptions{IdempotencyKey: fmt.Sprint("key", k)}
+				_, err := a.Publish("idem0", fmt.Appendf(nil, "%d", k), o)
+				done <- err
+			}()
+		}
+		close(start)
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A last publication without a key marks the end of the stream.
+	if _, err := a.Publish("idem0", []byte("end"), wsgate.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*recorder{ra, rb} {
+		waitFor(t, func() bool {
+			p := r.get("idem0")
+			return len(p) > 0 && string(p[len(p)-1].Data) == "end"
+		})
+	}
+	for name, r := range map[string]*recorder{"a": ra, "b": rb} {
+		if got := len(r.get("idem0")) - 1; got != keys {
+			t.Errorf("node %s handed %d publications for %d keys", name, got, keys)
+		}
+	}
+}
