@@ -696,6 +696,12 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 	}
 	if opts.HistorySize <= 0 || opts.HistoryTTL <= 0 {
 		if opts.IdempotencyKey != "" {
+			// A lock of the key, held from the check to the
+			// remembering, so that the same key published at once
+			// twice through this node goes out once.
+			mu := b.lock(opts.IdempotencyKey)
+			mu.Lock()
+			defer mu.Unlock()
 			if sp, ok := b.idem.Lookup(opts.IdempotencyKey, now); ok {
 				return sp, nil
 			}
