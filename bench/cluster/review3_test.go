@@ -164,3 +164,34 @@ func TestIdempotencyKeyRaceWithoutHistory(t *testing.T) {
 		}
 	}
 }
+
+// Subscribes of different channels made at once (the clients of a dead
+// node reconnecting to this one, each to its own channel) wait for their
+// NATS round trips together, not one after another: a link with d of
+// latency takes about d for all, where one round trip at a time under
+// the broker's subscription lock took n×d (and held the dispatch
+// goroutine's catch-up, which takes that lock, as long).
+func TestConcurrentSubscribesNotSerialised(t *testing.T) {
+	s := startNATS(t, t.TempDir(), -1)
+	defer s.Shutdown()
+	r := newRelay(t, s.Addr().String())
+	b := newBroker(t, "nats://"+r.addr(), "b", newRecorder())
+	waitFor(t, func() bool { return b.Ready() == nil })
+	const n, d = 40, 250 * time.Millisecond
+	r.slow(d)
+	start := time.Now()
+	done := make(chan error, n)
+	for i := range n {
+		go func() { done <- b.Subscribe(fmt.Sprint("conc", i)) }()
+	}
+	for range n {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.slow(0)
+	// One after another: n×d = 10 s; together: a few d.
+	if el := time.Since(start); el > n*d/2 {
+		t.Fatalf("%d subscribes over a link of %v latency took %v: their round trips were made one at a time", n, d, el)
+	}
+}
