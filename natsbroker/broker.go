@@ -321,15 +321,19 @@ func (b *Broker) dispatch() {
 // subscription is made when the connection comes back.
 func (b *Broker) Subscribe(channel string) error {
 	b.subMu.Lock()
-	defer b.subMu.Unlock()
-	if b.subs[channel] != nil {
-		return nil
+	if b.subs[channel] == nil {
+		s, err := b.nc.ChanSubscribe(b.liveSubject(channel), b.in)
+		if err != nil {
+			b.subMu.Unlock()
+			return err
+		}
+		b.subs[strings.Clone(channel)] = s
 	}
-	s, err := b.nc.ChanSubscribe(b.liveSubject(channel), b.in)
-	if err != nil {
-		return err
-	}
-	b.subs[strings.Clone(channel)] = s
+	b.subMu.Unlock()
+	// The round trip is made without the lock: subscribes of other
+	// channels, and the catch-up, do not wait for it (a second
+	// subscribe of the channel flushes too, its caller may not read the
+	// position before the first's round trip either).
 	if b.nc.IsConnected() {
 		// Once NATS has the subscription, every publication stored after
 		// the node reads the channel's position reaches the node live.
