@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/centrifugal/centrifuge-go"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wsgate/wsgate"
@@ -193,5 +196,93 @@ func TestConcurrentSubscribesNotSerialised(t *testing.T) {
 	// One after another: n×d = 10 s; together: a few d.
 	if el := time.Since(start); el > n*d/2 {
 		t.Fatalf("%d subscribes over a link of %v latency took %v: their round trips were made one at a time", n, d, el)
+	}
+}
+
+// A live publication to a channel with subscribers is not held behind
+// other clients' subscribes to new channels that wait for JetStream. A
+// subscribe reads the channel's position (and recovers) from JetStream
+// on the connection's event loop, so while JetStream does not answer
+// (core NATS up), every connection of that loop waits the request
+// timeout (2 s) per such subscribe queued on it: measured 2 to 8 s for
+// a delivery that takes 3 ms otherwise. Fails on main; the fix (those
+// reads off the event loops) is not small: see the review's report.
+func TestLiveDeliveryNotHeldBySubscribesWaitingForJetStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	dir := t.TempDir()
+	gateBin := build(t, dir, "wsgate", "github.com/wsgate/wsgate/cmd/wsgate")
+	cfgFile := writeConfig(t, dir)
+	s := startNATS(t, filepath.Join(dir, "js"), -1)
+	defer s.Shutdown()
+	a := startNode(t, dir, gateBin, cfgFile, s.ClientURL(), "a")
+	ep := "ws://" + a.ws + "/connection/websocket"
+	connect := func(user string) *centrifuge.Client {
+		tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": user}).SignedString([]byte(secret))
+		c := centrifuge.NewJsonClient(ep, centrifuge.Config{Token: tok})
+		t.Cleanup(c.Close)
+		if err := c.Connect(); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	delivered := make(chan time.Time, 16)
+	hot := connect("hot")
+	sub, err := hot.NewSubscription("hot", centrifuge.SubscriptionConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subscribed := make(chan struct{}, 1)
+	sub.OnSubscribed(func(centrifuge.SubscribedEvent) { subscribed <- struct{}{} })
+	sub.OnPublication(func(centrifuge.PublicationEvent) { delivered <- time.Now() })
+	if err := sub.Subscribe(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-subscribed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not subscribed")
+	}
+	// Clients on every event loop of the node.
+	others := make([]*centrifuge.Client, 4)
+	for i := range others {
+		others[i] = connect(fmt.Sprint("o", i))
+	}
+	waitUntil(t, "clients connected", 10*time.Second, func() bool {
+		for _, c := range others {
+			if c.State() != centrifuge.StateConnected {
+				return false
+			}
+		}
+		return true
+	})
+	if err := s.DisableJetStream(); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range others {
+		s, err := c.NewSubscription(fmt.Sprint("new", i), centrifuge.SubscriptionConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Subscribe(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the subscribes are waiting for JetStream
+	start := time.Now()
+	// Without history: core NATS only, and this node's own subscriber.
+	if _, err := api(a, "publish", map[string]any{"channel": "hot", "data": map[string]int{"x": 1}, "skip_history": true}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-delivered:
+		// Half the node's JetStream request timeout (2 s): a delivery
+		// that waited for one such timeout took longer.
+		if d := at.Sub(start); d > time.Second {
+			t.Fatalf("publication delivered %v after it was published: held by subscribes waiting for JetStream on the event loop", d)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("publication not delivered")
 	}
 }
