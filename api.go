@@ -539,7 +539,7 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 	}
 	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
 		c.mu.Lock()
-		if c.state.Load() == stateConnected && c.subscribed(r.Channel) < 0 && len(c.subs) < n.cfg.Client.ChannelLimit {
+		if c.state.Load() == stateConnected && c.subscribed(r.Channel) < 0 && c.nsubs() < n.cfg.Client.ChannelLimit {
 			// The push subscribe, then the recovered publications as
 			// pushes, written under the channel's lock.
 			err := n.subscribe(c, r.Channel, opts, sreq, 0, func(res *protocol.SubscribeResult) {
@@ -556,7 +556,7 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 				c.mu.Unlock()
 				return nil, n.apiErr(err)
 			}
-			c.subs[len(c.subs)-1].server = true
+			c.subAt(c.nsubs() - 1).server = true
 		}
 		c.mu.Unlock()
 	}

@@ -310,10 +310,10 @@ func (e *engine) OnClose(conn *loop.Conn, err error) {
 		n.nconn.Add(-1)
 	}
 	c.state.Store(stateClosed)
-	for _, s := range c.subs {
-		n.leave(c, s.ch, leaveClosed)
+	for i := range c.nsubs() {
+		n.leave(c, c.subAt(i).ch, leaveClosed)
 	}
-	c.subs = nil
+	c.sub0, c.x = sub{}, nil
 	c.mu.Unlock()
 	code := closeCode(err)
 	if n.debug() {
@@ -654,7 +654,8 @@ func (n *Node) tellLost() {
 				// since to a new channel of the same name is kept.
 				names = names[:0]
 				server := false
-				for _, s := range c.subs {
+				for i := range c.nsubs() {
+					s := c.subAt(i)
 					if _, ok := lost[s.ch]; ok {
 						names = append(names, s.ch.name)
 						server = server || s.server

@@ -213,10 +213,10 @@ func (c *Conn) pendingLocked() int { return int(c.q.outbound) + c.q.queued() + c
 // index returns c's conflation index, or nil if it has none. Guarded by
 // c.mu.
 func (c *Conn) index() *keyIndex {
-	if c.ext == nil {
-		return nil
+	if m := c.more(); m != nil {
+		return &m.ix
 	}
-	return &c.ext.ix
+	return nil
 }
 
 // WriteMessage queues payload as one message (op is OpText or OpBinary)
@@ -476,15 +476,15 @@ const sendAllowance = 64 << 10
 // counter, once per flush, not per message. c.mu held; event-loop only.
 func (c *Conn) chargeLocked() {
 	var had int64
-	if c.ext != nil {
-		had = c.ext.charged
+	if m := c.more(); m != nil {
+		had = m.charged
 	}
 	n := max(int64(c.pendingLocked())-sendAllowance, 0)
 	if n == had {
 		return
 	}
 	c.ls.srv.sendUsed.Add(n - had)
-	c.x().charged = n
+	c.m().charged = n
 	if n == 0 {
 		c.dropExt()
 	}

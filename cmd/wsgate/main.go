@@ -1,9 +1,8 @@
 // Command wsgate runs the gateway: Centrifugo's client protocol on
 // WebSocket at /connection/websocket, its server HTTP API under /api/, and
 // the admin endpoints (/metrics, /healthz, /readyz, /debug/pprof/, /stats).
-// Its subcommands check and
-// generate a configuration and sign a token to try it; "wsgate echo" runs
-// the echo server of the benchmarks instead.
+// Its subcommands check and generate a configuration and sign a token to
+// try it; "wsgate echo" runs the echo server of the benchmarks instead.
 //
 //	wsgate [-config FILE] [-addr HOST:PORT] [-api-addr HOST:PORT] [-admin HOST:PORT] ...
 //	wsgate checkconfig [-config FILE]
@@ -25,6 +24,19 @@
 // new connections refused, the clients disconnected with 3001 "shutdown"
 // spread over shutdown.drain_period; the process exits within
 // shutdown.timeout, or at once on a second signal.
+//
+// The garbage collector keeps Go's default (GOGC=100); set GOGC or
+// GOMEMLIMIT in the environment to trade CPU for memory. Measured with
+// 10,000 clients subscribed to one channel and 20 API publishes/s of
+// 256 B (wsbench gateway scenario, 2 shared cores, load 7-16): RSS per
+// subscribed client 1,630-1,730 B at GOGC=100, 1,440-1,530 at 50,
+// 1,230-1,330 at 25, 1,110-1,210 at 10; GC CPU per delivery 0.06-0.14 µs
+// at 100, 0.04-0.77 at 50, 0.31-0.73 at 25, 1.2 at 10 (of 2.2-3.7 µs in
+// all). Fan-out allocates ~140 B per delivery in the engine's send queues
+// and every collection empties their buffer pool, so a lower GOGC costs
+// CPU in fan-out; it is therefore not the default. About 3 MB of the RSS
+// growth with the first clients is paid once (code pages, runtime
+// metadata), ~300 B per client at 10,000.
 package main
 
 import (
