@@ -65,6 +65,12 @@ type Node struct {
 	stats    nodeStats
 	draining atomic.Bool // Drain has begun: Ready fails
 
+	// lostQ holds the channels whose subscribers are to be told that
+	// their position is lost; losing is set while tellLost runs.
+	lostMu sync.Mutex
+	lostQ  []*channel
+	losing bool
+
 	started  atomic.Bool
 	stop     chan struct{} // closed once, by Shutdown: the sweep ends
 	stopOnce sync.Once
@@ -594,18 +600,48 @@ var insufficientState = &protocol.Unsubscribe{Code: 2500, Reason: "insufficient 
 // false) and the application learns it. A server-side subscriber, which
 // cannot subscribe again by itself, is disconnected with 3010
 // "insufficient state" instead: it reconnects, recovering its server-side
-// subscriptions. Until they all are, nothing is
-// fanned out on ch and subscribes are refused with a temporary error:
-// no subscriber sees a later publication after the gap, which would
-// move its position past the loss. ch.mu held; the unsubscribing runs on
-// its own goroutine, as it takes the sessions' locks.
+// subscriptions. Until they all are, nothing is fanned out on ch and
+// subscribes are refused with a temporary error: no subscriber sees a
+// later publication after the gap, which would move its position past
+// the loss. ch.mu held; the telling runs on its own goroutine (tellLost),
+// as it takes the sessions' locks.
 func (n *Node) lose(ch *channel) {
-	n.log.Warn("subscribers' position lost", "channel", ch.name, "after", ch.top, "epoch", ch.epoch)
 	if ch.lost {
 		return
 	}
+	n.log.Warn("subscribers' position lost", "channel", ch.name, "after", ch.top, "epoch", ch.epoch)
 	ch.lost = true
-	go func() {
+	n.lostMu.Lock()
+	n.lostQ = append(n.lostQ, ch)
+	start := !n.losing
+	n.losing = true
+	n.lostMu.Unlock()
+	if start {
+		go n.tellLost()
+	}
+}
+
+// tellLost tells the subscribers of the channels queued by lose, then
+// lets the channels take subscribes again. It walks the node's clients
+// once for all the channels queued so far, not once per channel: many
+// channels lose their position at once (a new epoch for all, a node cut
+// off for longer than history holds).
+func (n *Node) tellLost() {
+	var names []string
+	for {
+		n.lostMu.Lock()
+		q := n.lostQ
+		n.lostQ = nil
+		if len(q) == 0 {
+			n.losing = false
+			n.lostMu.Unlock()
+			return
+		}
+		n.lostMu.Unlock()
+		lost := make(map[*channel]struct{}, len(q))
+		for _, ch := range q {
+			lost[ch] = struct{}{}
+		}
 		var cs []*session
 		n.eachClient(func(c *session) {
 			if c.state.Load() == stateConnected {
@@ -615,18 +651,34 @@ func (n *Node) lose(ch *channel) {
 		for _, c := range cs {
 			c.mu.Lock()
 			if c.state.Load() == stateConnected {
-				if i := c.subscribed(ch.name); i >= 0 && c.subAt(i).server {
+				// The subscriptions to the very channels lost: one made
+				// since to a new channel of the same name is kept.
+				names = names[:0]
+				server := false
+				for i := range c.nsubs() {
+					s := c.subAt(i)
+					if _, ok := lost[s.ch]; ok {
+						names = append(names, s.ch.name)
+						server = server || s.server
+					}
+				}
+				if server {
 					c.disconnect(disconnectInsufficient)
-				} else if n.unsubscribe(c, ch.name, leaveQueued) {
-					c.write(&protocol.Reply{Push: &protocol.Push{Channel: ch.name, Unsubscribe: insufficientState}})
+				} else {
+					for _, name := range names {
+						n.unsubscribe(c, name, leaveQueued)
+						c.write(&protocol.Reply{Push: &protocol.Push{Channel: name, Unsubscribe: insufficientState}})
+					}
 				}
 			}
 			c.mu.Unlock()
 		}
-		ch.mu.Lock()
-		ch.lost = false
-		ch.mu.Unlock()
-	}()
+		for _, ch := range q {
+			ch.mu.Lock()
+			ch.lost = false
+			ch.mu.Unlock()
+		}
+	}
 }
 
 // errPositionLost refuses a subscribe while a channel's subscribers are

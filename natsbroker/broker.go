@@ -321,15 +321,19 @@ func (b *Broker) dispatch() {
 // subscription is made when the connection comes back.
 func (b *Broker) Subscribe(channel string) error {
 	b.subMu.Lock()
-	defer b.subMu.Unlock()
-	if b.subs[channel] != nil {
-		return nil
+	if b.subs[channel] == nil {
+		s, err := b.nc.ChanSubscribe(b.liveSubject(channel), b.in)
+		if err != nil {
+			b.subMu.Unlock()
+			return err
+		}
+		b.subs[strings.Clone(channel)] = s
 	}
-	s, err := b.nc.ChanSubscribe(b.liveSubject(channel), b.in)
-	if err != nil {
-		return err
-	}
-	b.subs[strings.Clone(channel)] = s
+	b.subMu.Unlock()
+	// The round trip is made without the lock: subscribes of other
+	// channels, and the catch-up, do not wait for it (a second
+	// subscribe of the channel flushes too, its caller may not read the
+	// position before the first's round trip either).
 	if b.nc.IsConnected() {
 		// Once NATS has the subscription, every publication stored after
 		// the node reads the channel's position reaches the node live.
@@ -392,8 +396,10 @@ const catchUpBatch = 64
 // not have had it. It runs on the dispatch goroutine when its queue is
 // empty: a catch-up read after the last live message NATS dropped for
 // the node sees that message stored (it is stored before it is published
-// live). A channel whose read fails stays lagging: it is tried again a
-// second later, or at the next reconnection.
+// live). A read that fails ends the batch: the channel and those not
+// yet read stay lagging and are tried again a second later, or at the
+// next reconnection (so JetStream not answering costs the dispatch
+// goroutine one timeout a second, not one per lagging channel).
 func (b *Broker) catchUp() {
 	if !b.nc.IsConnected() {
 		return // resync catches everything up on reconnection
@@ -411,6 +417,15 @@ func (b *Broker) catchUp() {
 	b.lagMu.Unlock()
 	failed := false
 	for c, live := range batch {
+		if failed {
+			// JetStream did not answer: the rest of the batch waits
+			// with the failed channel, so that the dispatch goroutine
+			// spends at most one timeout before its next live message.
+			b.lagMu.Lock()
+			b.lag[c] = b.lag[c] || live
+			b.lagMu.Unlock()
+			continue
+		}
 		b.subMu.Lock()
 		sub := b.subs[c] != nil
 		b.subMu.Unlock()
@@ -447,11 +462,10 @@ func (b *Broker) catchUp() {
 			b.h.HandlePublication(c, pub, sp)
 		}
 	}
-	if more {
-		b.kickNow()
-	}
 	if failed {
 		time.AfterFunc(time.Second, b.kickNow)
+	} else if more {
+		b.kickNow()
 	}
 }
 
@@ -686,6 +700,12 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 	}
 	if opts.HistorySize <= 0 || opts.HistoryTTL <= 0 {
 		if opts.IdempotencyKey != "" {
+			// A lock of the key, held from the check to the
+			// remembering, so that the same key published at once
+			// twice through this node goes out once.
+			mu := b.lock(opts.IdempotencyKey)
+			mu.Lock()
+			defer mu.Unlock()
 			if sp, ok := b.idem.Lookup(opts.IdempotencyKey, now); ok {
 				return sp, nil
 			}

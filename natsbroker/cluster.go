@@ -1,8 +1,10 @@
 package natsbroker
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -58,7 +60,7 @@ func (b *Broker) RunCluster(info func() wsgate.NodeInfo, run func(method string,
 		case strings.HasSuffix(m.Subject, ".survey"):
 			var c command
 			if json.Unmarshal(m.Data, &c) == nil && m.Reply != "" {
-				_ = m.Respond(run(c.Method, c.Body))
+				b.answer(m.Reply, run(c.Method, c.Body))
 			}
 		}
 	})
@@ -123,9 +125,42 @@ func (b *Broker) Broadcast(method string, body []byte) error {
 	return b.nc.FlushTimeout(b.o.Timeout)
 }
 
+// Survey answers are sent in parts that each fit the server's
+// max_payload (a node's channel list can be larger): every part carries
+// the answer's random id and its number of parts, and a node's parts
+// reach the asking node in order (one connection, one subject).
+const (
+	hdrAnswer = "Wsgate-Answer"
+	hdrParts  = "Wsgate-Parts"
+)
+
+// answer sends data to a survey's reply inbox, in parts.
+func (b *Broker) answer(reply string, data []byte) {
+	size := len(data)
+	if limit := int(b.nc.MaxPayload()) - headerRoom; limit > 0 && size > limit {
+		size = limit
+	}
+	parts := 1
+	if size > 0 {
+		parts = (len(data) + size - 1) / size
+	}
+	id := newEpoch()
+	for i := range parts {
+		m := nats.NewMsg(reply)
+		m.Header.Set(hdrAnswer, id)
+		m.Header.Set(hdrParts, strconv.Itoa(parts))
+		m.Data = data[min(len(data), i*size):min(len(data), (i+1)*size)]
+		if err := b.nc.PublishMsg(m); err != nil {
+			b.log.Warn("survey answer not sent", "err", err)
+			return
+		}
+	}
+}
+
 // Survey implements wsgate.Cluster: the query is published once on the
-// survey subject with a reply inbox, and the answers are gathered until
-// every node listed by Nodes has answered or Options.Timeout has passed.
+// survey subject with a reply inbox, and the answers are gathered (their
+// parts joined) until every node listed by Nodes has answered or
+// Options.Timeout has passed.
 func (b *Broker) Survey(method string, body []byte) ([][]byte, error) {
 	if !b.nc.IsConnected() {
 		return nil, ErrNotConnected
@@ -148,13 +183,26 @@ func (b *Broker) Survey(method string, body []byte) ([][]byte, error) {
 		return nil, err
 	}
 	var out [][]byte
+	partial := map[string][][]byte{} // answers still missing parts, by id
 	deadline := time.Now().Add(b.o.Timeout)
 	for len(out) < want {
 		m, err := sub.NextMsg(time.Until(deadline))
 		if err != nil {
 			break // the nodes that did not answer in time are left out
 		}
-		out = append(out, m.Data)
+		id := m.Header.Get(hdrAnswer)
+		parts, _ := strconv.Atoi(m.Header.Get(hdrParts))
+		if parts <= 1 {
+			out = append(out, m.Data)
+			continue
+		}
+		p := append(partial[id], m.Data)
+		if len(p) < parts {
+			partial[id] = p
+			continue
+		}
+		delete(partial, id)
+		out = append(out, bytes.Join(p, nil))
 	}
 	return out, nil
 }
