@@ -11,6 +11,7 @@ import (
 
 	"github.com/centrifugal/centrifuge-go"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // relay forwards TCP connections from its own loopback address to a
@@ -231,20 +232,29 @@ func newClient(t *testing.T, endpoints, user, ch string, protobuf bool) *client 
 	return cl
 }
 
+// natsNodes is the setup of the tests that run wsgate processes on an
+// embedded NATS server: a directory, the wsgate binary, its configuration
+// and the server (shut down at the end of the test).
+func natsNodes(t *testing.T) (dir, gateBin, cfgFile string, s *server.Server) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	dir = t.TempDir()
+	gateBin = build(t, dir, "wsgate", "github.com/wsgate/wsgate/cmd/wsgate")
+	cfgFile = writeConfig(t, dir)
+	s = startNATS(t, filepath.Join(dir, "js"), -1)
+	t.Cleanup(s.Shutdown)
+	return dir, gateBin, cfgFile, s
+}
+
 // TestCatchUpAfterNodeNATSDrop cuts one node's connection to NATS (a
 // relay between it and the server) while another node keeps
 // publishing, then restores it and publishes nothing more: the cut
 // node's clients must end with every publication, in order, once each,
 // or have been told that their position is lost (a failed recovery).
 func TestCatchUpAfterNodeNATSDrop(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs processes")
-	}
-	dir := t.TempDir()
-	gateBin := build(t, dir, "wsgate", "github.com/wsgate/wsgate/cmd/wsgate")
-	cfgFile := writeConfig(t, dir)
-	s := startNATS(t, filepath.Join(dir, "js"), -1)
-	defer s.Shutdown()
+	dir, gateBin, cfgFile, s := natsNodes(t)
 	r := newRelay(t, s.Addr().String())
 	cut := startNode(t, dir, gateBin, cfgFile, "nats://"+r.addr(), "cut")
 	pub := startNode(t, dir, gateBin, cfgFile, s.ClientURL(), "pub")
@@ -359,14 +369,7 @@ func positionLost(t *testing.T, clients []*client, what string) {
 // must be told (unsubscribed with "insufficient state", a recovery that
 // fails), not handed the next publication after a silent gap.
 func TestCatchUpBeyondHistory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs processes")
-	}
-	dir := t.TempDir()
-	gateBin := build(t, dir, "wsgate", "github.com/wsgate/wsgate/cmd/wsgate")
-	cfgFile := writeConfig(t, dir)
-	s := startNATS(t, filepath.Join(dir, "js"), -1)
-	defer s.Shutdown()
+	dir, gateBin, cfgFile, s := natsNodes(t)
 	r := newRelay(t, s.Addr().String())
 	cut := startNode(t, dir, gateBin, cfgFile, "nats://"+r.addr(), "cut")
 	pub := startNode(t, dir, gateBin, cfgFile, s.ClientURL(), "pub")
@@ -428,13 +431,7 @@ func TestCatchUpBeyondHistory(t *testing.T) {
 // resubscribe whose recovery fails), not handed the new stream's offsets
 // as if they followed the old ones.
 func TestEpochChangeSignalled(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs processes")
-	}
-	dir := t.TempDir()
-	gateBin := build(t, dir, "wsgate", "github.com/wsgate/wsgate/cmd/wsgate")
-	cfgFile := writeConfig(t, dir)
-	s := startNATS(t, filepath.Join(dir, "js"), -1)
+	dir, gateBin, cfgFile, s := natsNodes(t)
 	port := s.Addr().(*net.TCPAddr).Port
 	sub := startNode(t, dir, gateBin, cfgFile, s.ClientURL(), "sub")
 	pub := startNode(t, dir, gateBin, cfgFile, s.ClientURL(), "pub")
@@ -475,14 +472,7 @@ func TestEpochChangeSignalled(t *testing.T) {
 // server-side subscription's recovery fails (recovered: false); then it
 // gets what is published next.
 func TestServerSideSubscriberPositionLost(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs processes")
-	}
-	dir := t.TempDir()
-	gateBin := build(t, dir, "wsgate", "github.com/wsgate/wsgate/cmd/wsgate")
-	cfgFile := writeConfig(t, dir)
-	s := startNATS(t, filepath.Join(dir, "js"), -1)
-	defer s.Shutdown()
+	dir, gateBin, cfgFile, s := natsNodes(t)
 	r := newRelay(t, s.Addr().String())
 	cut := startNode(t, dir, gateBin, cfgFile, "nats://"+r.addr(), "cut")
 	pub := startNode(t, dir, gateBin, cfgFile, s.ClientURL(), "pub")

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,14 +12,7 @@ import (
 // /api/channels called on one node lists the channels subscribed on
 // every node, with their client counts summed (as Centrifugo's).
 func TestChannelsAcrossNodes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs processes")
-	}
-	dir := t.TempDir()
-	gateBin := build(t, dir, "wsgate", "github.com/wsgate/wsgate/cmd/wsgate")
-	cfgFile := writeConfig(t, dir)
-	s := startNATS(t, filepath.Join(dir, "js"), -1)
-	defer s.Shutdown()
+	dir, gateBin, cfgFile, s := natsNodes(t)
 	a := startNode(t, dir, gateBin, cfgFile, s.ClientURL(), "a")
 	b := startNode(t, dir, gateBin, cfgFile, s.ClientURL(), "b")
 	clients := []*client{
@@ -56,14 +48,7 @@ func TestChannelsAcrossNodes(t *testing.T) {
 // another node (a server-side subscription), which then gets the
 // channel's publications.
 func TestServerSubscribeAcrossNodes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs processes")
-	}
-	dir := t.TempDir()
-	gateBin := build(t, dir, "wsgate", "github.com/wsgate/wsgate/cmd/wsgate")
-	cfgFile := writeConfig(t, dir)
-	s := startNATS(t, filepath.Join(dir, "js"), -1)
-	defer s.Shutdown()
+	dir, gateBin, cfgFile, s := natsNodes(t)
 	a := startNode(t, dir, gateBin, cfgFile, s.ClientURL(), "a")
 	b := startNode(t, dir, gateBin, cfgFile, s.ClientURL(), "b")
 	tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "srv"}).SignedString([]byte(secret))

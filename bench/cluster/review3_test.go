@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -212,14 +211,7 @@ func TestLiveDeliveryNotHeldBySubscribesWaitingForJetStream(t *testing.T) {
 	// recovery, read JetStream on the client's event loop. The test fails
 	// (live deliveries held 1.9 to 9.9 s) until those reads move off it.
 	t.Skip("open: subscribes read JetStream on the event loop")
-	if testing.Short() {
-		t.Skip("builds and runs processes")
-	}
-	dir := t.TempDir()
-	gateBin := build(t, dir, "wsgate", "github.com/wsgate/wsgate/cmd/wsgate")
-	cfgFile := writeConfig(t, dir)
-	s := startNATS(t, filepath.Join(dir, "js"), -1)
-	defer s.Shutdown()
+	dir, gateBin, cfgFile, s := natsNodes(t)
 	a := startNode(t, dir, gateBin, cfgFile, s.ClientURL(), "a")
 	ep := "ws://" + a.ws + "/connection/websocket"
 	connect := func(user string) *centrifuge.Client {
