@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,10 +43,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the command and opens 5,000 connections")
 	}
-	bin := filepath.Join(t.TempDir(), "wsgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildCmd(t)
 	ws, api := freeAddr(t), freeAddr(t)
 	cfg := configFile(t, "drain.yaml", fmt.Sprintf(`
 listen: {websocket: %q, api: %q, admin: ""}

@@ -68,10 +68,7 @@ func TestCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the command")
 	}
-	bin := filepath.Join(t.TempDir(), "wsgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildCmd(t)
 	ws, api := freeAddr(t), freeAddr(t)
 	start(t, bin, "api listening", "-addr", ws, "-api-addr", api, "-admin", "", "-token-hmac-secret", "s", "-api-key", "k")
 	post := func(key string) int {
@@ -140,10 +137,7 @@ func TestTestTokenOnlyForGeneratedSecret(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the command")
 	}
-	bin := filepath.Join(t.TempDir(), "wsgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildCmd(t)
 	addrs := func() []string {
 		return []string{"-addr", freeAddr(t), "-api-addr", freeAddr(t), "-admin", freeAddr(t)}
 	}

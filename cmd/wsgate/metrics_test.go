@@ -145,7 +145,7 @@ var build struct {
 	out  []byte
 }
 
-// buildCmd builds the command once for the tests of this file.
+// buildCmd builds the command once for the tests of this package.
 func buildCmd(t *testing.T) string {
 	t.Helper()
 	build.once.Do(func() {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,10 +19,7 @@ func TestNATSUnreachable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the command")
 	}
-	bin := filepath.Join(t.TempDir(), "wsgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildCmd(t)
 	call := func(method, url, body string) (int, string) {
 		var resp *http.Response
 		var err error
@@ -86,10 +82,7 @@ func TestNATSPasswordNotLogged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the command")
 	}
-	bin := filepath.Join(t.TempDir(), "wsgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildCmd(t)
 	for _, u := range []string{"nats://wsuser:SuperSecretPass@[::1", "nats://127.0.0.1:4222,nats://wsuser:SuperSecretPass@[::1"} {
 		out, err := exec.Command(bin, "-nats", u, "-token-hmac-secret", "s", "-api-key", "k",
 			"-addr", freeAddr(t), "-api-addr", freeAddr(t), "-admin", "").CombinedOutput()
