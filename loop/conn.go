@@ -49,7 +49,7 @@ const (
 	wMarkers                        // out holds messages that flush must compress
 	wPeerClose                      // the peer's close frame was received
 	wCloseCalled                    // Close was called (its frame may still wait in the inbox)
-	wBehind                         // conflating: the last flush left data in the queue (its window was full)
+	wBehind                         // conflating: the last flush left data in the queue
 )
 
 // Buffer pools, one per purpose so that bytebufferpool's size calibration
@@ -459,13 +459,14 @@ func (c *Conn) flush() (backlog bool) {
 	// The same poll gives a conflating connection the next part of its
 	// queue once its window has room.
 	backlog = c.q.data != nil || out > 0
-	if w != nil {
+	if c.policy == uint8(SlowConflate) {
 		c.wflags &^= wBehind
 		if c.q.data != nil {
 			c.wflags |= wBehind
-		} else if out == 0 && !held {
-			w.idle = true
 		}
+	}
+	if w != nil && c.q.data == nil && out == 0 && !held {
+		w.idle = true
 	}
 	closeSent := c.wflags&wCloseSent != 0
 	c.mu.Unlock()

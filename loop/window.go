@@ -7,32 +7,31 @@ import "time"
 // A conflating connection (SlowConflate) keeps what its peer cannot take
 // yet in the send queue, where a newer message of the same key can still
 // replace it: everything handed to gnet and the kernel goes out in order,
-// however old it is by then. So it is given only an in-flight window
-// sized from its measured drain rate: at most what the peer consumes in
-// windowTarget (gnet's buffer plus the kernel's unsent and unacknowledged
-// bytes), never less than minWindow (or one frame) and never more than
-// other connections may have in flight (lowWater+maxFlush). A reader that
-// keeps up drains fast and gets the largest window, so it is held back no
-// more than any other connection; a slow reader gets a small one, and its
-// backlog stays in the queue. The flush that finds the window full leaves
-// the rest queued and marks the connection behind (wBehind); the loop's
-// backlog poll (every backlogTick) gives it its next part when the peer
-// has read. Only Linux can tell what the kernel holds (TCP_INFO): on other
-// systems a conflating connection is flushed like the others.
+// however old it is by then. So a slow one is given only an in-flight
+// window sized from its measured drain rate: at most what the peer
+// consumes in windowTarget (gnet's buffer plus the kernel's unsent and
+// unacknowledged bytes), never less than minWindow (or one frame). A peer
+// that drains maxWindow or more in windowTarget is not held to a window:
+// it is flushed like any other connection, so readers that keep up lose
+// nothing to it. The flush that leaves data queued marks the connection
+// behind (wBehind), which is when its keyed messages conflate; the loop's
+// backlog poll (every backlogTick) gives it its next part once the peer
+// has read. Only Linux can tell what the kernel holds (TCP_INFO): on
+// other systems a conflating connection is flushed like the others.
 //
 // The drain rate is the peer's acknowledged bytes per second over at
-// least windowSample, smoothed: each sample moves the rate half way to
-// it. A sample can lower the rate only if the connection was behind at
-// the end of every flush of its interval (data queued, or bytes in gnet
-// or unsent in the kernel): otherwise the peer took all it was given and
-// the sample measures the publisher, not the peer. Such a sample first
-// caps the rate at twice itself, so that a slow reader's window comes
-// down from the starting one within a sample or two (a slow reader's
-// acknowledgements come in bursts, as its receive buffer frees room, so
-// single samples swing between 0 and several times its rate). A window
-// too small for a fast peer corrects itself within a few samples:
-// refilled at every flush (a publish, or the poll, at least every
-// backlogTick), it lets through windowTarget/backlogTick times the rate.
+// least windowSample. A sample can lower the rate only if the connection
+// was behind at the end of every flush of its interval (data queued, or
+// bytes in gnet or unsent in the kernel): otherwise the peer took all it
+// was given and the sample measures the publisher, not the peer. A lower
+// sample replaces the rate, but the rate falls by at most 4 times a
+// sample: a reader that keeps up and stalls for a moment keeps its
+// window, a slow one is windowed within a few samples. A higher sample
+// moves the rate half way to it (a slow reader's acknowledgements come in
+// bursts, as its receive buffer frees room). A window too small for a
+// peer corrects itself: refilled at every flush (a publish, or the poll
+// at least every backlogTick), it lets windowTarget/backlogTick times the
+// rate through in a sample.
 //
 // What the peer's own receive buffer holds (acknowledged, not yet read by
 // the application) is outside the window: a client that reads slowly
@@ -42,10 +41,9 @@ const (
 	windowTarget = 100 * time.Millisecond
 	windowSample = 100 * time.Millisecond
 	minWindow    = 512
-	maxWindow    = lowWater + maxFlush
-	// A connection starts at the largest window (as if not windowed), so
-	// that readers that keep up are never held back.
-	startRate = maxWindow * int64(time.Second/windowTarget)
+	maxWindow    = 64 << 10
+	// A connection starts unwindowed, as a reader that keeps up.
+	startRate = 2 * maxWindow * int64(time.Second/windowTarget)
 )
 
 // sendWindow is a conflating connection's window state (in connExt).
@@ -53,10 +51,19 @@ const (
 type sendWindow struct {
 	at    time.Duration // time of the last sample since the server started; 0: none yet
 	acked uint64        // the peer's acknowledged bytes at the last sample
-	rate  int64         // smoothed drain rate, bytes per second
+	rate  int64         // drain rate, bytes per second
 	// idle: a flush since the last sample ended with nothing held back
 	// anywhere (the sample cannot lower the rate).
 	idle bool
+}
+
+// size returns the window, or 0 if the connection is not held to one.
+func (w *sendWindow) size() int {
+	win := w.rate * int64(windowTarget) / int64(time.Second)
+	if win >= maxWindow {
+		return 0
+	}
+	return int(max(win, minWindow))
 }
 
 // sockQueue is what the kernel holds of a connection's output, and what
@@ -67,10 +74,10 @@ type sockQueue struct {
 	acked   uint64 // bytes acknowledged since the connection began
 }
 
-// room returns how many data bytes c may hand gnet now, given gnet's
-// outbound bytes out and the kernel's queue k, sampling the drain rate
-// when windowSample has passed. It returns at least 1 when nothing is in
-// flight (the take hands out at least one frame). Event-loop only.
+// room returns how many data bytes may be handed to gnet now, given
+// gnet's outbound bytes out and the kernel's queue k (maxFlush if the
+// connection is not held to a window), sampling the drain rate when
+// windowSample has passed. Event-loop only.
 func (w *sendWindow) room(now time.Duration, out int, k sockQueue) int {
 	switch dt := now - w.at; {
 	case w.at == 0:
@@ -78,24 +85,26 @@ func (w *sendWindow) room(now time.Duration, out int, k sockQueue) int {
 	case dt >= windowSample:
 		sample := int64(float64(k.acked-w.acked) / dt.Seconds())
 		switch {
-		case !w.idle:
-			w.rate = min(w.rate, 2*sample)
-			w.rate += (sample - w.rate) / 2
 		case sample > w.rate:
 			w.rate += (sample - w.rate) / 2
+		case !w.idle:
+			w.rate = max(sample, w.rate/4)
 		}
 		w.at, w.acked, w.idle = now, k.acked, false
 	}
-	win := int(min(max(w.rate*int64(windowTarget)/int64(time.Second), minWindow), maxWindow))
+	win := w.size()
+	if win == 0 {
+		return maxFlush
+	}
 	return win - (out + k.unsent + k.unacked)
 }
 
 // window returns, for a conflating connection with data queued, its
 // window state and the data bytes it may hand gnet now (see
 // sendWindow.room), and whether the kernel holds bytes it has not sent.
-// w is nil, and limit maxFlush, when there is nothing to measure: no data
-// queued, or a system that cannot tell. gnet holds out bytes.
-// Event-loop only.
+// w is nil, and limit maxFlush, when nothing was measured: no data
+// queued, a connection not held to a window between samples, or a system
+// that cannot tell. gnet holds out bytes. Event-loop only.
 func (c *Conn) window(out int) (w *sendWindow, limit int, held bool) {
 	c.mu.Lock()
 	if c.q.data != nil {
@@ -105,10 +114,13 @@ func (c *Conn) window(out int) (w *sendWindow, limit int, held bool) {
 	if w == nil {
 		return nil, maxFlush, false
 	}
+	now := time.Since(c.ls.srv.start)
+	if w.at != 0 && w.size() == 0 && now-w.at < windowSample {
+		return nil, maxFlush, false
+	}
 	k, ok := sockQueueOf(c.gc.Fd())
 	if !ok {
 		return nil, maxFlush, false
 	}
-	room := w.room(time.Since(c.ls.srv.start), out, k)
-	return w, min(room, maxFlush), k.unsent > 0
+	return w, min(w.room(now, out, k), maxFlush), k.unsent > 0
 }
