@@ -31,14 +31,14 @@ import "time"
 // bursts, as its receive buffer frees room). A window too small for a
 // peer corrects itself: refilled at every flush (a publish, or the poll
 // at least every backlogTick), it lets windowTarget/backlogTick times the
-// rate through in a sample.
+// rate through.
 //
 // What the peer's own receive buffer holds (acknowledged, not yet read by
 // the application) is outside the window: a client that reads slowly
 // through a large receive buffer reads values as old as that buffer holds
 // at its read rate.
 const (
-	windowTarget = 100 * time.Millisecond
+	windowTarget = 50 * time.Millisecond
 	windowSample = 100 * time.Millisecond
 	minWindow    = 512
 	maxWindow    = 64 << 10
