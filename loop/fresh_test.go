@@ -188,7 +188,10 @@ func BenchmarkFanoutHealthy(b *testing.B) {
 	for _, policy := range []SlowPolicy{SlowDisconnect, SlowConflate} {
 		b.Run(policy.String(), func(b *testing.B) {
 			const subs, size = 50, 1024
-			s, _, addr := startSubServer(b, policy, Options{MaxPendingBytes: 256 << 20, HighWaterBytes: 128 << 20})
+			// Nothing may be dropped: the publisher outruns the readers,
+			// and what they have not read yet must fit.
+			o := Options{MaxPendingBytes: 256 << 20, HighWaterBytes: 128 << 20, SendBudget: -1}
+			s, _, addr := startSubServer(b, policy, o)
 			cs := make([]*wsClient, subs)
 			for i := range cs {
 				cs[i] = dialWS(b, addr, 0)
@@ -226,6 +229,9 @@ func BenchmarkFanoutHealthy(b *testing.B) {
 				}
 			}
 			wg.Wait()
+			if st := s.Stats(); st.Dropped != 0 || st.Conflated != 0 {
+				b.Errorf("%d messages dropped, %d conflated", st.Dropped, st.Conflated)
+			}
 		})
 	}
 }
