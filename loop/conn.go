@@ -459,11 +459,9 @@ func (c *Conn) flush() (backlog bool) {
 	// The same poll gives a conflating connection the next part of its
 	// queue once its window has room.
 	backlog = c.q.data != nil || out > 0
-	if c.policy == uint8(SlowConflate) {
-		c.wflags &^= wBehind
-		if c.q.data != nil {
-			c.wflags |= wBehind
-		}
+	c.wflags &^= wBehind
+	if c.policy == uint8(SlowConflate) && c.q.data != nil {
+		c.wflags |= wBehind
 	}
 	if w != nil && c.q.data == nil && out == 0 && !held {
 		w.idle = true

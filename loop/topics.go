@@ -81,7 +81,7 @@ type connExt struct {
 	// charged is what the connection holds of Options.SendBudget: its
 	// pending bytes after its last flush, if it was behind.
 	charged int64
-	win     sendWindow // SlowConflate: the in-flight window (kept while open)
+	win     sendWindow // SlowConflate: the in-flight window (kept while conflating)
 }
 
 func (c *Conn) x() *connExt {
@@ -93,7 +93,8 @@ func (c *Conn) x() *connExt {
 
 // dropExt frees c.ext once it holds nothing. Event-loop only.
 func (c *Conn) dropExt() {
-	if x := c.ext; x != nil && x.dfl == nil && len(x.topics) == 0 && x.ix.keys == nil && x.charged == 0 && x.win.at == 0 {
+	if x := c.ext; x != nil && x.dfl == nil && len(x.topics) == 0 && x.ix.keys == nil && x.charged == 0 &&
+		(x.win.at == 0 || c.policy != uint8(SlowConflate)) {
 		c.ext = nil
 	}
 }
