@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,6 +23,11 @@ var ErrUnknownChannel = errors.New("wsgate: unknown channel")
 // namespace (opts.HistorySize and HistoryTTL are taken from there) and
 // returns the channel's position after it.
 func (n *Node) Publish(channel string, data []byte, opts PublishOptions) (StreamPosition, error) {
+	return n.publish(pubAPI, channel, data, opts)
+}
+
+// publish is Publish, counted for source (pubAPI, pubClient).
+func (n *Node) publish(source int, channel string, data []byte, opts PublishOptions) (StreamPosition, error) {
 	o := n.cfg.options(channel)
 	if o == nil {
 		return StreamPosition{}, ErrUnknownChannel
@@ -31,7 +37,7 @@ func (n *Node) Publish(channel string, data []byte, opts PublishOptions) (Stream
 	} else {
 		opts.HistorySize, opts.HistoryTTL = 0, 0
 	}
-	return n.broker.Publish(channel, data, opts)
+	return n.brokerPublish(source, channel, data, opts)
 }
 
 // apiError is an error of the server API.
@@ -76,7 +82,14 @@ func (n *Node) APIHandler() http.Handler {
 	n.clusterize(methods)
 	methods["batch"] = func(body []byte) (any, *apiError) { return n.apiBatch(body, methods) }
 	for name, f := range methods {
+		m := slices.Index(apiMethods[:], name)
+		if m < 0 {
+			panic("wsgate: API method " + name + " has no place in Stats")
+		}
 		mux.HandleFunc("POST /api/"+name, func(w http.ResponseWriter, r *http.Request) {
+			defer func(start time.Time) {
+				n.stats.random().api[m].observe(time.Since(start))
+			}(time.Now())
 			if !n.apiAuthorized(r) {
 				http.Error(w, "Unauthorized", http.StatusUnauthorized)
 				return
@@ -235,7 +248,7 @@ func (n *Node) publish1(channel string, data []byte, r *apiPublishRequest) (*api
 		if n.cfg.options(channel) == nil {
 			return nil, apiErrUnknownChannel
 		}
-		sp, err = n.broker.Publish(channel, data, opts)
+		sp, err = n.brokerPublish(pubAPI, channel, data, opts)
 	} else {
 		sp, err = n.Publish(channel, data, opts)
 	}
@@ -377,31 +390,67 @@ func (n *Node) apiInfo(body []byte) (any, *apiError) {
 	return map[string]any{"nodes": n.nodes()}, nil
 }
 
+// channelsResult is the result of /api/channels.
+type channelsResult struct {
+	Channels map[string]channelInfo `json:"channels"`
+}
+
+type channelInfo struct {
+	NumClients int `json:"num_clients"`
+}
+
+// apiChannels lists the channels with subscribers on every node, their
+// client counts summed.
 func (n *Node) apiChannels(body []byte) (any, *apiError) {
+	res, e := n.localChannels(body)
+	if e != nil {
+		return nil, e
+	}
+	c, ok := n.broker.(Cluster)
+	if !ok {
+		return res, nil
+	}
+	answers, err := c.Survey("channels", body)
+	if err != nil {
+		n.log.Warn("channels not asked of the other nodes", "err", err)
+		return nil, apiErrInternal
+	}
+	for _, a := range answers {
+		var other channelsResult
+		if json.Unmarshal(a, &other) != nil {
+			continue
+		}
+		for name, ci := range other.Channels {
+			ci.NumClients += res.Channels[name].NumClients
+			res.Channels[name] = ci
+		}
+	}
+	return res, nil
+}
+
+// localChannels lists the channels with subscribers on this node.
+func (n *Node) localChannels(body []byte) (channelsResult, *apiError) {
 	var r struct {
 		Pattern string `json:"pattern"`
 	}
 	if e := decode(body, &r); e != nil {
-		return nil, e
+		return channelsResult{}, e
 	}
 	if _, err := path.Match(r.Pattern, ""); err != nil {
-		return nil, apiErrBadRequest
+		return channelsResult{}, apiErrBadRequest
 	}
-	type info struct {
-		NumClients int `json:"num_clients"`
-	}
-	out := map[string]info{}
+	out := channelsResult{Channels: map[string]channelInfo{}}
 	for i := range n.channels {
 		sh := &n.channels[i]
 		sh.mu.Lock()
 		for name, ch := range sh.m {
 			if ok, _ := path.Match(r.Pattern, name); r.Pattern == "" || ok {
-				out[name] = info{ch.refs}
+				out.Channels[name] = channelInfo{ch.refs}
 			}
 		}
 		sh.mu.Unlock()
 	}
-	return map[string]any{"channels": out}, nil
+	return out, nil
 }
 
 func (n *Node) apiDisconnect(body []byte) (any, *apiError) {
@@ -490,7 +539,7 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 	}
 	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
 		c.mu.Lock()
-		if c.state.Load() == stateConnected && c.subscribed(r.Channel) < 0 && len(c.subs) < n.cfg.Client.ChannelLimit {
+		if c.state.Load() == stateConnected && c.subscribed(r.Channel) < 0 && c.nsubs() < n.cfg.Client.ChannelLimit {
 			// The push subscribe, then the recovered publications as
 			// pushes, written under the channel's lock.
 			err := n.subscribe(c, r.Channel, opts, sreq, 0, func(res *protocol.SubscribeResult) {
@@ -507,6 +556,7 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 				c.mu.Unlock()
 				return nil, n.apiErr(err)
 			}
+			c.subAt(c.nsubs() - 1).server = true
 		}
 		c.mu.Unlock()
 	}

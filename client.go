@@ -28,10 +28,12 @@ const (
 	stateClosed
 )
 
-// session is the gateway state of one connection: a few words plus its
-// subscriptions. Its mutex serialises the connection's commands with
-// server API operations on it; timestamps replace timers (see
-// Node.sweep).
+// session is the gateway state of one connection: a few words, its first
+// subscription inline and, behind x, what only some clients have. Its
+// mutex serialises the connection's commands with server API operations
+// on it; timestamps replace timers (see Node.sweep). A client with a
+// connection token and one subscription holds this 96-byte struct and
+// nothing else here (the user string is the token's).
 type session struct {
 	conn   *loop.Conn
 	mu     sync.Mutex
@@ -46,16 +48,94 @@ type session struct {
 	rateN  uint16        // commands in the rate window
 	proto  uint8
 	user   string
-	info   string // connection info from the token (bytes; a string is smaller)
-	subs   []sub
+	sub0   sub         // the first subscription (ch nil: none)
+	x      *sessionExt // nil unless the client has connection info or a second subscription
+}
+
+// sessionExt is what only some sessions need.
+type sessionExt struct {
+	info string // connection info from the token (bytes; a string is smaller)
+	subs []sub  // the subscriptions after the first
 }
 
 // sessionSize is the size of a session, for the memory test.
 const sessionSize = int(unsafe.Sizeof(session{}))
 
 type sub struct {
-	ch  *channel
-	exp uint32 // subscription token expiry, Unix s (0: none)
+	ch     *channel
+	exp    uint32 // subscription token expiry, Unix s (0: none)
+	server bool   // server-side: made by the connection token or the API
+}
+
+// nsubs returns the number of c's subscriptions. c.mu held.
+func (c *session) nsubs() int {
+	switch {
+	case c.sub0.ch == nil:
+		return 0
+	case c.x == nil:
+		return 1
+	}
+	return 1 + len(c.x.subs)
+}
+
+// subAt returns c's subscription i (0 <= i < nsubs). c.mu held.
+func (c *session) subAt(i int) *sub {
+	if i == 0 {
+		return &c.sub0
+	}
+	return &c.x.subs[i-1]
+}
+
+// addSub appends s to c's subscriptions. c.mu held.
+func (c *session) addSub(s sub) {
+	if c.sub0.ch == nil {
+		c.sub0 = s
+		return
+	}
+	if c.x == nil {
+		c.x = new(sessionExt)
+	}
+	c.x.subs = append(c.x.subs, s)
+}
+
+// removeSub removes c's subscription i; the last one takes its place.
+// c.mu held.
+func (c *session) removeSub(i int) {
+	last := c.nsubs() - 1
+	*c.subAt(i) = *c.subAt(last)
+	if last == 0 {
+		c.sub0 = sub{}
+		return
+	}
+	c.x.subs[last-1] = sub{}
+	c.x.subs = c.x.subs[:last-1]
+	c.trimExt()
+}
+
+// info returns c's connection info.
+func (c *session) info() string {
+	if c.x == nil {
+		return ""
+	}
+	return c.x.info
+}
+
+// setInfo sets c's connection info. c.mu held.
+func (c *session) setInfo(info []byte) {
+	if len(info) > 0 && c.x == nil {
+		c.x = new(sessionExt)
+	}
+	if c.x != nil {
+		c.x.info = string(info)
+		c.trimExt()
+	}
+}
+
+// trimExt frees c.x once it holds nothing. c.mu held.
+func (c *session) trimExt() {
+	if c.x != nil && c.x.info == "" && len(c.x.subs) == 0 {
+		c.x = nil
+	}
 }
 
 func (c *session) id(n *Node) string { return n.clientID(c.seq) }
@@ -74,6 +154,7 @@ var (
 	disconnectExpired       = disconnect{3005, "connection expired"}
 	disconnectSubExpired    = disconnect{3006, "subscription expired"}
 	disconnectNoPong        = disconnect{3012, "no pong"}
+	disconnectInsufficient  = disconnect{3010, "insufficient state"}
 	disconnectInvalidToken  = disconnect{3500, "invalid token"}
 	disconnectBadRequest    = disconnect{3501, "bad request"}
 	disconnectStale         = disconnect{3502, "stale"}
@@ -148,6 +229,12 @@ func (n *Node) handle(c *session, cmd *protocol.Command) *disconnect {
 	if cmd.Connect == nil && state != stateConnected {
 		return &disconnectBadRequest
 	}
+	method := commandMethod(cmd)
+	if method != cmdNone {
+		defer func(start time.Time) {
+			n.stats.shard(c.seq).cmds[method].observe(time.Since(start))
+		}(time.Now())
+	}
 	if cmd.Send != nil {
 		// An asynchronous message: no reply, and no handler for it.
 		return nil
@@ -220,6 +307,37 @@ func (n *Node) handle(c *session, cmd *protocol.Command) *disconnect {
 
 func (d disconnect) Error() string { return d.Reason }
 
+// commandMethod returns the method of cmd (cmdConnect, …), or cmdNone.
+func commandMethod(cmd *protocol.Command) int {
+	switch {
+	case cmd.Connect != nil:
+		return cmdConnect
+	case cmd.Subscribe != nil:
+		return cmdSubscribe
+	case cmd.Unsubscribe != nil:
+		return cmdUnsubscribe
+	case cmd.Publish != nil:
+		return cmdPublish
+	case cmd.History != nil:
+		return cmdHistory
+	case cmd.Refresh != nil:
+		return cmdRefresh
+	case cmd.SubRefresh != nil:
+		return cmdSubRefresh
+	case cmd.Ping != nil:
+		return cmdPing
+	case cmd.Presence != nil:
+		return cmdPresence
+	case cmd.PresenceStats != nil:
+		return cmdPresenceStats
+	case cmd.Rpc != nil:
+		return cmdRPC
+	case cmd.Send != nil:
+		return cmdSend
+	}
+	return cmdNone
+}
+
 func isPong(cmd *protocol.Command) bool {
 	return cmd.Connect == nil && cmd.Subscribe == nil && cmd.Unsubscribe == nil && cmd.Publish == nil &&
 		cmd.Presence == nil && cmd.PresenceStats == nil && cmd.History == nil && cmd.Ping == nil &&
@@ -254,7 +372,7 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 	res := &protocol.ConnectResult{Client: c.id(n), Version: Version, Node: n.id}
 	if cl != nil {
 		c.user = cl.Subject
-		c.info = string(cl.info())
+		c.setInfo(cl.info())
 		if exp := cl.expiry(); exp > 0 {
 			c.exp.Store(uint32(exp))
 			res.Expires, res.Ttl = true, ttl(exp)
@@ -265,6 +383,10 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 	}
 	c.state.Store(stateConnected)
 	n.nconn.Add(1)
+	n.stats.shard(c.seq).connects.Add(1)
+	if n.debug() {
+		n.log.Debug("client connected", "client", c.id(n), "user", c.user, "remote", c.conn.RemoteAddr().String())
+	}
 	// Server-side subscriptions: their results go into the connect reply,
 	// written after them. No publication can reach the connection
 	// before it: this runs on the connection's event loop (OnMessage),
@@ -273,7 +395,7 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 	if cl != nil && len(cl.Channels) > 0 {
 		res.Subs = make(map[string]*protocol.SubscribeResult, len(cl.Channels))
 		for _, name := range cl.Channels {
-			if len(c.subs) >= n.cfg.Client.ChannelLimit {
+			if c.nsubs() >= n.cfg.Client.ChannelLimit {
 				return nil, disconnectChannelLimit
 			}
 			opts := n.cfg.options(name)
@@ -292,15 +414,17 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 				n.log.Warn("server-side subscription failed", "client", c.id(n), "channel", name, "err", err)
 				return nil, disconnectServerError
 			}
+			c.subAt(c.nsubs() - 1).server = true
 		}
 	}
 	return &protocol.Reply{Id: id, Connect: res}, nil
 }
 
-// subscribed returns the index of channel name in c.subs, or -1.
+// subscribed returns the index of channel name in c's subscriptions, or
+// -1. c.mu held.
 func (c *session) subscribed(name string) int {
-	for i, s := range c.subs {
-		if s.ch.name == name {
+	for i := range c.nsubs() {
+		if c.subAt(i).ch.name == name {
 			return i
 		}
 	}
@@ -317,15 +441,15 @@ func (n *Node) subscribe(c *session, name string, opts *ChannelOptions, req *pro
 		n.release(ch)
 		return err
 	}
-	c.subs = append(c.subs, sub{ch: ch, exp: exp})
+	c.addSub(sub{ch: ch, exp: exp})
 	c.updateSubExp()
 	return nil
 }
 
 func (c *session) updateSubExp() {
 	var m uint32
-	for _, s := range c.subs {
-		if s.exp != 0 && (m == 0 || s.exp < m) {
+	for i := range c.nsubs() {
+		if s := c.subAt(i); s.exp != 0 && (m == 0 || s.exp < m) {
 			m = s.exp
 		}
 	}
@@ -350,7 +474,7 @@ func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeReq
 	if c.subscribed(req.Channel) >= 0 {
 		return nil, errAlreadySubscribed
 	}
-	if len(c.subs) >= n.cfg.Client.ChannelLimit {
+	if c.nsubs() >= n.cfg.Client.ChannelLimit {
 		return nil, errLimitExceeded
 	}
 	var exp uint32
@@ -397,10 +521,8 @@ func (n *Node) unsubscribe(c *session, name string, how int) bool {
 	if i < 0 {
 		return false
 	}
-	ch := c.subs[i].ch
-	c.subs[i] = c.subs[len(c.subs)-1]
-	c.subs[len(c.subs)-1] = sub{}
-	c.subs = c.subs[:len(c.subs)-1]
+	ch := c.subAt(i).ch
+	c.removeSub(i)
 	c.updateSubExp()
 	n.leave(c, ch, how)
 	return true
@@ -425,8 +547,8 @@ func (n *Node) clientPublish(c *session, id uint32, req *protocol.PublishRequest
 	if !allowed {
 		return nil, errPermissionDenied
 	}
-	info := &ClientInfo{User: c.user, Client: c.id(n), ConnInfo: []byte(c.info)}
-	if _, err := n.Publish(req.Channel, req.Data, PublishOptions{Info: info}); err != nil {
+	info := &ClientInfo{User: c.user, Client: c.id(n), ConnInfo: []byte(c.info())}
+	if _, err := n.publish(pubClient, req.Channel, req.Data, PublishOptions{Info: info}); err != nil {
 		return nil, err
 	}
 	return &protocol.Reply{Id: id, Publish: &protocol.PublishResult{}}, nil
@@ -488,7 +610,7 @@ func (n *Node) refresh(c *session, id uint32, req *protocol.RefreshRequest) (*pr
 		res.Expires, res.Ttl = true, ttl(exp)
 	}
 	if info := cl.info(); info != nil {
-		c.info = string(info)
+		c.setInfo(info)
 	}
 	return &protocol.Reply{Id: id, Refresh: res}, nil
 }
@@ -509,7 +631,7 @@ func (n *Node) subRefresh(c *session, id uint32, req *protocol.SubRefreshRequest
 		return nil, disconnectInvalidToken
 	}
 	exp := cl.expiry()
-	c.subs[i].exp = uint32(exp)
+	c.subAt(i).exp = uint32(exp)
 	c.updateSubExp()
 	res := &protocol.SubRefreshResult{}
 	if exp > 0 {

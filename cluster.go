@@ -1,5 +1,7 @@
 package wsgate
 
+import "encoding/json"
+
 // Cluster is an optional interface of a Broker that links the nodes of a
 // deployment for the server API's node-wide operations: /api/info lists
 // every node, and /api/disconnect, /api/unsubscribe and /api/subscribe
@@ -8,13 +10,17 @@ package wsgate
 type Cluster interface {
 	// RunCluster starts exchanging with the other nodes: info returns
 	// this node's figures (called periodically), and run executes a
-	// server API command (method and JSON body) that another node
-	// received, on this node's clients only.
-	RunCluster(info func() NodeInfo, run func(method string, body []byte)) error
+	// server API command or query (method and JSON body) that another
+	// node received, on this node's clients and channels only, and
+	// returns its JSON result (what a Survey gets back).
+	RunCluster(info func() NodeInfo, run func(method string, body []byte) []byte) error
 	// Nodes returns the latest figures of the other nodes that are alive.
 	Nodes() []NodeInfo
 	// Broadcast sends a server API command to every other node.
 	Broadcast(method string, body []byte) error
+	// Survey sends a server API query to every other node and returns
+	// the results that came back within the broker's timeout.
+	Survey(method string, body []byte) ([][]byte, error)
 }
 
 // NodeInfo is one node's entry in /api/info.
@@ -62,7 +68,7 @@ func (n *Node) startCluster() error {
 	if !ok {
 		return nil
 	}
-	return c.RunCluster(n.Info, func(method string, body []byte) {
+	return c.RunCluster(n.Info, func(method string, body []byte) []byte {
 		var f func([]byte) (any, *apiError)
 		switch method {
 		case "disconnect":
@@ -71,13 +77,19 @@ func (n *Node) startCluster() error {
 			f = n.apiUnsubscribe
 		case "subscribe":
 			f = n.apiSubscribe
+		case "channels":
+			f = func(body []byte) (any, *apiError) { return n.localChannels(body) }
 		default:
 			n.log.Warn("unknown command from another node", "method", method)
-			return
+			return nil
 		}
-		if _, e := f(body); e != nil {
+		res, e := f(body)
+		if e != nil {
 			n.log.Warn("command from another node failed", "method", method, "err", e.Message)
+			return nil
 		}
+		b, _ := json.Marshal(res)
+		return b
 	})
 }
 

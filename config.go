@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -27,6 +28,11 @@ type ClientConfig struct {
 	// AllowedOrigins lists Origin values accepted besides the same origin
 	// ("*": any).
 	AllowedOrigins []string `json:"allowed_origins"`
+	// TrustedProxies is wsgate's own: the addresses and networks (CIDR) of
+	// the proxies whose Forwarded and X-Forwarded-* headers are believed
+	// for the client's address and the origin check (see
+	// loop.Options.TrustedProxies). Default: none.
+	TrustedProxies []string `json:"trusted_proxies"`
 	// PingInterval is the period of the protocol's server pings. Default
 	// 25s; negative disables pings (and the pong check).
 	PingInterval Duration `json:"ping_interval"`
@@ -205,6 +211,25 @@ func LoadConfig(path string) (Config, error) {
 	return ParseConfig(b)
 }
 
+// ParseTrustedProxies parses addresses ("10.0.0.7", "::1") and networks
+// ("10.0.0.0/8") into the prefixes of loop.Options.TrustedProxies.
+func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
+	var ps []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("%q is neither an address nor a network", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
 // normalize fills in the defaults and checks the values.
 func (c Config) normalize() (Config, error) {
 	cl := &c.Client
@@ -254,17 +279,33 @@ func (c Config) normalize() (Config, error) {
 		}
 		seen[ns.Name] = true
 	}
+	if _, err := ParseTrustedProxies(cl.TrustedProxies); err != nil {
+		return c, fmt.Errorf("wsgate: config: client.trusted_proxies: %w", err)
+	}
 	switch {
 	case cl.PingInterval > 0 && cl.PongTimeout >= cl.PingInterval:
 		return c, errors.New("wsgate: config: client.pong_timeout must be below client.ping_interval")
-	case cl.ChannelLimit < 0 || cl.MaxBatchSize < 0 || cl.MaxCommandSize < 0:
-		return c, errors.New("wsgate: config: client limits must not be negative")
+	case cl.ChannelLimit < 0:
+		return c, errors.New("wsgate: config: client.channel_limit must not be negative")
+	case cl.MaxBatchSize < 0:
+		return c, errors.New("wsgate: config: client.max_batch_size must not be negative")
+	case cl.MaxCommandSize < 0:
+		return c, errors.New("wsgate: config: client.max_command_size must not be negative")
+	case cl.ConnectionLimit < 0:
+		return c, errors.New("wsgate: config: client.connection_limit must not be negative")
 	case cl.Token.HMACSecretKey == "" && cl.Token.RSAPublicKey == "" && cl.Token.ECDSAPublicKey == "" && !cl.AllowAnonymousConnectWithoutToken:
 		return c, errors.New("wsgate: config: client.token needs hmac_secret_key, rsa_public_key or ecdsa_public_key")
 	case c.HTTPAPI.Key == "" && !c.HTTPAPI.Insecure:
 		return c, errors.New("wsgate: config: http_api.key is empty (set http_api.insecure to run the API without a key)")
 	}
 	return c, nil
+}
+
+// Check reports what NewNode would refuse in the configuration, naming
+// the key; nil if it is good.
+func (c Config) Check() error {
+	_, err := c.normalize()
+	return err
 }
 
 // options returns the options of channel name, or nil when its namespace

@@ -32,8 +32,8 @@ const ProtobufSubprotocol = "centrifuge-protobuf"
 // NodeOptions configures a Node beside its Config.
 type NodeOptions struct {
 	// Loop are the engine's options. Authorize, Protocols and
-	// MaxMessageSize are set by the node; AllowedOrigins and MaxConns
-	// come from the Config when empty.
+	// MaxMessageSize are set by the node; AllowedOrigins, TrustedProxies
+	// and MaxConns come from the Config when empty.
 	Loop loop.Options
 	// Broker carries publications and history; nil: a MemoryBroker.
 	Broker Broker
@@ -62,6 +62,8 @@ type Node struct {
 	channels [64]channelShard
 	seq      atomic.Uint64
 	nconn    atomic.Int64 // clients that completed connect
+	stats    nodeStats
+	draining atomic.Bool // Drain has begun: Ready fails
 
 	started atomic.Bool
 	stop    chan struct{}
@@ -69,8 +71,9 @@ type Node struct {
 }
 
 type clientShard struct {
-	mu      sync.Mutex
-	clients []*session
+	mu          sync.Mutex
+	clients     []*session
+	disconnects map[uint16]int64 // closed connections by close code
 }
 
 type channelShard struct {
@@ -92,6 +95,10 @@ type channel struct {
 	init  bool
 	top   uint64 // offset of the last publication handed to the engine topics (at creation: the stream's)
 	epoch string
+	// lost is set while the channel's subscribers on this node are being
+	// told that their position is lost (see lose): nothing is fanned out
+	// to them and nobody joins until they all are.
+	lost bool
 }
 
 // NewNode checks the configuration and returns a node that is not yet
@@ -132,6 +139,9 @@ func NewNode(cfg Config, o NodeOptions) (*Node, error) {
 	lo.MaxMessageSize = int64(cfg.Client.MaxCommandSize)
 	if len(lo.AllowedOrigins) == 0 {
 		lo.AllowedOrigins = cfg.Client.AllowedOrigins
+	}
+	if len(lo.TrustedProxies) == 0 {
+		lo.TrustedProxies, _ = ParseTrustedProxies(cfg.Client.TrustedProxies) // checked by normalize
 	}
 	if lo.MaxConns == 0 {
 		lo.MaxConns = cfg.Client.ConnectionLimit
@@ -188,6 +198,65 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	return n.srv.Shutdown(ctx)
 }
 
+// ErrDraining is Ready's answer once Drain has begun.
+var ErrDraining = errors.New("wsgate: draining")
+
+// Ready reports whether the node takes new clients: ErrDraining once Drain
+// has begun, else nil. It is meant for a readiness endpoint, so that a
+// load balancer sends no new client to a node that is going away.
+func (n *Node) Ready() error {
+	if n.draining.Load() {
+		return ErrDraining
+	}
+	return nil
+}
+
+// drainTick is how often Drain disconnects the clients that are due.
+const drainTick = 10 * time.Millisecond
+
+// Drain shuts the node down gently, for a restart behind a load balancer.
+// Ready fails from the start and new connections are refused
+// (loop.Server.StopAccepting); then the clients are disconnected with 3001
+// "shutdown", the protocol's code that tells a client to reconnect, spread
+// evenly over period: client i of n at i*period/n, so that they reconnect
+// to the other nodes at a steady rate, not all at once. Each client gets
+// what was queued for it before its close frame (Conn.Close queues the
+// frame behind it). Drain ends with Shutdown, which waits for the closing
+// handshakes until ctx ends. If ctx ends during the spread, the clients
+// left are disconnected at once.
+func (n *Node) Drain(ctx context.Context, period time.Duration) error {
+	n.draining.Store(true)
+	n.srv.StopAccepting()
+	var clients []*session
+	n.eachClient(func(c *session) { clients = append(clients, c) })
+	start := time.Now()
+	t := time.NewTicker(drainTick)
+	defer t.Stop()
+	for done := 0; done < len(clients); {
+		due := len(clients)
+		if el := time.Since(start); el < period {
+			due = min(due, int(int64(el)*int64(len(clients))/int64(period))+1)
+		}
+		for ; done < due; done++ {
+			c := clients[done]
+			c.mu.Lock()
+			if c.state.Load() != stateClosed {
+				c.disconnect(disconnectShutdown)
+			}
+			c.mu.Unlock()
+		}
+		if done == len(clients) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			period = 0
+		case <-t.C:
+		}
+	}
+	return n.Shutdown(ctx)
+}
+
 // Wait blocks until the engine has stopped.
 func (n *Node) Wait() error { return n.srv.Wait() }
 
@@ -214,10 +283,17 @@ func (e *engine) OnOpen(conn *loop.Conn) {
 	c.idx = int32(len(sh.clients))
 	sh.clients = append(sh.clients, c)
 	sh.mu.Unlock()
+	if n.debug() {
+		n.log.Debug("connection open", "client", c.id(n), "remote", conn.RemoteAddr().String())
+	}
 }
 
+// debug reports whether debug logs are written: connection events build
+// their attributes only then.
+func (n *Node) debug() bool { return n.log.Enabled(context.Background(), slog.LevelDebug) }
+
 // OnClose implements loop.Handler.
-func (e *engine) OnClose(conn *loop.Conn, _ error) {
+func (e *engine) OnClose(conn *loop.Conn, err error) {
 	n := (*Node)(e)
 	c, _ := conn.Value().(*session)
 	if c == nil {
@@ -228,13 +304,22 @@ func (e *engine) OnClose(conn *loop.Conn, _ error) {
 		n.nconn.Add(-1)
 	}
 	c.state.Store(stateClosed)
-	for _, s := range c.subs {
-		n.leave(c, s.ch, leaveClosed)
+	for i := range c.nsubs() {
+		n.leave(c, c.subAt(i).ch, leaveClosed)
 	}
-	c.subs = nil
+	c.sub0, c.x = sub{}, nil
 	c.mu.Unlock()
+	code := closeCode(err)
+	if n.debug() {
+		n.log.Debug("connection closed", "client", c.id(n), "user", c.user,
+			"remote", conn.RemoteAddr().String(), "code", code, "err", err)
+	}
 	sh := &n.clients[c.seq%uint64(len(n.clients))]
 	sh.mu.Lock()
+	if sh.disconnects == nil {
+		sh.disconnects = map[uint16]int64{}
+	}
+	sh.disconnects[code]++
 	last := sh.clients[len(sh.clients)-1]
 	sh.clients[c.idx] = last
 	last.idx = c.idx
@@ -338,7 +423,10 @@ func (n *Node) sweep() {
 	defer close(n.done)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	ping := uint32(time.Duration(n.cfg.Client.PingInterval) / time.Second)
+	// A negative interval turns pings and the pong check off (0 here):
+	// converted as is, it would wrap to a huge interval whose sum with
+	// pong wraps again, to a few seconds.
+	ping := uint32(max(0, time.Duration(n.cfg.Client.PingInterval)/time.Second))
 	pong := uint32(time.Duration(n.cfg.Client.PongTimeout) / time.Second)
 	stale := uint32(time.Duration(n.cfg.Client.StaleCloseDelay) / time.Second)
 	expDelay := int64(time.Duration(n.cfg.Client.ExpiredCloseDelay) / time.Second)
@@ -472,6 +560,7 @@ func (n *Node) HandlePublication(name string, pub *Publication, sp StreamPositio
 	if ch == nil {
 		return
 	}
+	n.stats.random().published[pubBroker].Add(1)
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if pub.Offset != 0 {
@@ -479,32 +568,90 @@ func (n *Node) HandlePublication(name string, pub *Publication, sp StreamPositio
 		if same && pub.Offset <= ch.top {
 			return
 		}
-		if same && pub.Offset > ch.top+1 {
-			// Publications were lost on the way (a broker between nodes
-			// may drop some): deliver them from history first.
-			n.fill(ch, pub.Offset-1)
+		// Publications were lost on the way (a broker between nodes may
+		// drop some): they are delivered from history first. When history
+		// no longer holds them, or the stream's epoch changed, the
+		// subscribers' position is lost and they are told so.
+		if (ch.init && !same) || (pub.Offset > ch.top+1 && !n.fill(ch, pub.Offset-1)) {
+			n.lose(ch)
 		}
 		ch.init, ch.top, ch.epoch = true, pub.Offset, sp.Epoch
 	}
-	n.fanOut(ch, pub)
+	if !ch.lost {
+		n.fanOut(ch, pub)
+	}
 }
 
+// insufficientState is Centrifugo's unsubscribe push for a subscriber
+// whose position in the stream is lost; its code (2500 and above) makes
+// the SDKs subscribe again, recovering from their position.
+var insufficientState = &protocol.Unsubscribe{Code: 2500, Reason: "insufficient state"}
+
+// lose tells ch's subscribers on this node that publications they should
+// have had are lost: each is unsubscribed with insufficientState, so that
+// its SDK subscribes again with recovery, which then fails (recovered:
+// false) and the application learns it. A server-side subscriber, which
+// cannot subscribe again by itself, is disconnected with 3010
+// "insufficient state" instead: it reconnects, recovering its server-side
+// subscriptions. Until they all are, nothing is
+// fanned out on ch and subscribes are refused with a temporary error:
+// no subscriber sees a later publication after the gap, which would
+// move its position past the loss. ch.mu held; the unsubscribing runs on
+// its own goroutine, as it takes the sessions' locks.
+func (n *Node) lose(ch *channel) {
+	n.log.Warn("subscribers' position lost", "channel", ch.name, "after", ch.top, "epoch", ch.epoch)
+	if ch.lost {
+		return
+	}
+	ch.lost = true
+	go func() {
+		var cs []*session
+		n.eachClient(func(c *session) {
+			if c.state.Load() == stateConnected {
+				cs = append(cs, c)
+			}
+		})
+		for _, c := range cs {
+			c.mu.Lock()
+			if c.state.Load() == stateConnected {
+				if i := c.subscribed(ch.name); i >= 0 && c.subAt(i).server {
+					c.disconnect(disconnectInsufficient)
+				} else if n.unsubscribe(c, ch.name, leaveQueued) {
+					c.write(&protocol.Reply{Push: &protocol.Push{Channel: ch.name, Unsubscribe: insufficientState}})
+				}
+			}
+			c.mu.Unlock()
+		}
+		ch.mu.Lock()
+		ch.lost = false
+		ch.mu.Unlock()
+	}()
+}
+
+// errPositionLost refuses a subscribe while a channel's subscribers are
+// told that their position is lost (answered as a temporary error: the
+// SDK tries again).
+var errPositionLost = errors.New("wsgate: channel subscribers being resubscribed")
+
 // fill delivers the publications after ch.top up to offset to from
-// history; one that history no longer holds is skipped (logged). ch.mu
-// held.
-func (n *Node) fill(ch *channel, to uint64) {
+// history, and reports whether it delivered them all. ch.mu held.
+func (n *Node) fill(ch *channel, to uint64) bool {
 	pubs, _, err := n.broker.History(ch.name, HistoryOptions{
 		Since: &StreamPosition{Offset: ch.top, Epoch: ch.epoch}, Limit: int(to - ch.top), TTL: time.Duration(ch.opts.HistoryTTL)})
 	if err != nil {
 		n.log.Warn("publications lost before delivery", "channel", ch.name, "after", ch.top, "to", to, "err", err)
-		return
+		return false
 	}
 	for _, p := range pubs {
-		if p.Offset > ch.top && p.Offset <= to {
-			ch.top = p.Offset
+		if p.Offset != ch.top+1 || p.Offset > to {
+			break
+		}
+		ch.top = p.Offset
+		if !ch.lost {
 			n.fanOut(ch, p)
 		}
 	}
+	return ch.top == to
 }
 
 // fanOut encodes pub once per format with subscribers, prepares it once
@@ -548,6 +695,9 @@ func toProtoPub(p *Publication) *protocol.Publication {
 func (n *Node) join(c *session, ch *channel, req *protocol.SubscribeRequest, write func(*protocol.SubscribeResult)) error {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
+	if ch.lost {
+		return errPositionLost
+	}
 	o := ch.opts
 	res := &protocol.SubscribeResult{}
 	recoverable := o.history() && (o.ForceRecovery || (o.AllowRecovery && req.Recoverable))

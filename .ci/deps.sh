@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond Go on a fresh Debian machine: node and
 # npm, the pinned npm packages of bench/interop (Node's ws) and
-# bench/gateway (the centrifuge-js SDK), and Debian's chromium (for the
+# bench/gateway (the centrifuge-js SDK), Debian's chromium (for the
 # headless browser tests; large, so only when /usr/bin/chromium is
-# missing). Idempotent and quiet: it does nothing that is already done.
+# missing) and Debian's nginx (bench/gateway runs wsgate behind it; the
+# tests start it themselves, the package's service is not used).
+# Idempotent and quiet: it does nothing that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +30,19 @@ if [ ! -x /usr/bin/chromium ]; then
   echo "deps: installing chromium (headless browser interop test)"
   # Recommends (notification daemon, upower, printing, …) are not needed headless.
   apt_install --no-install-recommends chromium
+fi
+
+if [ ! -x /usr/sbin/nginx ]; then
+  echo "deps: installing nginx (wsgate behind a proxy, TLS in front)"
+  # policy-rc.d: the package must not start its system service here.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    apt_install --no-install-recommends nginx
+    $sudo rm -f /usr/sbin/policy-rc.d
+  else
+    apt_install --no-install-recommends nginx
+  fi
 fi
 
 # npm_ci DIR PKG: npm ci in DIR unless its node_modules already hold the

@@ -140,7 +140,7 @@ func (c *Conn) releaseReader() {
 type Conn struct {
 	gc    gnet.Conn
 	ls    *loopState
-	raddr *net.TCPAddr // taken at accept: gnet clears its own at close
+	raddr *net.TCPAddr // set by OnOpen and accept: gnet clears its own at close
 
 	// event-loop only
 	rd     *reader // nil unless input is incomplete: see reader
@@ -186,9 +186,10 @@ func (c *Conn) Subprotocol() string {
 	return c.ls.srv.opts.Protocols[c.proto-1]
 }
 
-// RemoteAddr returns the peer's address. Safe from any goroutine, also
-// after the connection has closed: it is taken when the connection is
-// accepted.
+// RemoteAddr returns the peer's address, or the client's address that a
+// trusted proxy forwarded (see Options.TrustedProxies). Safe from any
+// goroutine, also after the connection has closed: it is set before
+// OnOpen and never changes after.
 func (c *Conn) RemoteAddr() net.Addr {
 	if c.raddr == nil {
 		return nil
@@ -213,10 +214,10 @@ func (c *Conn) pendingLocked() int { return int(c.q.outbound) + c.q.queued() + c
 // index returns c's conflation index, or nil if it has none. Guarded by
 // c.mu.
 func (c *Conn) index() *keyIndex {
-	if c.ext == nil {
-		return nil
+	if m := c.more(); m != nil {
+		return &m.ix
 	}
-	return &c.ext.ix
+	return nil
 }
 
 // WriteMessage queues payload as one message (op is OpText or OpBinary)
@@ -492,15 +493,15 @@ const sendAllowance = 64 << 10
 // counter, once per flush, not per message. c.mu held; event-loop only.
 func (c *Conn) chargeLocked() {
 	var had int64
-	if c.ext != nil {
-		had = c.ext.charged
+	if m := c.more(); m != nil {
+		had = m.charged
 	}
 	n := max(int64(c.pendingLocked())-sendAllowance, 0)
 	if n == had {
 		return
 	}
 	c.ls.srv.sendUsed.Add(n - had)
-	c.x().charged = n
+	c.m().charged = n
 	if n == 0 {
 		c.dropExt()
 	}

@@ -78,11 +78,11 @@ func (c *Conn) negotiate(dst, scratch []byte) []byte {
 
 // takeover returns the connection's takeover state, allocating it.
 func (c *Conn) takeover() *deflateState {
-	x := c.x()
-	if x.dfl == nil {
-		x.dfl = new(deflateState)
+	m := c.m()
+	if m.dfl == nil {
+		m.dfl = new(deflateState)
 	}
-	return x.dfl
+	return m.dfl
 }
 
 // sendHistory returns the History for the next message sent with server
@@ -99,11 +99,11 @@ func (c *Conn) sendHistory() *deflate.History {
 // must not run inside wheel.each, which would meet c again in its new slot
 // (and deliver the broadcast twice). Event-loop only.
 func (c *Conn) historyDue() {
-	x := c.ext
-	if x == nil || x.dfl == nil || x.dfl.send.Len() == 0 || c.state != stateOpen {
+	m := c.more()
+	if m == nil || m.dfl == nil || m.dfl.send.Len() == 0 || c.state != stateOpen {
 		return
 	}
-	if due := x.dfl.used + c.ls.srv.historyTicks + 1; due < c.due {
+	if due := m.dfl.used + c.ls.srv.historyTicks + 1; due < c.due {
 		c.ls.wheel.remove(c)
 		c.ls.wheel.add(c, due)
 	}
@@ -186,12 +186,13 @@ func historyIdle(cfg *deflate.Config) time.Duration {
 // history (output that refers to no history decodes whatever the peer's
 // window holds). The receive History (client takeover) is never released.
 func (c *Conn) releaseIdle(now, idle uint32) {
-	if c.ext == nil || c.ext.dfl == nil || now-c.ext.dfl.used < idle {
+	m := c.more()
+	if m == nil || m.dfl == nil || now-m.dfl.used < idle {
 		return
 	}
-	c.ext.dfl.send.Release()
+	m.dfl.send.Release()
 	if !c.dparams.ClientContextTakeover {
-		c.ext.dfl = nil
+		m.dfl = nil
 		c.dropExt()
 	}
 }

@@ -153,8 +153,8 @@ func (e *engine) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.state = stateClosed
 	c.mu.Lock()
 	c.q.release()
-	if c.ext != nil {
-		s.sendUsed.Add(-c.ext.charged)
+	if m := c.more(); m != nil {
+		s.sendUsed.Add(-m.charged)
 	}
 	c.mu.Unlock()
 	c.releaseReader()

@@ -456,7 +456,7 @@ func TestBroadcastTakeoverOnce(t *testing.T) {
 			// HistoryIdle, long before the connection's next ping.
 			start := time.Now()
 			waitFor(t, "History released", func() bool {
-				return countConns(s, func(c *Conn) bool { return c.ext != nil && c.ext.dfl != nil }) == 0
+				return countConns(s, func(c *Conn) bool { return c.more() != nil && c.more().dfl != nil }) == 0
 			})
 			if d := time.Since(start); d > 3*time.Second {
 				t.Errorf("History released after %v; want about HistoryIdle (1 s)", d)

@@ -8,7 +8,10 @@ package loop
 
 import (
 	"bytes"
+	"net"
+	"net/netip"
 	"slices"
+	"strconv"
 
 	"github.com/wsgate/wsgate/upgrade"
 )
@@ -44,7 +47,20 @@ func (c *Conn) releaseReq() {
 func (c *Conn) accept() bool {
 	s := c.ls.srv
 	r := c.rd.req
-	if !s.originAllowed(r) {
+	host, proto := r.Host(), []byte(nil)
+	if len(s.opts.TrustedProxies) > 0 && c.raddr != nil && s.trusted(c.raddr.AddrPort().Addr()) {
+		if hop, ok := r.Forwarded(s.trustedNode); ok {
+			if ap, ok := parseNode(hop.For); ok {
+				s.opts.Logger.Debug("loop: client address from a trusted proxy", "remote", ap, "proxy", c.raddr)
+				c.raddr = net.TCPAddrFromAddrPort(ap)
+			}
+			if hop.Host != nil {
+				host = hop.Host
+			}
+			proto = hop.Proto
+		}
+	}
+	if !s.originAllowed(r.Origin(), host, proto) {
 		c.reject(upgrade.ErrOrigin)
 		return false
 	}
@@ -107,10 +123,11 @@ func (c *Conn) accept() bool {
 }
 
 // originAllowed applies the origin policy: no Origin header (not a
-// browser) passes; otherwise the origin's host must be the request's Host
-// or the origin must be listed in AllowedOrigins.
-func (s *Server) originAllowed(r *upgrade.Request) bool {
-	origin := r.Origin()
+// browser) passes; otherwise the origin's host must be host (the request's
+// Host, or the one a trusted proxy forwarded), with the scheme proto if a
+// trusted proxy forwarded one, or the origin must be listed in
+// AllowedOrigins.
+func (s *Server) originAllowed(origin, host, proto []byte) bool {
 	if origin == nil {
 		return true
 	}
@@ -119,9 +136,76 @@ func (s *Server) originAllowed(r *upgrade.Request) bool {
 			return true
 		}
 	}
-	host := origin
-	if i := bytes.Index(host, []byte("://")); i >= 0 {
-		host = host[i+3:]
+	oh, scheme := origin, []byte(nil)
+	if i := bytes.Index(origin, []byte("://")); i >= 0 {
+		scheme, oh = origin[:i], origin[i+3:]
 	}
-	return bytes.EqualFold(host, r.Host())
+	if proto != nil && !sameScheme(scheme, proto) {
+		return false
+	}
+	return bytes.EqualFold(oh, host)
+}
+
+// sameScheme reports whether an origin's scheme matches a forwarded proto,
+// where "ws" stands for "http" and "wss" for "https".
+func sameScheme(scheme, proto []byte) bool {
+	norm := func(b []byte) string {
+		switch {
+		case bytes.EqualFold(b, []byte("https")), bytes.EqualFold(b, []byte("wss")):
+			return "https"
+		case bytes.EqualFold(b, []byte("http")), bytes.EqualFold(b, []byte("ws")):
+			return "http"
+		}
+		return string(b)
+	}
+	return norm(scheme) == norm(proto)
+}
+
+// trusted reports whether a is in TrustedProxies.
+func (s *Server) trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.opts.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// trustedNode reports whether a forwarded node is a trusted proxy's
+// address.
+func (s *Server) trustedNode(node []byte) bool {
+	ap, ok := parseNode(node)
+	return ok && s.trusted(ap.Addr())
+}
+
+// parseNode parses a forwarded node: an IPv4 address, an IPv6 address
+// (bare, as X-Forwarded-For writes it, or in brackets, as RFC 7239 §6
+// requires), with an optional port after a bracket or an IPv4 address.
+// "unknown" and obfuscated identifiers are not addresses.
+func parseNode(node []byte) (netip.AddrPort, bool) {
+	addr, port := node, []byte(nil)
+	if len(node) > 0 && node[0] == '[' {
+		end := bytes.IndexByte(node, ']')
+		if end < 0 {
+			return netip.AddrPort{}, false
+		}
+		addr, port = node[1:end], node[end+1:]
+		if len(port) > 0 && port[0] != ':' {
+			return netip.AddrPort{}, false
+		}
+	} else if i := bytes.IndexByte(node, ':'); i >= 0 && bytes.IndexByte(node[i+1:], ':') < 0 {
+		addr, port = node[:i], node[i:] // IPv4:port
+	}
+	a, err := netip.ParseAddr(string(addr))
+	if err != nil || a.Zone() != "" {
+		return netip.AddrPort{}, false
+	}
+	var p uint64
+	if len(port) > 0 {
+		if p, err = strconv.ParseUint(string(port[1:]), 10, 16); err != nil {
+			return netip.AddrPort{}, false
+		}
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(p)), true
 }

@@ -381,7 +381,7 @@ func TestIdleMemoryDeflate(t *testing.T) {
 			heap: float64(after.heap-before.heap) / float64(n),
 			rss:  float64(after.rss-before.rss) / float64(n),
 			ext:  countConns(s, func(c *Conn) bool { return c.ext != nil }),
-			hist: countConns(s, func(c *Conn) bool { return c.ext != nil && c.ext.dfl != nil && c.ext.dfl.send.Len() > 0 }),
+			hist: countConns(s, func(c *Conn) bool { return c.more() != nil && c.more().dfl != nil && c.more().dfl.send.Len() > 0 }),
 		}
 		t.Logf("heap %7.0f B/conn  rss %7.0f B/conn  %d with extension state, %d with a History", r.heap, r.rss, r.ext, r.hist)
 		return r

@@ -5,6 +5,7 @@ package loop
 import (
 	"errors"
 	"log/slog"
+	"net/netip"
 	"runtime"
 	"time"
 
@@ -178,6 +179,21 @@ type Options struct {
 	// connection.
 	AllowedOrigins []string
 
+	// TrustedProxies lists the proxies (addresses as /32 or /128 prefixes,
+	// or networks) whose forwarding headers are believed. For a request
+	// whose TCP peer is in one of them, the client is the nearest hop of
+	// Forwarded (RFC 7239) or, without it, of X-Forwarded-For that is not
+	// itself a trusted proxy (see upgrade.Request.Forwarded): it becomes
+	// Conn.RemoteAddr (port 0 when the proxy recorded none), and the
+	// origin check compares the Origin with the forwarded host
+	// (X-Forwarded-Host or the element's host=) instead of Host, and its
+	// scheme with the forwarded proto (X-Forwarded-Proto or proto=), when
+	// the proxy sent them. A hop that is not an IP address leaves
+	// RemoteAddr at the proxy's address. From any other peer these headers
+	// are ignored, so a client cannot choose its address. Default: none.
+	// No memory per connection beyond the address.
+	TrustedProxies []netip.Prefix
+
 	// Authorize, if set, runs after the protocol checks and the origin
 	// check. A non-nil error rejects the upgrade: an upgrade.RejectError
 	// is answered with its status and reason; any other error with 403
@@ -310,6 +326,14 @@ func (o Options) normalize() (Options, error) {
 		o.Deflate = &d
 	}
 	o.AllowedOrigins = append([]string(nil), o.AllowedOrigins...)
+	trusted := make([]netip.Prefix, 0, len(o.TrustedProxies))
+	for _, p := range o.TrustedProxies {
+		if !p.IsValid() {
+			return o, errors.New("loop: TrustedProxies holds an invalid prefix")
+		}
+		trusted = append(trusted, p.Masked())
+	}
+	o.TrustedProxies = trusted
 	o.Protocols = append([]string(nil), o.Protocols...)
 	return o, nil
 }

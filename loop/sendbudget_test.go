@@ -76,9 +76,11 @@ func TestSendBudget(t *testing.T) {
 	st := s.Stats()
 	t.Logf("held at most %d bytes (budget %d, high-water %d × %d stalled); SendBudgetUsed max %d; dropped %d",
 		maxHeld, budget, hw, stalled, maxUsed, st.Dropped)
-	// Between two samples each stalled connection may take one paced
-	// burst (8 messages) before its flush shows it behind.
-	if limit := budget + (stalled+1)*sendAllowance + stalled*8*(size+4); maxHeld > limit {
+	// The publisher runs at most 16 messages ahead of the healthy client;
+	// a drain may give them all to a stalled connection before its flush
+	// charges them (seen under load: 1,658,848 bytes held against an
+	// allowance of 8 messages each).
+	if limit := budget + (stalled+1)*sendAllowance + stalled*16*(size+4); maxHeld > limit {
 		t.Errorf("connections held %d bytes; want at most %d", maxHeld, limit)
 	}
 	if maxUsed == 0 || st.Dropped == 0 {

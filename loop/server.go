@@ -69,7 +69,8 @@ type Server struct {
 	adm      admission    // TCP connections held, handshaking or upgraded
 	msgUsed  atomic.Int64 // of Options.MessageBudget, by messages being assembled
 	sendUsed atomic.Int64 // of Options.SendBudget, by connections that are behind
-	shutdown atomic.Bool
+	shutdown atomic.Bool  // new connections are refused (StopAccepting, Shutdown)
+	stopping atomic.Bool  // Shutdown was called
 
 	mu    sync.Mutex
 	loops []*loopState
@@ -130,7 +131,7 @@ func (s *Server) Start(addr string) error {
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithSocketSendBuffer(s.opts.SocketSendBuffer),
 		)
-		if err == nil && !s.shutdown.Load() {
+		if err == nil && !s.stopping.Load() {
 			// gnet returns nil when a loop's failure (an accept error,
 			// say) stopped it: the cause is in the log.
 			err = ErrEngineStopped
@@ -154,7 +155,7 @@ func (s *Server) Start(addr string) error {
 // after Shutdown, else the error that stopped the engine.
 func (s *Server) Wait() error {
 	<-s.finished
-	if s.runErr == nil && s.shutdown.Load() {
+	if s.runErr == nil && s.stopping.Load() {
 		return ErrServerClosed
 	}
 	return s.runErr
@@ -162,6 +163,14 @@ func (s *Server) Wait() error {
 
 // Conns returns the number of upgraded connections. Safe from any goroutine.
 func (s *Server) Conns() int { return int(s.conns.Load()) }
+
+// StopAccepting refuses new connections from now on and leaves the
+// upgraded ones open: a TCP connection accepted from then on is closed at
+// once, and an upgrade in progress is answered 503. An application that
+// closes its connections its own way before Shutdown (spread over time,
+// with a code of its protocol) calls it first, so that no connection
+// arrives behind its back. Safe from any goroutine; Shutdown does it too.
+func (s *Server) StopAccepting() { s.shutdown.Store(true) }
 
 // Shutdown first stops accepting: a TCP connection accepted from then on
 // is closed at once, and an upgrade in progress is refused. It then sends
@@ -175,9 +184,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	default: // never started, or Start failed: nothing to stop
 		return errors.New("loop: Shutdown of a server that is not running")
 	}
-	if !s.shutdown.CompareAndSwap(false, true) {
+	if !s.stopping.CompareAndSwap(false, true) {
 		return nil
 	}
+	s.StopAccepting()
 	s.mu.Lock()
 	loops := s.loops
 	s.mu.Unlock()

@@ -17,3 +17,17 @@ func TestConnSize(t *testing.T) {
 		t.Errorf("Conn is %d bytes; want at most 144", n)
 	}
 }
+
+// A connection with subscriptions only holds a connExt and one topicRef
+// per topic beside its Conn.
+func TestSubscriptionSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("sizes are for 64-bit")
+	}
+	if n := unsafe.Sizeof(connExt{}); n > 32 {
+		t.Errorf("connExt is %d bytes; want at most 32", n)
+	}
+	if n := unsafe.Sizeof(topicRef{}); n > 16 {
+		t.Errorf("topicRef is %d bytes; want at most 16", n)
+	}
+}

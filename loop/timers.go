@@ -49,8 +49,8 @@ func (c *Conn) nextDeadline() uint32 {
 	if s.pingTicks > 0 {
 		due = min(due, max(c.lastRead, c.mark)+s.pingTicks+1)
 	}
-	if c.ext != nil && c.ext.dfl != nil && c.ext.dfl.send.Len() > 0 {
-		due = min(due, c.ext.dfl.used+s.historyTicks+1)
+	if m := c.more(); m != nil && m.dfl != nil && m.dfl.send.Len() > 0 {
+		due = min(due, m.dfl.used+s.historyTicks+1)
 	}
 	return due
 }

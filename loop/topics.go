@@ -68,16 +68,31 @@ const (
 type topic struct {
 	name string
 	subs []*Conn
-	idx  map[*Conn]int32 // position in subs
+}
+
+// topicRef is one of a connection's topics and the connection's position
+// in the topic's subs. The positions live with the connections, not in a
+// map per topic: a subscription costs a pointer in subs and this entry,
+// and finding one walks the connection's own topics, which are few.
+type topicRef struct {
+	t *topic
+	i int32
 }
 
 // connExt holds what only some connections need, so that the others pay
-// one nil pointer for it: context-takeover state, subscriptions, and the
-// conflation index of a connection with queued data.
+// one nil pointer for it: subscriptions and, behind more, what fewer
+// still need. A connection with subscriptions only holds this 32-byte
+// struct and its topicRefs.
 type connExt struct {
-	dfl    *deflateState
-	topics []*topic
-	ix     keyIndex // conflation: where each key's message is queued
+	topics []topicRef
+	more   *connMore
+}
+
+// connMore is the part of connExt for connections that compress with
+// context takeover, conflate or fall behind.
+type connMore struct {
+	dfl *deflateState
+	ix  keyIndex // conflation: where each key's message is queued
 	// charged is what the connection holds of Options.SendBudget: its
 	// pending bytes after its last flush, if it was behind.
 	charged int64
@@ -91,12 +106,50 @@ func (c *Conn) x() *connExt {
 	return c.ext
 }
 
-// dropExt frees c.ext once it holds nothing. Event-loop only.
+// m returns c's connMore, allocating it.
+func (c *Conn) m() *connMore {
+	x := c.x()
+	if x.more == nil {
+		x.more = new(connMore)
+	}
+	return x.more
+}
+
+// more returns c's connMore, or nil if it has none.
+func (c *Conn) more() *connMore {
+	if c.ext == nil {
+		return nil
+	}
+	return c.ext.more
+}
+
+// dropExt frees c.ext, or its connMore, once they hold nothing.
+// Event-loop only.
 func (c *Conn) dropExt() {
-	if x := c.ext; x != nil && x.dfl == nil && len(x.topics) == 0 && x.ix.keys == nil && x.charged == 0 &&
-		(x.win.at == 0 || c.policy != uint8(SlowConflate)) {
+	x := c.ext
+	if x == nil {
+		return
+	}
+	if m := x.more; m != nil && m.dfl == nil && m.ix.keys == nil && m.charged == 0 &&
+		(m.win.at == 0 || c.policy != uint8(SlowConflate)) {
+		x.more = nil
+	}
+	if len(x.topics) == 0 && x.more == nil {
 		c.ext = nil
 	}
+}
+
+// ref returns the index of t in c's topics, or -1.
+func (c *Conn) ref(t *topic) int {
+	if c.ext == nil {
+		return -1
+	}
+	for j, r := range c.ext.topics {
+		if r.t == t {
+			return j
+		}
+	}
+	return -1
 }
 
 // errNotBusy is enqueue's answer when it was asked to add only to a busy
@@ -175,46 +228,41 @@ func (ls *loopState) subscribe(c *Conn, name string) {
 	}
 	t := ls.topics[name]
 	if t == nil {
-		t = &topic{name: name, idx: make(map[*Conn]int32)}
+		t = &topic{name: name}
 		if ls.topics == nil {
 			ls.topics = make(map[string]*topic)
 		}
 		ls.topics[name] = t
-	}
-	if _, ok := t.idx[c]; ok {
+	} else if c.ref(t) >= 0 {
 		return
 	}
-	t.idx[c] = int32(len(t.subs))
+	x := c.x()
+	x.topics = append(x.topics, topicRef{t: t, i: int32(len(t.subs))})
 	t.subs = append(t.subs, c)
 	ls.stats.subs.Add(1)
-	x := c.x()
-	x.topics = append(x.topics, t)
 }
 
 // unsubscribe removes c from t, and t from c's list. Event-loop only.
 func (ls *loopState) unsubscribe(c *Conn, t *topic) {
-	i, ok := t.idx[c]
-	if !ok {
+	j := c.ref(t)
+	if j < 0 {
 		return
 	}
+	x := c.ext
+	i := x.topics[j].i
+	x.topics[j] = x.topics[len(x.topics)-1]
+	x.topics[len(x.topics)-1] = topicRef{}
+	x.topics = x.topics[:len(x.topics)-1]
 	last := t.subs[len(t.subs)-1]
-	t.subs[i] = last
-	t.idx[last] = i
+	if last != c {
+		t.subs[i] = last
+		last.ext.topics[last.ref(t)].i = i
+	}
 	t.subs[len(t.subs)-1] = nil
 	t.subs = t.subs[:len(t.subs)-1]
-	delete(t.idx, c)
 	ls.stats.subs.Add(-1)
 	if len(t.subs) == 0 {
 		delete(ls.topics, t.name)
-	}
-	if x := c.ext; x != nil {
-		for j, u := range x.topics {
-			if u == t {
-				x.topics[j] = x.topics[len(x.topics)-1]
-				x.topics = x.topics[:len(x.topics)-1]
-				break
-			}
-		}
 	}
 }
 
@@ -224,7 +272,7 @@ func (ls *loopState) unsubscribeAll(c *Conn) {
 		return
 	}
 	for len(c.ext.topics) > 0 {
-		ls.unsubscribe(c, c.ext.topics[len(c.ext.topics)-1])
+		ls.unsubscribe(c, c.ext.topics[len(c.ext.topics)-1].t)
 	}
 }
 
@@ -432,7 +480,7 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 			c.wflags |= wMarkers
 		}
 		if conflate {
-			c.x().ix.set(pm.key, at)
+			c.m().ix.set(pm.key, at)
 		}
 	}
 	c.mu.Unlock()
@@ -469,19 +517,19 @@ func (ls *loopState) touch(c *Conn) {
 // unqueueKeyLocked removes the queued message with key, if it is still
 // wholly in our queue. It reports whether one was removed.
 func (c *Conn) unqueueKeyLocked(key string) bool {
-	x := c.ext
-	if x == nil || x.ix.keys == nil || c.q.data == nil {
+	m := c.more()
+	if m == nil || m.ix.keys == nil || c.q.data == nil {
 		return false
 	}
-	at, ok := x.ix.pos(key)
+	at, ok := m.ix.pos(key)
 	if !ok {
 		return false
 	}
-	delete(x.ix.keys, key)
+	delete(m.ix.keys, key)
 	if at < int(c.q.head) || at >= len(c.q.data.B) {
 		return false // already handed to gnet
 	}
-	c.q.unqueue(at, &x.ix)
+	c.q.unqueue(at, &m.ix)
 	c.releaseSendHistory()
 	return true
 }
@@ -489,15 +537,15 @@ func (c *Conn) unqueueKeyLocked(key string) bool {
 // replaceKeyLocked puts frames in place of the queued message with key,
 // if that is still wholly in our queue. It reports whether it did.
 func (c *Conn) replaceKeyLocked(key string, frames []byte) bool {
-	x := c.ext
-	if x == nil || x.ix.keys == nil || c.q.data == nil {
+	m := c.more()
+	if m == nil || m.ix.keys == nil || c.q.data == nil {
 		return false
 	}
-	at, ok := x.ix.pos(key)
+	at, ok := m.ix.pos(key)
 	if !ok || at < int(c.q.head) || at >= len(c.q.data.B) {
 		return false // unqueueKeyLocked drops the stale entry
 	}
-	c.q.replace(at, frames, &x.ix)
+	c.q.replace(at, frames, &m.ix)
 	c.releaseSendHistory()
 	return true
 }
@@ -505,7 +553,7 @@ func (c *Conn) replaceKeyLocked(key string, frames []byte) bool {
 // releaseSendHistory releases the send History after a compressed message
 // left the queue unsent: the History would be ahead of the peer's window.
 func (c *Conn) releaseSendHistory() {
-	if x := c.ext; x != nil && x.dfl != nil {
-		x.dfl.send.Release()
+	if m := c.more(); m != nil && m.dfl != nil {
+		m.dfl.send.Release()
 	}
 }

@@ -46,7 +46,7 @@ const (
 	startRate = 2 * maxWindow * int64(time.Second/windowTarget)
 )
 
-// sendWindow is a conflating connection's window state (in connExt).
+// sendWindow is a conflating connection's window state (in connMore).
 // Event-loop only.
 type sendWindow struct {
 	at    time.Duration // time of the last sample since the server started; 0: none yet
@@ -108,7 +108,7 @@ func (w *sendWindow) room(now time.Duration, out int, k sockQueue) int {
 func (c *Conn) window(out int) (w *sendWindow, limit int, held bool) {
 	c.mu.Lock()
 	if c.q.data != nil {
-		w = &c.x().win // c.ext is read by other goroutines under c.mu
+		w = &c.m().win // c.ext is read by other goroutines under c.mu
 	}
 	c.mu.Unlock()
 	if w == nil {

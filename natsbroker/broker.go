@@ -51,8 +51,33 @@ type Options struct {
 	MemoryStorage bool
 	// Timeout of one JetStream request; default 2 s.
 	Timeout time.Duration
+	// PingInterval is how often the connection to NATS is checked; with
+	// two pings unanswered it is taken as lost and made again (the
+	// node then catches up). Default 2 s: a link gone silent is noticed
+	// in about 6 s (nats.go's own default, 2 minutes, took 4 to 6).
+	PingInterval time.Duration
 	// Logger; nil: slog.Default().
 	Logger *slog.Logger
+}
+
+// ErrTooLarge is returned by Publish for a publication (data and
+// headers) larger than the NATS server's max_payload.
+var ErrTooLarge = errors.New("natsbroker: publication larger than NATS max_payload")
+
+// headerRoom is the room left in a message for the headers added after
+// the size check (offset, epoch, sequences, message id).
+const headerRoom = 512
+
+// msgSize is an upper bound of m's size on the wire once the broker has
+// added its position headers.
+func msgSize(m *nats.Msg) int64 {
+	n := len(m.Subject) + len(m.Data) + headerRoom
+	for k, vs := range m.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return int64(n)
 }
 
 // ErrNotConnected is returned by Publish and History while the broker has
@@ -90,9 +115,18 @@ type Broker struct {
 
 	ctl control
 
-	resyncing atomic.Bool
-	closed    chan struct{}
-	done      chan struct{}
+	// lag holds the channels whose last publication this node may not
+	// have been handed: NATS dropped live messages for it (slow
+	// consumer), it was disconnected, or one of its publishes got no
+	// answer (stored or not). The value is true for the latter: the other
+	// nodes may not have had it live either. The dispatch goroutine
+	// catches them up when its queue is empty (see catchUp).
+	lagMu sync.Mutex
+	lag   map[string]bool
+	kick  chan struct{}
+
+	closed chan struct{}
+	done   chan struct{}
 }
 
 // top is the last message of a channel's history subject: its stream
@@ -153,9 +187,12 @@ func New(o Options) (*Broker, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 2 * time.Second
 	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 2 * time.Second
+	}
 	b := &Broker{o: o, log: o.Logger, seed: maphash.MakeSeed(), in: make(chan *nats.Msg, inboxSize),
-		subs: map[string]*nats.Subscription{}, tops: map[string]top{},
-		closed: make(chan struct{}), done: make(chan struct{})}
+		subs: map[string]*nats.Subscription{}, tops: map[string]top{}, lag: map[string]bool{},
+		kick: make(chan struct{}, 1), closed: make(chan struct{}), done: make(chan struct{})}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
@@ -166,6 +203,8 @@ func New(o Options) (*Broker, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectBufSize(-1), // no buffering while down: publishes fail at once
+		nats.PingInterval(o.PingInterval),
+		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			b.log.Warn("nats disconnected", "err", err)
 		}),
@@ -176,6 +215,16 @@ func New(o Options) (*Broker, error) {
 		nats.ConnectHandler(func(*nats.Conn) {
 			b.log.Info("nats connected")
 			b.resync()
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
+			if s != nil && errors.Is(err, nats.ErrSlowConsumer) && strings.HasPrefix(s.Subject, b.o.Prefix+".l.") {
+				// Live messages of the channel were dropped: the last one
+				// makes the node fill them from history.
+				if c, ok := b.channelOf(s.Subject); ok {
+					b.behind(c, false)
+				}
+			}
+			b.log.Warn("nats", "err", err)
 		}),
 	)
 	if err != nil {
@@ -237,10 +286,17 @@ func (b *Broker) Run(h wsgate.BrokerHandler) error {
 
 func (b *Broker) dispatch() {
 	defer close(b.done)
+	pending := false
 	for {
+		if pending && len(b.in) == 0 {
+			pending = false
+			b.catchUp()
+		}
 		select {
 		case <-b.closed:
 			return
+		case <-b.kick:
+			pending = true
 		case m := <-b.in:
 			channel, ok := b.channelOf(m.Subject)
 			if !ok {
@@ -294,32 +350,109 @@ func (b *Broker) Unsubscribe(channel string) error {
 	return s.Unsubscribe()
 }
 
-// resync runs after a (re)connection: for every subscribed channel the
-// last publication is handed to the handler, which fills from history
-// what the node missed while NATS was away (or drops it if nothing was).
+// resync runs after a (re)connection: every subscribed channel is
+// caught up (see catchUp), so that the node fills from history what it
+// missed while NATS was away.
 func (b *Broker) resync() {
-	if !b.running.Load() || !b.resyncing.CompareAndSwap(false, true) {
-		return
+	b.subMu.Lock()
+	b.lagMu.Lock()
+	for c := range b.subs {
+		if _, ok := b.lag[c]; !ok {
+			b.lag[c] = false
+		}
 	}
-	go func() {
-		defer b.resyncing.Store(false)
+	b.lagMu.Unlock()
+	b.subMu.Unlock()
+	b.kickNow()
+}
+
+// behind marks channel for catching up; live: its last publication is
+// also published again on the live subject, for the other nodes.
+func (b *Broker) behind(channel string, live bool) {
+	b.lagMu.Lock()
+	b.lag[strings.Clone(channel)] = b.lag[channel] || live
+	b.lagMu.Unlock()
+	b.kickNow()
+}
+
+func (b *Broker) kickNow() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// catchUpBatch is how many channels catchUp reads before the dispatch
+// goroutine looks at its queue again.
+const catchUpBatch = 64
+
+// catchUp hands the last stored publication of lagging channels to the
+// handler, which fills what the node missed from history (or drops it
+// if nothing was), and publishes it again live where the other nodes may
+// not have had it. It runs on the dispatch goroutine when its queue is
+// empty: a catch-up read after the last live message NATS dropped for
+// the node sees that message stored (it is stored before it is published
+// live). A channel whose read fails stays lagging: it is tried again a
+// second later, or at the next reconnection.
+func (b *Broker) catchUp() {
+	if !b.nc.IsConnected() {
+		return // resync catches everything up on reconnection
+	}
+	b.lagMu.Lock()
+	batch := make(map[string]bool, min(len(b.lag), catchUpBatch))
+	for c, live := range b.lag {
+		if len(batch) == catchUpBatch {
+			break
+		}
+		batch[c] = live
+		delete(b.lag, c)
+	}
+	more := len(b.lag) > 0
+	b.lagMu.Unlock()
+	failed := false
+	for c, live := range batch {
 		b.subMu.Lock()
-		chans := make([]string, 0, len(b.subs))
-		for c := range b.subs {
-			chans = append(chans, c)
-		}
+		sub := b.subs[c] != nil
 		b.subMu.Unlock()
-		for _, c := range chans {
-			m, err := b.last(c)
-			if err != nil || m == nil {
-				continue
-			}
-			pub, sp, kind, err := decode(m.Header, m.Data)
-			if err == nil && kind != kindPos && pub.Offset > 0 {
-				b.h.HandlePublication(c, pub, sp)
-			}
+		if !sub && !live {
+			continue
 		}
-	}()
+		m, err := b.last(c)
+		if err != nil {
+			b.lagMu.Lock()
+			b.lag[c] = b.lag[c] || live
+			b.lagMu.Unlock()
+			failed = true
+			continue
+		}
+		if m == nil {
+			continue
+		}
+		pub, sp, kind, err := decode(m.Header, m.Data)
+		if err != nil || kind == kindPos || pub.Offset == 0 {
+			continue
+		}
+		if live {
+			lm := nats.NewMsg(b.liveSubject(c))
+			lm.Data = m.Data
+			for k, v := range m.Header {
+				if !strings.HasPrefix(k, "Nats-") {
+					lm.Header[k] = v
+				}
+			}
+			lm.Header.Set(hdrSeq, strconv.FormatUint(m.Sequence, 10))
+			_ = b.nc.PublishMsg(lm)
+		}
+		if sub {
+			b.h.HandlePublication(c, pub, sp)
+		}
+	}
+	if more {
+		b.kickNow()
+	}
+	if failed {
+		time.AfterFunc(time.Second, b.kickNow)
+	}
 }
 
 // Subjects: a channel name becomes one subject token in unpadded
@@ -547,6 +680,10 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 	m := nats.NewMsg(b.liveSubject(channel))
 	m.Data = data
 	encode(m.Header, pub, opts.HistorySize)
+	if limit := b.nc.MaxPayload(); limit > 0 && msgSize(m) > limit {
+		// NATS would refuse it: no node but this one could have it.
+		return wsgate.StreamPosition{}, ErrTooLarge
+	}
 	if opts.HistorySize <= 0 || opts.HistoryTTL <= 0 {
 		if opts.IdempotencyKey != "" {
 			if sp, ok := b.idem.Lookup(opts.IdempotencyKey, now); ok {
@@ -579,10 +716,22 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 	m.Subject = b.historySubject(channel)
 	t, ack, err := b.appendMsg(channel, m, false, msgID)
 	if err != nil {
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) && !errors.Is(err, errRetries) {
+			// No answer (a timeout, the connection lost): the
+			// publication may be stored all the same, and then the
+			// other nodes' readers see it: it is caught up here and
+			// published live again.
+			b.behind(channel, true)
+		}
 		return wsgate.StreamPosition{}, err
 	}
 	if ack.Duplicate {
-		// Published before with this idempotency key: its position.
+		// Published before with this idempotency key: its position, as
+		// this node remembers it or as its message tells.
+		if sp, ok := b.idem.Lookup(opts.IdempotencyKey, now); ok {
+			return sp, nil
+		}
 		s, err := b.getStream()
 		if err != nil {
 			return wsgate.StreamPosition{}, err
@@ -590,6 +739,12 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 		ctx, cancel := context.WithTimeout(context.Background(), b.o.Timeout)
 		defer cancel()
 		orig, err := s.GetMsg(ctx, ack.Sequence)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			// Published through another node, and already gone from
+			// the channel's history: published, at a position this
+			// node cannot know.
+			return wsgate.StreamPosition{}, nil
+		}
 		if err != nil {
 			return wsgate.StreamPosition{}, err
 		}
@@ -597,15 +752,21 @@ func (b *Broker) Publish(channel string, data []byte, opts wsgate.PublishOptions
 		return sp, err
 	}
 	sp := wsgate.StreamPosition{Offset: t.offset, Epoch: t.epoch}
+	if opts.IdempotencyKey != "" {
+		b.idem.Remember(opts.IdempotencyKey, sp, now)
+	}
 	pub.Offset = t.offset
 	m.Subject = b.liveSubject(channel)
 	m.Header.Del(jetstream.ExpectedLastSubjSeqHeader)
 	m.Header.Del(jetstream.MsgIDHeader)
 	m.Header.Set(hdrSeq, strconv.FormatUint(t.seq, 10))
 	if err := b.nc.PublishMsg(m); err != nil {
-		// Stored: the other nodes fill it from history when the next
-		// publication of the channel reaches them.
+		// Stored, but the other nodes did not get it live (the link to
+		// NATS went down just now): it is published live again when the
+		// link is back (catchUp), or they fill it from history at the
+		// channel's next publication, whichever comes first.
 		b.log.Warn("live publish failed", "channel", channel, "offset", t.offset, "err", err)
+		b.behind(channel, true)
 	}
 	if b.running.Load() {
 		b.h.HandlePublication(channel, pub, sp)

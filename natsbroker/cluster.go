@@ -17,7 +17,8 @@ import (
 const HeartbeatInterval = time.Second
 
 // control is the state of the control subjects: node heartbeats on
-// <prefix>.ctl.info, server API commands on <prefix>.ctl.cmd.
+// <prefix>.ctl.info, server API commands on <prefix>.ctl.cmd, server
+// API queries (answered by every other node) on <prefix>.ctl.survey.
 type control struct {
 	mu    sync.Mutex
 	nodes map[string]seenNode
@@ -35,9 +36,9 @@ type command struct {
 
 // RunCluster implements wsgate.Cluster: it subscribes to the control
 // subjects and publishes this node's figures every HeartbeatInterval.
-// Commands from other nodes run on the subscription's goroutine, one at
-// a time.
-func (b *Broker) RunCluster(info func() wsgate.NodeInfo, run func(method string, body []byte)) error {
+// Commands and queries from other nodes run on the subscription's
+// goroutine, one at a time; a query's result is the reply.
+func (b *Broker) RunCluster(info func() wsgate.NodeInfo, run func(method string, body []byte) []byte) error {
 	b.ctl.nodes = map[string]seenNode{}
 	_, err := b.nc.Subscribe(b.o.Prefix+".ctl.*", func(m *nats.Msg) {
 		switch {
@@ -53,6 +54,11 @@ func (b *Broker) RunCluster(info func() wsgate.NodeInfo, run func(method string,
 			var c command
 			if json.Unmarshal(m.Data, &c) == nil {
 				run(c.Method, c.Body)
+			}
+		case strings.HasSuffix(m.Subject, ".survey"):
+			var c command
+			if json.Unmarshal(m.Data, &c) == nil && m.Reply != "" {
+				_ = m.Respond(run(c.Method, c.Body))
 			}
 		}
 	})
@@ -115,4 +121,40 @@ func (b *Broker) Broadcast(method string, body []byte) error {
 		return err
 	}
 	return b.nc.FlushTimeout(b.o.Timeout)
+}
+
+// Survey implements wsgate.Cluster: the query is published once on the
+// survey subject with a reply inbox, and the answers are gathered until
+// every node listed by Nodes has answered or Options.Timeout has passed.
+func (b *Broker) Survey(method string, body []byte) ([][]byte, error) {
+	if !b.nc.IsConnected() {
+		return nil, ErrNotConnected
+	}
+	data, err := json.Marshal(command{Method: method, Body: body})
+	if err != nil {
+		return nil, err
+	}
+	want := len(b.Nodes())
+	if want == 0 {
+		return nil, nil
+	}
+	inbox := b.nc.NewInbox()
+	sub, err := b.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := b.nc.PublishRequest(b.o.Prefix+".ctl.survey", inbox, data); err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	deadline := time.Now().Add(b.o.Timeout)
+	for len(out) < want {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break // the nodes that did not answer in time are left out
+		}
+		out = append(out, m.Data)
+	}
+	return out, nil
 }

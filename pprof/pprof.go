@@ -1,5 +1,6 @@
 // Package pprof serves wsgate's admin endpoints: the runtime profiles under
-// /debug/pprof/ and a JSON snapshot of the process under /stats.
+// /debug/pprof/, a JSON snapshot of the process under /stats, Prometheus
+// metrics (MetricsHandler, NewCollector) and health checks (HandleHealth).
 //
 // It imports net/http/pprof, which registers handlers as a side effect, so
 // only commands import it, never the library.

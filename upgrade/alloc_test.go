@@ -13,7 +13,10 @@ func TestUpgradeAllocs(t *testing.T) {
 	bad := []byte(replace("Sec-WebSocket-Version", "Sec-WebSocket-Version: 8"))
 	supported := []string{"v1.chat", "v2.chat"}
 	out := make([]byte, 0, 1024)
-	var r Request
+	var r, fwd Request
+	if _, err := fwd.Parse([]byte(valid("X-Forwarded-For: 192.0.2.1, 10.0.0.1", "X-Forwarded-Host: a.example", `Forwarded: for="[2001:db8::1]:80";proto=https, for=10.0.0.2`))); err != nil {
+		t.Fatal(err)
+	}
 	var sink int
 	for _, c := range []struct {
 		name string
@@ -40,6 +43,10 @@ func TestUpgradeAllocs(t *testing.T) {
 			sink += len(r.Cookie("theme")) + len(r.Header("sec-websocket-extensions"))
 			out = r.AppendExtensions(out[:0])
 			r.VisitHeaders(func(name, value []byte) bool { return len(name) > 0 })
+		}},
+		{"forwarded", func() {
+			hop, _ := fwd.Forwarded(func(node []byte) bool { return len(node) > 0 && node[0] == '1' })
+			sink += len(hop.For) + len(hop.Host) + len(hop.Proto)
 		}},
 		{"accept", func() { out = AppendAccept(out[:0], r.Key()) }},
 		{"reject", func() {

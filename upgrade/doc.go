@@ -26,4 +26,9 @@
 // for a method other than GET, 505 for HTTP versions other than 1.1+, 426
 // for a Sec-WebSocket-Version other than 13, 414 and 431 for the size
 // limits of [Config].
+//
+// Behind a reverse proxy, [Request.Forwarded] reads what the proxies
+// recorded about the client (RFC 7239 Forwarded, or X-Forwarded-For,
+// -Host and -Proto), walking the hops from the nearest one; the caller
+// decides which hops it trusts, and calls it only for a peer it trusts.
 package upgrade

@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/centrifugal/centrifuge-go"
-	"github.com/golang-jwt/jwt/v5"
 )
 
 const (
@@ -35,7 +34,9 @@ const (
 	config  = `{
   "client": {"token": {"hmac_secret_key": "` + secret + `"}, "allowed_origins": ["*"]},
   "channel": {"without_namespace": {"history_size": 2000, "history_ttl": "300s", "force_recovery": true,
-    "allow_subscribe_for_client": true}},
+    "allow_subscribe_for_client": true},
+    "namespaces": [{"name": "small", "history_size": 5, "history_ttl": "300s", "force_recovery": true,
+      "allow_subscribe_for_client": true}]},
   "http_api": {"key": "` + apiKey + `"}
 }`
 )
@@ -51,13 +52,16 @@ func freePort(t *testing.T) int {
 }
 
 // build builds pkg into dir/out. The gateway is built in its own module
-// (../..), with the dependency versions it ships with, not this module's
+// (../..) and the load tools in theirs (..), with the dependency versions it ships with, not this module's
 // (nats-server raises some of them here).
 func build(t *testing.T, dir, out, pkg string) string {
 	t.Helper()
 	bin := filepath.Join(dir, out)
 	cmd := exec.Command("go", "build", "-o", bin, pkg)
-	if strings.HasPrefix(pkg, "github.com/wsgate/wsgate/") {
+	switch {
+	case strings.HasPrefix(pkg, "github.com/wsgate/wsgate/bench/"):
+		cmd.Dir = ".." // the benchmark module
+	case strings.HasPrefix(pkg, "github.com/wsgate/wsgate/"):
 		cmd.Dir = "../.."
 	}
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -143,8 +147,12 @@ type client struct {
 	subs   int // subscribed events
 	recov  int // subscribed events with recovered: true after recovering
 	failed int // subscribed events that tried to recover and could not
-	discon chan uint32
-	unsub  chan uint32
+	// from is the position the last failed recovery gave; restart: the
+	// next publication is checked against it
+	from    uint64
+	restart bool
+	discon  chan uint32
+	unsub   chan uint32
 }
 
 func (c *client) seen() (int, string) {
@@ -174,10 +182,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	natsBin := build(t, dir, "nats-server", "github.com/nats-io/nats-server/v2")
 	gateBin := build(t, dir, "wsgate", "github.com/wsgate/wsgate/cmd/wsgate")
-	cfgFile := filepath.Join(dir, "config.json")
-	if err := os.WriteFile(cfgFile, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := writeConfig(t, dir)
 	natsPort := freePort(t)
 	natsURL := "nats://127.0.0.1:" + strconv.Itoa(natsPort)
 	store := filepath.Join(dir, "js")
@@ -212,71 +217,9 @@ func TestClusterEndToEnd(t *testing.T) {
 	ep := strings.Join(endpoints, ",")
 	clients := make([]*client, nClients)
 	for i := range clients {
-		cl := &client{user: fmt.Sprintf("user%d", i), discon: make(chan uint32, 4), unsub: make(chan uint32, 4)}
-		tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": cl.user}).SignedString([]byte(secret))
-		cfg := centrifuge.Config{Token: tok, MinReconnectDelay: 50 * time.Millisecond, MaxReconnectDelay: 300 * time.Millisecond}
-		if i%2 == 0 {
-			cl.c = centrifuge.NewJsonClient(ep, cfg)
-		} else {
-			cl.c = centrifuge.NewProtobufClient(ep, cfg)
-		}
-		cl.c.OnConnected(func(e centrifuge.ConnectedEvent) {
-			cl.mu.Lock()
-			cl.id = e.ClientID
-			cl.mu.Unlock()
-		})
-		cl.c.OnDisconnected(func(e centrifuge.DisconnectedEvent) { cl.discon <- e.Code })
-		sub, err := cl.c.NewSubscription(channel, centrifuge.SubscriptionConfig{Recoverable: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sub.OnUnsubscribed(func(e centrifuge.UnsubscribedEvent) { cl.unsub <- e.Code })
-		sub.OnSubscribed(func(e centrifuge.SubscribedEvent) {
-			cl.mu.Lock()
-			defer cl.mu.Unlock()
-			cl.subs++
-			if e.WasRecovering && e.Recovered {
-				cl.recov++
-			} else if e.WasRecovering {
-				cl.failed++
-			}
-		})
-		sub.OnPublication(func(e centrifuge.PublicationEvent) {
-			cl.mu.Lock()
-			defer cl.mu.Unlock()
-			if n := len(cl.offs); n > 0 {
-				switch last := cl.offs[n-1]; {
-				case e.Offset <= last:
-					cl.dups++
-					return
-				case e.Offset > last+1:
-					cl.gaps++
-				}
-			} else if e.Offset != 1 {
-				cl.gaps++
-			}
-			cl.offs = append(cl.offs, e.Offset)
-		})
-		if err := sub.Subscribe(); err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.c.Connect(); err != nil {
-			t.Fatal(err)
-		}
-		clients[i] = cl
-		t.Cleanup(cl.c.Close)
+		clients[i] = newClient(t, ep, fmt.Sprintf("user%d", i), channel, i%2 == 1)
 	}
-	waitUntil(t, "all clients subscribed", 10*time.Second, func() bool {
-		for _, cl := range clients {
-			cl.mu.Lock()
-			s := cl.subs
-			cl.mu.Unlock()
-			if s == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitUntil(t, "all clients subscribed", 10*time.Second, func() bool { return allSubscribed(clients) })
 	perNode := make([]int, 3)
 	for _, cl := range clients {
 		_, id := cl.seen()
@@ -424,6 +367,16 @@ func TestClusterEndToEnd(t *testing.T) {
 		return
 	}
 	t.Fatal("no client on node2")
+}
+
+// writeConfig writes the nodes' configuration into dir.
+func writeConfig(t *testing.T, dir string) string {
+	t.Helper()
+	f := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(f, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // startNodes starts three wsgate processes on NATS at natsURL, logging

@@ -449,7 +449,10 @@ func TestCluster(t *testing.T) {
 		bs[i] = newBroker(t, s.ClientURL(), fmt.Sprint("n", i), nil)
 		err := bs[i].RunCluster(func() wsgate.NodeInfo {
 			return wsgate.NodeInfo{UID: fmt.Sprint("uid", i), Name: fmt.Sprint("n", i), NumClients: int64(10 + i)}
-		}, func(method string, body []byte) { got[i] <- ran{method, string(body)} })
+		}, func(method string, body []byte) []byte {
+			got[i] <- ran{method, string(body)}
+			return []byte(fmt.Sprintf(`{"node":%d}`, i))
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -473,6 +476,13 @@ func TestCluster(t *testing.T) {
 	case r := <-got[0]:
 		t.Fatalf("command ran on the sending node too: %+v", r)
 	case <-time.After(100 * time.Millisecond):
+	}
+	answers, err := bs[1].Survey("channels", []byte(`{}`))
+	if err != nil || len(answers) != 1 || string(answers[0]) != `{"node":0}` {
+		t.Fatalf("survey from node 1: %q %v", answers, err)
+	}
+	if r := <-got[0]; r.method != "channels" {
+		t.Fatalf("survey ran %+v", r)
 	}
 	bs[1].Close()
 	waitFor(t, func() bool { return len(bs[0].Nodes()) == 0 })

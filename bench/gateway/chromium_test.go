@@ -124,16 +124,18 @@ func serveFile(name, contentType string) http.HandlerFunc {
 
 // runChromium opens page in a headless Chromium with a fresh profile and
 // returns the first body posted to results, and the browser's output.
-func runChromium(t *testing.T, chromium, page string, results <-chan []byte) ([]byte, string) {
+// flags are added to the command line.
+func runChromium(t *testing.T, chromium, page string, results <-chan []byte, flags ...string) ([]byte, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.Command(chromium,
+	args := append([]string{
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 		"--disable-quic", "--no-first-run", "--no-default-browser-check",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--disable-extensions", "--no-proxy-server", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-		"--user-data-dir="+t.TempDir(), page)
+		"--user-data-dir=" + t.TempDir()}, flags...)
+	cmd := exec.Command(chromium, append(args, page)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its helpers are killed with it
 	out := &tailBuffer{max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = out, out

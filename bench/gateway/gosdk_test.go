@@ -38,6 +38,7 @@ func forEachGoClient(t *testing.T, fn func(t *testing.T, tg *Target, format stri
 type netGate struct {
 	mu    sync.Mutex
 	down  bool
+	local *net.TCPAddr // the address to dial from; nil: any
 	conns []net.Conn
 	dials atomic.Int32
 }
@@ -49,7 +50,10 @@ func (g *netGate) dial(ctx context.Context, network, addr string) (net.Conn, err
 	if g.down {
 		return nil, errors.New("netGate: network down")
 	}
-	var d net.Dialer
+	d := net.Dialer{}
+	if g.local != nil {
+		d.LocalAddr = g.local
+	}
 	c, err := d.DialContext(ctx, network, addr)
 	if err == nil {
 		g.conns = append(g.conns, c)

@@ -190,7 +190,8 @@ func start(kind, bin string, cfg Config, dir string, extra []string) (*Target, e
 	case Centrifugo:
 		args = []string{"--config", file}
 	case Wsgate:
-		args = []string{"-config", file, "-addr", ws, "-api-addr", api}
+		// No drain spread: a target stops at once, as Centrifugo does.
+		args = []string{"-config", file, "-addr", ws, "-api-addr", api, "-drain-period", "0s"}
 	default:
 		return nil, fmt.Errorf("unknown target kind %q", kind)
 	}

@@ -16,8 +16,11 @@ import (
 
 // Config describes one run of one scenario against one server.
 type Config struct {
-	Scenario    string   // ScenarioIdle, ScenarioEcho, ScenarioFanout, ScenarioStorm or ScenarioGateway
-	URL         string   // ws://host:port/path
+	Scenario string // ScenarioIdle, ScenarioEcho, ScenarioFanout, ScenarioStorm or ScenarioGateway
+	// URL is ws://host:port/path; the gateway scenario also takes several,
+	// comma-separated (the nodes of a cluster): the clients are spread
+	// evenly over them, one URL per worker process in turn.
+	URL         string
 	Headers     []string // extra request header lines, "Name: value"
 	Subprotocol string   // offered in Sec-WebSocket-Protocol; the server must accept it
 	Deflate     bool     // offer permessage-deflate; the server must accept it
@@ -152,7 +155,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
-	t, err := ParseTarget(cfg.URL)
+	urls := strings.Split(cfg.URL, ",")
+	for _, u := range urls[1:] {
+		if _, err := ParseTarget(u); err != nil {
+			return nil, err
+		}
+	}
+	t, err := ParseTarget(urls[0])
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +234,16 @@ func (c *Config) normalize() error {
 		c.Workers = (c.Conns + c.MaxConnsPerWorker - 1) / c.MaxConnsPerWorker
 	}
 	c.Workers = max(1, min(c.Workers, c.Conns))
+	if n := strings.Count(c.URL, ",") + 1; n > 1 {
+		if c.Scenario != ScenarioGateway {
+			return errors.New("load: several URLs are for the gateway scenario")
+		}
+		// A whole number of workers per URL: the clients spread evenly.
+		c.Workers = (c.Workers + n - 1) / n * n
+		if c.Conns < c.Workers {
+			return fmt.Errorf("load: %d connections for %d URLs", c.Conns, n)
+		}
+	}
 	if (c.CPUProfile != "" || c.HeapProfile != "") && c.Stats.URL == "" {
 		return errors.New("load: profiles need the server's -stats URL (its /debug/pprof/ is next to /stats)")
 	}
@@ -520,6 +539,7 @@ func (r *runner) spawn(timeout time.Duration) error {
 			return err
 		}
 	}
+	urls := strings.Split(cfg.URL, ",")
 	per := cfg.Conns / cfg.Workers
 	extra := cfg.Conns % cfg.Workers
 	for i := range cfg.Workers {
@@ -533,7 +553,7 @@ func (r *runner) spawn(timeout time.Duration) error {
 		}
 		spec := Spec{
 			Scenario:         cfg.Scenario,
-			URL:              cfg.URL,
+			URL:              urls[i%len(urls)],
 			Headers:          cfg.Headers,
 			Subprotocol:      cfg.Subprotocol,
 			Deflate:          cfg.Deflate,

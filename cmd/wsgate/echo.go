@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"flag"
-	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/wsgate/wsgate/codec"
 	"github.com/wsgate/wsgate/deflate"
@@ -20,7 +20,7 @@ func runEcho(args []string) {
 	fs := flag.NewFlagSet("wsgate echo", flag.ExitOnError)
 	var (
 		addr      = fs.String("addr", ":8080", "listen address for WebSocket upgrades")
-		admin     = fs.String("admin", "127.0.0.1:6060", "admin address for /stats and /debug/pprof/ (empty: off)")
+		admin     = fs.String("admin", "127.0.0.1:6060", "admin address for /metrics, /healthz, /readyz, /stats and /debug/pprof/ (empty: off)")
 		broadcast = fs.Bool("broadcast", false, `a text message "BCAST <rest>" sends <rest> to every connection instead of echoing`)
 		loops     = fs.Int("loops", 0, "event loops (0: one per CPU)")
 		handshake = fs.Duration("handshake-timeout", 0, "handshake timeout (0: 5s)")
@@ -35,10 +35,10 @@ func runEcho(args []string) {
 		ratio     = fs.Int("inflate-ratio", 0, "with -deflate: a message may inflate to this many times its compressed size, past 4 KiB (0: 64, <0: no limit)")
 		slow      = fs.String("slow", "disconnect", "what a -broadcast does for a connection past -high-water: disconnect (1008), drop-newest or drop-oldest")
 		highWater = fs.Int("high-water", 0, "queued bytes per connection past which -slow applies (0: max-pending/4)")
-		verbose   = fs.Bool("v", false, "debug logging")
+		logf      = addLogFlags(fs)
 	)
 	_ = fs.Parse(args)
-	log := newLogger(*verbose)
+	log := logf.mustLogger()
 	checkFileLimit(log, *maxConns)
 
 	policy, ok := slowPolicies[*slow]
@@ -70,8 +70,8 @@ func runEcho(args []string) {
 		os.Exit(1)
 	}
 	log.Info("wsgate listening", "addr", *addr, "broadcast", *broadcast)
-	serveAdmin(log, *admin, srv)
-	waitSignal(log, srv.Shutdown, srv.Wait)
+	serveAdmin(log, *admin, srv, nil)
+	waitSignal(log, 10*time.Second, srv.Shutdown, srv.Wait)
 }
 
 // echo sends every message back, or broadcasts "BCAST " messages.
@@ -103,12 +103,4 @@ var slowPolicies = map[string]loop.SlowPolicy{
 	"disconnect":  loop.SlowDisconnect,
 	"drop-newest": loop.SlowDropNewest,
 	"drop-oldest": loop.SlowDropOldest,
-}
-
-func newLogger(verbose bool) *slog.Logger {
-	level := slog.LevelInfo
-	if verbose {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }

@@ -14,7 +14,8 @@ import (
 // TestNATSUnreachable runs the gateway with -nats pointing at a port
 // nobody listens on: it starts, GET /ready answers 503, a publish with
 // history answers the API's internal error, and /api/info names the node
-// with -name. Without -nats, /ready answers 200.
+// with -name; on the admin address /readyz answers 503 and /healthz 200.
+// Without -nats, /ready answers 200.
 func TestNATSUnreachable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the command")
@@ -44,11 +45,17 @@ func TestNATSUnreachable(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 
-	ws, api := freeAddr(t), freeAddr(t)
-	start(t, bin, "api listening", "-addr", ws, "-api-addr", api, "-admin", "", "-api-key", "k",
+	ws, api, admin := freeAddr(t), freeAddr(t), freeAddr(t)
+	start(t, bin, "admin listening", "-addr", ws, "-api-addr", api, "-admin", admin, "-api-key", "k",
 		"-nats", "nats://"+freeAddr(t), "-name", "edge-1")
 	if code, body := call("GET", "http://"+api+"/ready", ""); code != http.StatusServiceUnavailable {
 		t.Fatalf("/ready with NATS unreachable: %d %s", code, body)
+	}
+	if code, body := call("GET", "http://"+admin+"/readyz", ""); code != http.StatusServiceUnavailable || !strings.HasPrefix(body, "not ready: ") {
+		t.Fatalf("/readyz with NATS unreachable: %d %s", code, body)
+	}
+	if code, body := call("GET", "http://"+admin+"/healthz", ""); code != 200 {
+		t.Fatalf("/healthz with NATS unreachable: %d %s", code, body)
 	}
 	if code, body := call("POST", "http://"+api+"/api/publish", `{"channel":"news:a","data":{}}`); code != 200 || !strings.Contains(body, `"code":100`) {
 		t.Fatalf("publish with NATS unreachable: %d %s", code, body)

@@ -93,6 +93,7 @@ var scenarioDefaults = map[string]struct {
 	load.ScenarioFanout:  {10000, 10 * time.Second},
 	load.ScenarioStorm:   {64, 10 * time.Second},
 	load.ScenarioGateway: {10000, 10 * time.Second},
+	scenarioCluster:      {9000, 10 * time.Second},
 }
 
 // runMain is a single run against -url.
@@ -108,9 +109,11 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		jsonOut   string
 		quiet     bool
 		gw        load.GatewayTarget
+		natsMon   string
+		pids      string
 	)
 	fs.StringVar(&cfg.URL, "url", "", "server URL, ws://host:port/path (required)")
-	fs.StringVar(&cfg.Scenario, "scenario", "echo", "idle, echo, fanout, storm or gateway")
+	fs.StringVar(&cfg.Scenario, "scenario", "echo", "idle, echo, fanout, storm, gateway or cluster (gateway over several nodes' comma-separated -url)")
 	fs.Var(&headers, "header", "extra request header `K:V` (repeatable)")
 	fs.StringVar(&cfg.Subprotocol, "subprotocol", "", "offer this Sec-WebSocket-Protocol; the server must accept it")
 	fs.BoolVar(&cfg.Deflate, "deflate", false, "offer permessage-deflate (no context takeover); the server must accept it")
@@ -137,6 +140,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&pid, "pid", 0, "server process on this machine, for RSS and CPU from /proc")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "save the server's CPU profile of the window here (from /debug/pprof/ next to -stats)")
 	fs.StringVar(&cfg.HeapProfile, "heapprofile", "", "save the server's heap profile after the window here")
+	fs.StringVar(&natsMon, "nats-monitor", "", "cluster: nats-server's monitoring base URL, for NATS messages per publication")
+	fs.StringVar(&pids, "pids", "", "cluster: the nodes' process ids, comma-separated, for their CPU per delivery")
 	fs.StringVar(&jsonOut, "json", "", "also write the result as JSON to this file")
 	fs.BoolVar(&quiet, "quiet", false, "no live progress on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -158,6 +163,13 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cfg.Headers = headers
 	cfg.Stats.PID = pid
+	cluster := cfg.Scenario == scenarioCluster
+	if cluster {
+		if !strings.Contains(cfg.URL, ",") {
+			return errors.New("-scenario cluster: -url lists the nodes, comma-separated")
+		}
+		cfg.Scenario = load.ScenarioGateway
+	}
 	if cfg.Scenario == load.ScenarioGateway {
 		if gw.Channel == "" {
 			gw.Channel = fmt.Sprintf("feed:wsbench-%d", time.Now().UnixNano())
@@ -167,7 +179,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if sourceIPs != "" {
 		cfg.Sources = strings.Split(sourceIPs, ",")
 	} else {
-		t, err := load.ParseTarget(cfg.URL)
+		first, _, _ := strings.Cut(cfg.URL, ",")
+		t, err := load.ParseTarget(first)
 		if err != nil {
 			return err
 		}
@@ -176,11 +189,26 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if !quiet {
 		cfg.Progress = stderr
 	}
+	probe, err := newClusterProbe(natsMon, pids)
+	if err != nil {
+		return err
+	}
+	before, err := probe.snap()
+	if err != nil {
+		return err
+	}
 	res, err := load.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	printResult(stdout, res)
+	if cluster {
+		after, err := probe.snap()
+		if err != nil {
+			return err
+		}
+		printCluster(stdout, res, probe, before, after)
+	}
 	if jsonOut != "" {
 		b, _ := json.MarshalIndent(res, "", "  ")
 		if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
