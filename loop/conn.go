@@ -49,6 +49,7 @@ const (
 	wMarkers                        // out holds messages that flush must compress
 	wPeerClose                      // the peer's close frame was received
 	wCloseCalled                    // Close was called (its frame may still wait in the inbox)
+	wBehind                         // conflating: the last flush left data in the queue
 )
 
 // Buffer pools, one per purpose so that bytebufferpool's size calibration
@@ -379,7 +380,8 @@ const (
 )
 
 // flush hands queued frames to gnet: control frames first, then data up to
-// maxFlush bytes cut at a frame boundary while gnet's own buffer is low.
+// maxFlush bytes cut at a frame boundary while gnet's own buffer is low
+// (for a conflating connection, also within its window: see sendWindow).
 // It clears wBusy and wScheduled. It reports whether data is left behind.
 // Event-loop only.
 func (c *Conn) flush() (backlog bool) {
@@ -398,9 +400,15 @@ func (c *Conn) flush() (backlog bool) {
 	case flags&wCloseQ != 0 && c.state == stateOpen:
 		c.enterClosing(nil) // Close was called from some goroutine
 	}
+	out := c.gc.OutboundBuffered()
+	limit, held := maxFlush, false
+	var w *sendWindow
+	if c.state == stateOpen && c.policy == uint8(SlowConflate) {
+		w, limit, held = c.window(out)
+	}
 	c.mu.Lock()
 	markers := c.wflags&wMarkers != 0 // only then has the chunk frames to compress
-	ctrl, chunk, done, mid, msgs := c.q.take(c.q.data != nil && c.gc.OutboundBuffered() < lowWater, maxFlush, c.index())
+	ctrl, chunk, done, mid, msgs := c.q.take(c.q.data != nil && out < lowWater && limit > 0, limit, c.index())
 	if chunk != nil {
 		c.wflags &^= wMidMsg
 		if mid {
@@ -451,14 +459,23 @@ func (c *Conn) flush() (backlog bool) {
 		return false
 	}
 
-	out := c.gc.OutboundBuffered()
+	out = c.gc.OutboundBuffered()
 	c.mu.Lock()
 	c.q.outbound = int32(out)
 	c.chargeLocked()
 	// gnet drains its buffer without telling us: while it holds bytes,
 	// come back (the loop's backlog, every 10 ms) so that outbound, and
 	// with it PendingBytes and the slow-consumer checks, follow it to 0.
+	// The same poll gives a conflating connection the next part of its
+	// queue once its window has room.
 	backlog = c.q.data != nil || out > 0
+	c.wflags &^= wBehind
+	if c.policy == uint8(SlowConflate) && c.q.data != nil {
+		c.wflags |= wBehind
+	}
+	if w != nil && c.q.data == nil && out == 0 && !held {
+		w.idle = true
+	}
 	closeSent := c.wflags&wCloseSent != 0
 	c.mu.Unlock()
 	if closeSent && c.rflags&rShutWr == 0 {

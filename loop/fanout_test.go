@@ -30,13 +30,13 @@ type wsClient struct {
 // dialWS upgrades a connection to addr; rcvbuf > 0 sets SO_RCVBUF before
 // connecting (a small one makes a client that stops reading stall the
 // server quickly).
-func dialWS(t *testing.T, addr string, rcvbuf int) *wsClient {
+func dialWS(t testing.TB, addr string, rcvbuf int) *wsClient {
 	t.Helper()
 	return dialWSRequest(t, addr, upgradeRequest, rcvbuf)
 }
 
 // dialWSRequest is dialWS with the upgrade request req.
-func dialWSRequest(t *testing.T, addr, req string, rcvbuf int) *wsClient {
+func dialWSRequest(t testing.TB, addr, req string, rcvbuf int) *wsClient {
 	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second}
 	if rcvbuf > 0 {
@@ -150,7 +150,7 @@ func (h *subHandler) nOpen() int {
 	return len(h.opened)
 }
 
-func startSubServer(t *testing.T, policy SlowPolicy, o Options) (*Server, *subHandler, string) {
+func startSubServer(t testing.TB, policy SlowPolicy, o Options) (*Server, *subHandler, string) {
 	t.Helper()
 	h := &subHandler{policy: policy}
 	o.NumLoops = 2

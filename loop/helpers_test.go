@@ -27,7 +27,7 @@ func withDeflateOffer(req string) string {
 	return strings.Replace(req, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", 1)
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -87,7 +87,7 @@ func countConns(s *Server, pred func(*Conn) bool) int {
 // startServer starts a server for h on a free address, logging nothing,
 // and shuts it down when the test ends; bind, if not nil, gets the server
 // before it starts (handlers that need it in OnOpen).
-func startServer(t *testing.T, h Handler, o Options, bind func(*Server)) (*Server, string) {
+func startServer(t testing.TB, h Handler, o Options, bind func(*Server)) (*Server, string) {
 	t.Helper()
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := NewServer(h, o)

@@ -212,6 +212,29 @@ func (q *sendQueue) unqueue(at int, ix *keyIndex) {
 	}
 }
 
+// replace puts frames, one droppable message, in place of the droppable
+// message at offset at (conflation: a key keeps its place in line, so
+// that keys updated in turn are also sent in turn). Entries of ix behind
+// it are moved with it; at's own entry stays.
+func (q *sendQueue) replace(at int, frames []byte, ix *keyIndex) {
+	b := q.data.B
+	end := messageEnd(b, at)
+	n := len(frames) - (end - at)
+	if n > 0 {
+		b = append(b, frames[:n]...) // room only: overwritten below
+	}
+	copy(b[at+len(frames):], b[end:])
+	b = b[:len(b)-max(n, 0)+n]
+	copy(b[at:], frames)
+	b[at] |= rsvDroppable
+	q.data.B = b
+	for k, abs := range ix.keys {
+		if abs-ix.base >= int64(end) {
+			ix.keys[k] = abs + int64(n)
+		}
+	}
+}
+
 // compact moves the unsent data to the front of its buffer once the sent
 // part is at least as large, so the buffer does not grow by what was
 // sent or dropped: each byte is moved at most once per byte before it

@@ -5,6 +5,7 @@ package loop
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/wsgate/wsgate/codec"
@@ -51,20 +52,31 @@ func (m *sqModel) writeMsg(size, frag int) {
 }
 
 // publish pushes a published message; with a key (>= 0) it replaces the
-// key's queued message, if still wholly queued, as deliver does.
-func (m *sqModel) publish(size, frag, key int) {
+// key's queued message, if still wholly queued, as deliver does: in its
+// place if inPlace, else removing it and pushing the new one at the end.
+func (m *sqModel) publish(size, frag, key int, inPlace bool) {
 	id := m.next
 	m.next++
+	msg := m.message(id, size, frag)
 	if key >= 0 && m.q.data != nil {
 		if at, ok := m.ix.pos(fmt.Sprint(key)); ok {
+			queued := at >= int(m.q.head) && at < len(m.q.data.B)
+			if queued && inPlace {
+				m.q.replace(at, msg, &m.ix)
+				old := m.last[key]
+				m.gone[old] = true
+				m.order[slices.Index(m.order, old)] = id
+				m.keyOf[id], m.last[key] = key, id
+				return
+			}
 			delete(m.ix.keys, fmt.Sprint(key))
-			if at >= int(m.q.head) && at < len(m.q.data.B) {
+			if queued {
 				m.q.unqueue(at, &m.ix)
 				m.gone[m.last[key]] = true
 			}
 		}
 	}
-	at := m.q.push(m.message(id, size, frag), true)
+	at := m.q.push(msg, true)
 	m.order = append(m.order, id)
 	m.keyOf[id] = key
 	if key >= 0 {
@@ -85,13 +97,18 @@ func (m *sqModel) dropOldest(need int) {
 	for _, id := range after {
 		in[id] = true
 	}
-	n := 0
-	var newestGone uint32
+	// Age is the place in push order (a message replaced in place keeps
+	// its predecessor's).
+	place := map[uint32]int{}
+	for i, id := range m.order {
+		place[id] = i
+	}
+	n, newestGone := 0, -1
 	for _, id := range before {
 		if !in[id] {
 			n++
 			m.gone[id] = true
-			newestGone = max(newestGone, id)
+			newestGone = max(newestGone, place[id])
 		}
 	}
 	if n != dropped || freed != bytesBefore-m.q.queued() {
@@ -102,8 +119,8 @@ func (m *sqModel) dropOldest(need int) {
 		if m.write[id] || i == 0 && m.inMsg {
 			continue // not droppable, or started on the wire
 		}
-		if n > 0 && id < newestGone {
-			m.t.Fatalf("dropOldest dropped message %d but kept the older %d", newestGone, id)
+		if n > 0 && place[id] < newestGone {
+			m.t.Fatalf("dropOldest dropped message %d but kept the older %d", m.order[newestGone], id)
 		}
 		if freed < need {
 			m.t.Fatalf("dropOldest(%d) freed %d and kept droppable message %d", need, freed, id)
@@ -265,16 +282,18 @@ func (m *sqModel) check() {
 // run interprets ops, 3 bytes each: kind, a, b.
 func (m *sqModel) run(ops []byte) {
 	for len(ops) >= 3 {
-		kind, a, b := ops[0]%6, int(ops[1]), int(ops[2])
+		kind, a, b := ops[0]%7, int(ops[1]), int(ops[2])
 		ops = ops[3:]
 		frag := 8 + b%64
 		switch kind {
 		case 0:
 			m.writeMsg(a, frag)
 		case 1:
-			m.publish(a, frag, -1)
+			m.publish(a, frag, -1, false)
 		case 2:
-			m.publish(a, frag, b%4)
+			m.publish(a, frag, b%4, false)
+		case 6:
+			m.publish(a, frag, b%4, true)
 		case 3:
 			m.q.pushControl(codec.OpPing, []byte{byte(a)})
 		case 4:
@@ -295,7 +314,8 @@ func (m *sqModel) run(ops []byte) {
 }
 
 // FuzzSendQueue runs random sequences of written and published messages
-// (fragmented, some with conflation keys), control frames, drop-oldest
+// (fragmented, some with conflation keys, replaced at the end or in
+// place), control frames, drop-oldest
 // decisions and partial takes on a sendQueue, checking after every step
 // that the queue is whole frames, that no written message is lost or
 // reordered, that conflation keys point at message starts, and that what
@@ -305,6 +325,7 @@ func FuzzSendQueue(f *testing.F) {
 	f.Add([]byte{1, 50, 0, 1, 50, 0, 0, 50, 0, 5, 3, 1, 4, 255, 0, 5, 3, 1, 4, 255, 0})
 	f.Add([]byte{2, 9, 1, 2, 9, 2, 5, 0, 0, 2, 9, 1, 2, 9, 5, 4, 40, 0, 5, 255, 1})
 	f.Add([]byte{5, 2, 1, 0, 255, 0, 5, 3, 1, 3, 7, 0, 1, 80, 7, 4, 10, 0, 5, 0, 1})
+	f.Add([]byte{6, 9, 1, 6, 30, 2, 1, 5, 0, 6, 90, 1, 6, 3, 2, 5, 20, 1, 6, 9, 1, 4, 10, 0, 5, 255, 1})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		if len(ops) > 3*64 { // longer sequences find nothing new, only cost
 			return
