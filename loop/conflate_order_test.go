@@ -1,0 +1,199 @@
+//go:build !windows
+
+package loop
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/deflate"
+)
+
+// rawMsg is a message as read off the wire: its type, whether its first
+// frame had RSV1 (compressed), its payload and its frame count.
+type rawMsg struct {
+	op     codec.OpCode
+	rsv1   bool
+	p      []byte
+	frames int
+}
+
+// nextRaw reads one data message, skipping control frames.
+func (w *wsClient) nextRaw(timeout time.Duration) (rawMsg, error) {
+	w.c.SetReadDeadline(time.Now().Add(timeout))
+	var m rawMsg
+	for {
+		var hb [codec.MaxHeaderSize]byte
+		n := 2
+		if _, err := io.ReadFull(w.br, hb[:2]); err != nil {
+			return m, err
+		}
+		switch hb[1] & 0x7f {
+		case 126:
+			n += 2
+		case 127:
+			n += 8
+		}
+		if _, err := io.ReadFull(w.br, hb[2:n]); err != nil {
+			return m, err
+		}
+		h, _, err := codec.ParseHeader(hb[:n])
+		if err != nil {
+			return m, err
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(w.br, p); err != nil {
+			return m, err
+		}
+		if h.OpCode.IsControl() {
+			continue
+		}
+		if h.OpCode != codec.OpContinuation {
+			m.op, m.rsv1 = h.OpCode, h.Rsv&codec.Rsv1 != 0
+		} else if h.Rsv != 0 {
+			return m, fmt.Errorf("continuation frame with RSV %x", h.Rsv)
+		}
+		m.frames++
+		m.p = append(m.p, p...)
+		if h.Fin {
+			return m, nil
+		}
+	}
+}
+
+// conflateMsg is a test message: "g<global order> k<key>|w <filler>",
+// the filler a function of g so that a damaged message shows.
+func conflateMsg(g int, key string, size int) []byte {
+	b := []byte(fmt.Sprintf("g%d %s ", g, key))
+	for len(b) < size {
+		b = append(b, byte('a'+(g+len(b))%7))
+	}
+	return b
+}
+
+func parseConflateMsg(p []byte) (g int, key string, err error) {
+	f := strings.SplitN(string(p), " ", 3)
+	if len(f) < 2 || !strings.HasPrefix(f[0], "g") {
+		return 0, "", fmt.Errorf("bad message %.40q", p)
+	}
+	if g, err = strconv.Atoi(f[0][1:]); err != nil {
+		return 0, "", err
+	}
+	if want := conflateMsg(g, f[1], len(p)); !bytes.Equal(p, want) {
+		return 0, "", fmt.Errorf("message g%d damaged: %.60q", g, p)
+	}
+	return g, f[1], nil
+}
+
+// A conflating connection behind a stalled reader gets keyed values of
+// varying sizes (longer and shorter than the one they replace), in
+// several frames each, mixed with messages written with WriteMessage;
+// then the reader reads everything. Every message must arrive whole
+// (and inflate alone, or with the stream's history under context
+// takeover), every key's values in order ending with its latest, every
+// written message in order, and no message may overtake a written one
+// that was decided before it, nor the reverse (one order per connection).
+func TestConflateReplaceOrder(t *testing.T) {
+	cases := []struct {
+		name string
+		dfl  *deflate.Config
+	}{
+		{"plain", nil},
+		{"deflate", &deflate.Config{}},
+		{"takeover", &deflate.Config{ServerContextTakeover: true, HistoryIdle: time.Minute}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &recHandler{open: func(s *Server, c *Conn) { _ = s.Subscribe(c, "t") }}
+			s, addr := startRec(t, h, Options{SlowPolicy: SlowConflate, FragmentSize: 125,
+				SocketSendBuffer: 4096, PingInterval: -1, IdleTimeout: -1, Deflate: tc.dfl})
+			req := upgradeRequest
+			if tc.dfl != nil {
+				req = withDeflateOffer(req)
+			}
+			w := dialWSRequest(t, addr, req, 2048)
+			waitFor(t, "subscription", func() bool { return s.Stats().Subscriptions == 1 })
+			c := h.conn(0)
+			const keys, n = 7, 3000
+			g := 0
+			latest := map[string]int{}
+			for ; g < n; g++ {
+				switch {
+				case g%97 == 50:
+					if err := c.WriteMessage(codec.OpText, conflateMsg(g, "w", 20+g%150)); err != nil {
+						t.Fatal(err)
+					}
+				default:
+					key := "k" + strconv.Itoa(g%keys)
+					pm, err := s.Prepare(codec.OpText, conflateMsg(g, key, 10+(g*37)%700), key)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := s.Publish("t", pm); err != nil {
+						t.Fatal(err)
+					}
+					latest[key] = g
+				}
+				if g%50 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			st := s.Stats()
+			var hist deflate.History
+			dec := deflate.NewDecompressor()
+			p := deflate.Params{ClientContextTakeover: tc.dfl != nil && tc.dfl.ServerContextTakeover}
+			last := map[string]int{}
+			lastW, maxG, got, multi := -1, -1, 0, 0
+			for {
+				m, err := w.nextRaw(2 * time.Second)
+				if err != nil {
+					break
+				}
+				got++
+				if m.frames > 1 {
+					multi++
+				}
+				if m.rsv1 {
+					if m.p, err = dec.AppendDecompress(nil, m.p, 1<<20, p, &hist); err != nil {
+						t.Fatalf("message %d does not inflate: %v", got, err)
+					}
+				}
+				mg, key, err := parseConflateMsg(m.p)
+				if err != nil {
+					t.Fatalf("message %d: %v", got, err)
+				}
+				if mg < lastW {
+					t.Errorf("g%d (%s) arrived after the written message g%d", mg, key, lastW)
+				}
+				if key == "w" {
+					if mg < maxG {
+						t.Errorf("written message g%d arrived after g%d, published after it", mg, maxG)
+					}
+					lastW = mg
+				} else if prev, ok := last[key]; ok && mg <= prev {
+					t.Errorf("key %s went from g%d to g%d", key, prev, mg)
+				}
+				last[key] = mg
+				maxG = max(maxG, mg)
+			}
+			t.Logf("read %d messages (%d in several frames); stats %+v", got, multi, st)
+			if st.Conflated == 0 {
+				t.Errorf("nothing conflated: the connection was never behind")
+			}
+			for key, want := range latest {
+				if last[key] != want {
+					t.Errorf("key %s ended at g%d; want its latest g%d", key, last[key], want)
+				}
+			}
+			if want := n - 1 - (n-1-50)%97; last["w"] != want {
+				t.Errorf("last written message g%d; want g%d", last["w"], want)
+			}
+		})
+	}
+}
