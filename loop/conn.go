@@ -50,6 +50,7 @@ const (
 	wPeerClose                      // the peer's close frame was received
 	wCloseCalled                    // Close was called (its frame may still wait in the inbox)
 	wBehind                         // conflating: the last flush left data in the queue
+	wWrote                          // a message was written since the last delivery: see keyIndex.fence
 )
 
 // Buffer pools, one per purpose so that bytebufferpool's size calibration
@@ -307,6 +308,7 @@ func (c *Conn) queueMessage(op codec.OpCode, payload []byte, compress bool) erro
 	} else {
 		b.B = appendMessage(b.B, op, 0, payload, c.ls.srv.opts.FragmentSize)
 	}
+	c.wflags |= wWrote
 	c.unlockAndFlush()
 	return nil
 }

@@ -51,6 +51,10 @@ type sendQueue struct {
 type keyIndex struct {
 	keys map[string]int64
 	base int64 // bytes removed from the front of data since keys was made
+	// fence is the end (base + offset) of the last message written with
+	// WriteMessage behind indexed ones: a key queued before it must not
+	// take a new value's place in line, which would overtake the write.
+	fence int64
 }
 
 // pos returns the offset in data of key's message, if the index has one.
@@ -202,6 +206,9 @@ func (q *sendQueue) unqueue(at int, ix *keyIndex) {
 	end := messageEnd(b, at)
 	q.data.B = b[:at+copy(b[at:], b[end:])]
 	n := int64(end - at)
+	if ix.fence >= ix.base+int64(end) {
+		ix.fence -= n
+	}
 	for k, abs := range ix.keys {
 		switch p := abs - ix.base; {
 		case p >= int64(end):
@@ -228,6 +235,9 @@ func (q *sendQueue) replace(at int, frames []byte, ix *keyIndex) {
 	copy(b[at:], frames)
 	b[at] |= rsvDroppable
 	q.data.B = b
+	if ix.fence >= ix.base+int64(end) {
+		ix.fence += int64(n)
+	}
 	for k, abs := range ix.keys {
 		if abs-ix.base >= int64(end) {
 			ix.keys[k] = abs + int64(n)

@@ -44,8 +44,9 @@ const (
 	// connection is behind (the last flush left data in the queue, or
 	// gnet holds bytes the kernel would not take): a message with a key
 	// replaces the queued one with the same key, in its place in the
-	// queue (at the end with deflate's server context takeover), so keys
-	// updated in turn are sent in turn. Above the mark, messages that
+	// queue (at the end with deflate's server context takeover, or when a
+	// message written with Conn.WriteMessage was queued after it, which it
+	// must not overtake), so keys updated in turn are sent in turn. Above the mark, messages that
 	// replace nothing are dropped. For market data: a slow client gets the
 	// latest price of each instrument, not a backlog; a client that keeps
 	// up gets every message.
@@ -409,6 +410,14 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 		c.mu.Unlock()
 		return
 	}
+	if c.wflags&wWrote != 0 {
+		// Messages written since the last delivery end the queue: keys
+		// queued before them stay before them (see keyIndex.fence).
+		c.wflags &^= wWrote
+		if m := c.more(); m != nil && m.ix.keys != nil && c.q.data != nil {
+			m.ix.fence = m.ix.base + int64(len(c.q.data.B))
+		}
+	}
 	if takeover && c.wflags&wMarkers != 0 {
 		// Messages queued by WriteMessage are compressed at flush with
 		// the History; this one must enter the History after them, so it
@@ -554,8 +563,10 @@ func (c *Conn) replaceKeyLocked(key string, frames []byte) bool {
 		return false
 	}
 	at, ok := m.ix.pos(key)
-	if !ok || at < int(c.q.head) || at >= len(c.q.data.B) {
-		return false // unqueueKeyLocked drops the stale entry
+	if !ok || at < int(c.q.head) || at >= len(c.q.data.B) || m.ix.base+int64(at) < m.ix.fence {
+		// unqueueKeyLocked drops a stale entry, and moves a key queued
+		// before a written message behind it
+		return false
 	}
 	c.q.replace(at, frames, &m.ix)
 	c.releaseSendHistory()
