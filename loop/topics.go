@@ -493,10 +493,12 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 		}
 	}
 	switch {
-	case c.q.outbound > 0:
+	case behind:
 		// Behind: charged now, not at the flush, so that the rest of this
 		// drain sees the budget this message takes (a connection within
-		// its allowance writes nothing).
+		// its allowance writes nothing). A conflating connection held to
+		// its window is behind with gnet's buffer empty: it must not make
+		// the drain flush after every message.
 		c.chargeLocked()
 	case s.opts.SendBudget > 0 && c.pendingLocked() > sendAllowance:
 		// Past its allowance within this drain, and not known to be
