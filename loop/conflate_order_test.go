@@ -4,6 +4,7 @@ package loop
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"strconv"
@@ -262,4 +263,70 @@ func BenchmarkFanoutOneWindowed(b *testing.B) {
 	b.StopTimer()
 	st := s.Stats()
 	b.Logf("delivered %d conflated %d, send budget used %d", st.Delivered, st.Conflated, st.SendBudgetUsed)
+}
+
+// A reader that was slow once and then keeps up must be treated as one
+// that keeps up: when a burst comes it gets every message, as a reader
+// that was never slow does ("a client that keeps up gets every
+// message"). Both subscribers read everything after the first phase; the
+// first stopped reading for a while before.
+func TestWindowRecovers(t *testing.T) {
+	h := &recHandler{open: func(s *Server, c *Conn) { _ = s.Subscribe(c, "t") }}
+	s, addr := startRec(t, h, Options{SlowPolicy: SlowConflate, PingInterval: -1, IdleTimeout: -1})
+	once := dialWS(t, addr, 4096)
+	waitFor(t, "subscription", func() bool { return s.Stats().Subscriptions == 1 })
+	never := dialWS(t, addr, 4096)
+	waitFor(t, "subscription", func() bool { return s.Stats().Subscriptions == 2 })
+	const keys, size = 10, 100
+	g := 0
+	pub := func() {
+		pm, _ := s.Prepare(codec.OpBinary, seqMsg(g, size), strconv.Itoa(g%keys))
+		if err := s.Publish("t", pm); err != nil {
+			t.Fatal(err)
+		}
+		g++
+	}
+	// The first subscriber does not read for 1.5 s of 200 messages a second.
+	var wg sync.WaitGroup
+	got := make([][]int, 2)
+	read := func(i int, w *wsClient) {
+		defer wg.Done()
+		for {
+			_, p, err := w.next(2 * time.Second)
+			if err != nil {
+				return
+			}
+			got[i] = append(got[i], int(binary.BigEndian.Uint64(p)))
+		}
+	}
+	wg.Add(1)
+	go read(1, never)
+	for range 300 {
+		pub()
+		time.Sleep(5 * time.Millisecond)
+	}
+	wg.Add(1)
+	go read(0, once)
+	// Both read; the publisher goes on at 200 a second for 2 s.
+	for range 400 {
+		pub()
+		time.Sleep(5 * time.Millisecond)
+	}
+	burst := g
+	for range 5000 {
+		pub()
+	}
+	wg.Wait()
+	for i, name := range []string{"once slow", "never slow"} {
+		n := 0
+		for _, seq := range got[i] {
+			if seq >= burst {
+				n++
+			}
+		}
+		t.Logf("%s: %d of the burst's %d messages", name, n, g-burst)
+		if n != g-burst {
+			t.Errorf("%s: got %d of the burst's %d messages (conflated %d in all)", name, n, g-burst, s.Stats().Conflated)
+		}
+	}
 }
