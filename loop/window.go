@@ -88,9 +88,14 @@ func (w *sendWindow) room(now time.Duration, out int, k sockQueue) int {
 	case dt >= windowSample:
 		sample := int64(float64(k.acked-w.acked) / dt.Seconds())
 		switch {
+		case w.idle:
+			// The peer took all it was given: the sample measures the
+			// publisher. The rate doubles, so that a reader that was
+			// slow once and keeps up again is soon not held to a window.
+			w.rate = min(max(2*w.rate, sample), startRate)
 		case sample > w.rate:
 			w.rate += (sample - w.rate) / 2
-		case !w.idle:
+		default:
 			w.rate = max(sample, w.rate/4)
 		}
 		w.at, w.acked, w.idle = now, k.acked, false
