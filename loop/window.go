@@ -28,10 +28,13 @@ import "time"
 // sample: a reader that keeps up and stalls for a moment keeps its
 // window, a slow one is windowed within a few samples. A higher sample
 // moves the rate half way to it (a slow reader's acknowledgements come in
-// bursts, as its receive buffer frees room). A window too small for a
-// peer corrects itself: refilled at every flush (a publish, or the poll
-// at least every backlogTick), it lets windowTarget/backlogTick times the
-// rate through.
+// bursts, as its receive buffer frees room). After an interval in which
+// the peer took all it was given, the rate at least doubles (up to no
+// window): a reader that was slow once and keeps up again is soon not
+// held to one, and gets every message of the next burst. A window too
+// small for a peer corrects itself: refilled at every flush (a publish,
+// or the poll at least every backlogTick), it lets
+// windowTarget/backlogTick times the rate through.
 //
 // What the peer's own receive buffer holds (acknowledged, not yet read by
 // the application) is outside the window: a client that reads slowly
