@@ -19,7 +19,13 @@ func BenchmarkBacklogPoll(b *testing.B) {
 			}
 			ls := new(loopState)
 			for range b.N {
+				work := ls.backlog
 				ls.backlog = nil
+				for _, c := range work { // as Run does
+					c.mu.Lock()
+					c.wflags &^= wBacklog
+					c.mu.Unlock()
+				}
 				for _, c := range conns {
 					ls.addBacklog(c)
 				}
@@ -27,4 +33,3 @@ func BenchmarkBacklogPoll(b *testing.B) {
 		})
 	}
 }
-

@@ -51,6 +51,7 @@ const (
 	wCloseCalled                    // Close was called (its frame may still wait in the inbox)
 	wBehind                         // conflating: the last flush left data in the queue
 	wWrote                          // a message was written since the last delivery: see keyIndex.fence
+	wBacklog                        // in the loop's backlog (event-loop only; here for want of room)
 )
 
 // Buffer pools, one per purpose so that bytebufferpool's size calibration

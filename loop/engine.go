@@ -191,11 +191,15 @@ func (ls *loopState) flushConn(c *Conn) {
 	}
 }
 
+// addBacklog adds c to the loop's backlog unless it is there already
+// (a flag, not a search: a poll re-adds every connection still behind).
 func (ls *loopState) addBacklog(c *Conn) {
-	for _, b := range ls.backlog {
-		if b == c {
-			return
-		}
+	c.mu.Lock()
+	in := c.wflags&wBacklog != 0
+	c.wflags |= wBacklog
+	c.mu.Unlock()
+	if in {
+		return
 	}
 	ls.backlog = append(ls.backlog, c)
 	ls.hasWork.Store(true)
@@ -211,6 +215,9 @@ func (ls *loopState) Run(context.Context) error {
 		work := ls.backlog
 		ls.backlog = nil
 		for _, c := range work {
+			c.mu.Lock()
+			c.wflags &^= wBacklog
+			c.mu.Unlock()
 			if c.state != stateClosed {
 				ls.flushConn(c)
 			}
