@@ -330,3 +330,112 @@ func TestWindowRecovers(t *testing.T) {
 		}
 	}
 }
+
+// A conflating reader that keeps up gets every message of bursts larger
+// than one flush (maxFlush) that come after quiet periods: the interval
+// between bursts measures the publisher, not the reader, and must not
+// hold it to a window.
+func TestWindowBursts(t *testing.T) {
+	h := &recHandler{open: func(s *Server, c *Conn) { _ = s.Subscribe(c, "t") }}
+	s, addr := startRec(t, h, Options{SlowPolicy: SlowConflate, PingInterval: -1, IdleTimeout: -1})
+	w := dialWS(t, addr, 0)
+	waitFor(t, "subscription", func() bool { return s.Stats().Subscriptions == 1 })
+	const keys, size, burst, bursts = 10, 100, 4000, 5
+	var wg sync.WaitGroup
+	n := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			if _, _, err := w.next(3 * time.Second); err != nil {
+				return
+			}
+			n++
+		}
+	}()
+	g := 0
+	for range bursts {
+		for range burst {
+			pm, _ := s.Prepare(codec.OpBinary, seqMsg(g, size), strconv.Itoa(g%keys))
+			if err := s.Publish("t", pm); err != nil {
+				t.Fatal(err)
+			}
+			g++
+		}
+		time.Sleep(1200 * time.Millisecond)
+	}
+	wg.Wait()
+	if st := s.Stats(); n != g {
+		t.Errorf("a reader that keeps up got %d of %d messages (conflated %d, dropped %d)", n, g, st.Conflated, st.Dropped)
+	}
+}
+
+// Switching a behind connection's policy between SlowConflate and the
+// dropping ones mid-stream leaves no stale conflation state: every
+// message arrives whole, keys never go back, written messages all arrive
+// in order and nothing overtakes them.
+func TestConflatePolicySwitch(t *testing.T) {
+	h := &recHandler{open: func(s *Server, c *Conn) { _ = s.Subscribe(c, "t") }}
+	s, addr := startRec(t, h, Options{SlowPolicy: SlowConflate, FragmentSize: 125, HighWaterBytes: 32 << 10,
+		SocketSendBuffer: 4096, PingInterval: -1, IdleTimeout: -1})
+	w := dialWS(t, addr, 2048)
+	waitFor(t, "subscription", func() bool { return s.Stats().Subscriptions == 1 })
+	c := h.conn(0)
+	policies := []SlowPolicy{SlowDropOldest, SlowConflate, SlowDropNewest, SlowConflate}
+	const keys, n = 7, 4000
+	for g := range n {
+		switch {
+		case g%300 == 150:
+			p := policies[g/300%len(policies)]
+			onLoops(s, func(ls *loopState) {
+				if c.ls == ls {
+					c.SetSlowPolicy(p)
+				}
+			})
+		case g%97 == 50:
+			if err := c.WriteMessage(codec.OpText, conflateMsg(g, "w", 20+g%150)); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			key := "k" + strconv.Itoa(g%keys)
+			pm, _ := s.Prepare(codec.OpText, conflateMsg(g, key, 10+(g*37)%700), key)
+			if err := s.Publish("t", pm); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if g%50 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	last := map[string]int{}
+	lastW, maxG, got := -1, -1, 0
+	for {
+		m, err := w.nextRaw(2 * time.Second)
+		if err != nil {
+			break
+		}
+		got++
+		mg, key, err := parseConflateMsg(m.p)
+		if err != nil {
+			t.Fatalf("message %d: %v", got, err)
+		}
+		if mg < lastW {
+			t.Errorf("g%d (%s) arrived after the written message g%d", mg, key, lastW)
+		}
+		if key == "w" {
+			if mg < maxG {
+				t.Errorf("written message g%d arrived after g%d, published after it", mg, maxG)
+			}
+			lastW = mg
+		} else if prev, ok := last[key]; ok && mg <= prev {
+			t.Errorf("key %s went from g%d to g%d", key, prev, mg)
+		}
+		last[key] = mg
+		maxG = max(maxG, mg)
+	}
+	st := s.Stats()
+	t.Logf("read %d; conflated %d dropped %d", got, st.Conflated, st.Dropped)
+	if want := n - 1 - (n-1-50)%97; last["w"] != want {
+		t.Errorf("last written message g%d; want g%d", last["w"], want)
+	}
+}
