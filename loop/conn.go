@@ -293,7 +293,7 @@ func (c *Conn) queueMessage(op codec.OpCode, payload []byte, compress bool) erro
 	}
 	pending := c.pendingLocked() + len(payload) + codec.MaxHeaderSize
 	if pending > c.ls.srv.opts.MaxPendingBytes ||
-		c.q.outbound > 0 && pending > sendAllowance && c.ls.srv.sendSpent() {
+		(c.q.outbound > 0 || c.wflags&wBehind != 0) && pending > sendAllowance && c.ls.srv.sendSpent() {
 		// Above MaxPendingBytes; or behind beyond its allowance while
 		// the send budget is spent, as a peer that sends and never reads
 		// its answers would leave it.
