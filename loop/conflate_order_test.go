@@ -150,8 +150,9 @@ func TestConflateReplaceOrder(t *testing.T) {
 			var hist deflate.History
 			dec := deflate.NewDecompressor()
 			p := deflate.Params{ClientContextTakeover: tc.dfl != nil && tc.dfl.ServerContextTakeover}
-			last := map[string]int{}
-			lastW, maxG, got, multi := -1, -1, 0, 0
+			ord := newOrderCheck()
+			last := ord.last
+			got, multi := 0, 0
 			for {
 				m, err := w.nextRaw(2 * time.Second)
 				if err != nil {
@@ -170,19 +171,7 @@ func TestConflateReplaceOrder(t *testing.T) {
 				if err != nil {
 					t.Fatalf("message %d: %v", got, err)
 				}
-				if mg < lastW {
-					t.Errorf("g%d (%s) arrived after the written message g%d", mg, key, lastW)
-				}
-				if key == "w" {
-					if mg < maxG {
-						t.Errorf("written message g%d arrived after g%d, published after it", mg, maxG)
-					}
-					lastW = mg
-				} else if prev, ok := last[key]; ok && mg <= prev {
-					t.Errorf("key %s went from g%d to g%d", key, prev, mg)
-				}
-				last[key] = mg
-				maxG = max(maxG, mg)
+				ord.see(t, mg, key)
 			}
 			t.Logf("read %d messages (%d in several frames); stats %+v", got, multi, st)
 			if st.Conflated == 0 {
@@ -407,8 +396,9 @@ func TestConflatePolicySwitch(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	last := map[string]int{}
-	lastW, maxG, got := -1, -1, 0
+	ord := newOrderCheck()
+	last := ord.last
+	got := 0
 	for {
 		m, err := w.nextRaw(2 * time.Second)
 		if err != nil {
@@ -419,23 +409,39 @@ func TestConflatePolicySwitch(t *testing.T) {
 		if err != nil {
 			t.Fatalf("message %d: %v", got, err)
 		}
-		if mg < lastW {
-			t.Errorf("g%d (%s) arrived after the written message g%d", mg, key, lastW)
-		}
-		if key == "w" {
-			if mg < maxG {
-				t.Errorf("written message g%d arrived after g%d, published after it", mg, maxG)
-			}
-			lastW = mg
-		} else if prev, ok := last[key]; ok && mg <= prev {
-			t.Errorf("key %s went from g%d to g%d", key, prev, mg)
-		}
-		last[key] = mg
-		maxG = max(maxG, mg)
+		ord.see(t, mg, key)
 	}
 	st := s.Stats()
 	t.Logf("read %d; conflated %d dropped %d", got, st.Conflated, st.Dropped)
 	if want := n - 1 - (n-1-50)%97; last["w"] != want {
 		t.Errorf("last written message g%d; want g%d", last["w"], want)
 	}
+}
+
+// orderCheck follows the messages a conflating client reads, numbered g
+// in publication order with their key ("w" for WriteMessage ones): a
+// written message is overtaken by nothing published after it, and a key
+// never goes back.
+type orderCheck struct {
+	last        map[string]int // latest g per key
+	lastW, maxG int
+}
+
+func newOrderCheck() *orderCheck { return &orderCheck{last: map[string]int{}, lastW: -1, maxG: -1} }
+
+func (o *orderCheck) see(t *testing.T, g int, key string) {
+	t.Helper()
+	if g < o.lastW {
+		t.Errorf("g%d (%s) arrived after the written message g%d", g, key, o.lastW)
+	}
+	if key == "w" {
+		if g < o.maxG {
+			t.Errorf("written message g%d arrived after g%d, published after it", g, o.maxG)
+		}
+		o.lastW = g
+	} else if prev, ok := o.last[key]; ok && g <= prev {
+		t.Errorf("key %s went from g%d to g%d", key, prev, g)
+	}
+	o.last[key] = g
+	o.maxG = max(o.maxG, g)
 }
