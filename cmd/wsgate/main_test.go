@@ -24,42 +24,11 @@ func freeAddr(t *testing.T) string {
 }
 
 // start runs the built command with args and waits for a log line
-// containing want on stderr; the process is killed when the test ends.
+// containing want on stderr; it returns the lines seen so far. The
+// process is killed when the test ends.
 func start(t *testing.T, bin string, want string, args ...string) []string {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var seen []string
-	deadline := time.After(20 * time.Second)
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("exited before %q: %q", want, seen)
-			}
-			seen = append(seen, l)
-			if strings.Contains(l, want) {
-				return seen
-			}
-		case <-deadline:
-			t.Fatalf("no %q in %q", want, seen)
-		}
-	}
+	return run(t, bin, want, args...).snapshot()
 }
 
 // TestCLI runs the gateway with the documented flags and the echo

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -208,8 +209,21 @@ func run(t *testing.T, bin, want string, args ...string) *logSink {
 			s.mu.Unlock()
 		}
 	}()
-	waitFor(t, "log line "+want, func() bool { return s.has(want) })
+	deadline := time.Now().Add(20 * time.Second)
+	for !s.has(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in %q", want, s.snapshot())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return s
+}
+
+// snapshot returns the lines collected so far.
+func (s *logSink) snapshot() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.lines)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
