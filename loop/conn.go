@@ -292,8 +292,7 @@ func (c *Conn) queueMessage(op codec.OpCode, payload []byte, compress bool) erro
 		return ErrClosed
 	}
 	pending := c.pendingLocked() + len(payload) + codec.MaxHeaderSize
-	if pending > c.ls.srv.opts.MaxPendingBytes ||
-		(c.q.outbound > 0 || c.wflags&wBehind != 0) && pending > sendAllowance && c.ls.srv.sendSpent() {
+	if pending > c.ls.srv.opts.MaxPendingBytes || c.overSendBudgetLocked(pending) {
 		// Above MaxPendingBytes; or behind beyond its allowance while
 		// the send budget is spent, as a peer that sends and never reads
 		// its answers would leave it.
@@ -518,6 +517,18 @@ func (c *Conn) chargeLocked() {
 	if n == 0 {
 		c.dropExt()
 	}
+}
+
+// behindLocked reports whether c is behind: gnet held bytes the kernel
+// would not take at the last flush, or (conflating) that flush left data
+// queued because the window was full. c.mu held.
+func (c *Conn) behindLocked() bool { return c.q.outbound > 0 || c.wflags&wBehind != 0 }
+
+// overSendBudgetLocked reports whether c, holding pending bytes with
+// what it is being given, must get nothing more: it is behind beyond its
+// allowance while Options.SendBudget is spent. c.mu held.
+func (c *Conn) overSendBudgetLocked(pending int) bool {
+	return c.behindLocked() && pending > sendAllowance && c.ls.srv.sendSpent()
 }
 
 // sendSpent reports whether Options.SendBudget is spent.

@@ -425,9 +425,7 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 		frames = codec.AppendFrame(nil, codec.Header{Fin: true, Rsv: rsvDeflate, OpCode: pm.op}, pm.payload)
 		takeover, marker = false, true
 	}
-	// Behind: gnet holds bytes the kernel would not take, or (conflating)
-	// the last flush left data queued because the window was full.
-	behind := c.q.outbound > 0 || c.wflags&wBehind != 0
+	behind := c.behindLocked()
 	conflate := policy == SlowConflate && pm.key != "" && behind
 	// Without context takeover the new value takes the old one's place in
 	// line; with it, the send History must see messages in queue order,
@@ -455,7 +453,7 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 		over = 0
 		ls.flushSoon = true
 	}
-	if over <= 0 && behind && c.pendingLocked()+len(frames) > sendAllowance && s.sendSpent() {
+	if over <= 0 && c.overSendBudgetLocked(c.pendingLocked()+len(frames)) {
 		// Behind beyond its allowance, and the server-wide budget is
 		// spent: as above the mark.
 		over = len(frames)
