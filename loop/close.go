@@ -117,8 +117,10 @@ func (c *Conn) queueClose(code codec.StatusCode, reason string) error {
 // place of it when drop is set: a failing connection sends nothing more).
 func (c *Conn) queueCloseLocked(code codec.StatusCode, reason string, drop bool) {
 	if drop {
+		c.wflags &^= wStaged
 		c.q.discard(c.index())
 	}
+	c.unstageLocked()
 	var p [codec.MaxControlPayload]byte
 	payload := codec.AppendClose(p[:0], code, reason)
 	b := c.q.buf()

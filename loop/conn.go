@@ -52,6 +52,7 @@ const (
 	wBehind                         // conflating: the last flush left data in the queue
 	wWrote                          // a message was written since the last delivery: see keyIndex.fence
 	wBacklog                        // in the loop's backlog (event-loop only; here for want of room)
+	wStaged                         // loopState.staged is this connection's whole data queue: see stageLocked
 )
 
 // Buffer pools, one per purpose so that bytebufferpool's size calibration
@@ -291,6 +292,7 @@ func (c *Conn) queueMessage(op codec.OpCode, payload []byte, compress bool) erro
 		c.mu.Unlock()
 		return ErrClosed
 	}
+	c.unstageLocked()
 	pending := c.pendingLocked() + len(payload) + codec.MaxHeaderSize
 	if pending > c.ls.srv.opts.MaxPendingBytes || c.overSendBudgetLocked(pending) {
 		// Above MaxPendingBytes; or behind beyond its allowance while
@@ -410,7 +412,16 @@ func (c *Conn) flush() (backlog bool) {
 	}
 	c.mu.Lock()
 	markers := c.wflags&wMarkers != 0 // only then has the chunk frames to compress
-	ctrl, chunk, done, mid, msgs := c.q.take(c.q.data != nil && out < lowWater && limit > 0, limit, c.index())
+	send := out < lowWater && limit > 0
+	if !send {
+		c.unstageLocked()
+	}
+	ctrl, chunk, done, mid, msgs := c.q.take(c.q.data != nil && send, limit, c.index())
+	if c.wflags&wStaged != 0 { // the whole data queue, not copied
+		c.wflags &^= wStaged
+		chunk, _ = c.framesOf(c.ls.staged)
+		msgs = 1
+	}
 	if chunk != nil {
 		c.wflags &^= wMidMsg
 		if mid {

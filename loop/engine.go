@@ -52,6 +52,9 @@ type loopState struct {
 	inflated []byte
 	topics   map[string]*topic
 	touched  []*Conn // connections given messages by the current drain
+	// staged is the message of the connections marked wStaged: see
+	// Conn.stageLocked. Set by the drain, cleared by flushTouched.
+	staged *PreparedMessage
 
 	inboxMu sync.Mutex
 	inbox   []delivery // published messages for this loop
