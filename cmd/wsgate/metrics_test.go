@@ -596,3 +596,23 @@ func TestLogFlags(t *testing.T) {
 		}
 	}
 }
+
+// The gateway's collector target is gatewayGCPercent unless GOGC is set
+// in the environment.
+func TestGatewayGCPercent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command")
+	}
+	bin := buildCmd(t)
+	for _, tc := range []struct {
+		gogc string
+		want float64
+	}{{"", gatewayGCPercent}, {"50", 50}} {
+		t.Setenv("GOGC", tc.gogc)
+		admin := freeAddr(t)
+		run(t, bin, "admin listening", "-addr", freeAddr(t), "-api-addr", freeAddr(t), "-admin", admin)
+		if v, ok := value(scrape(t, admin), "go_gc_gogc_percent"); v != tc.want {
+			t.Errorf("GOGC=%q: go_gc_gogc_percent %v (present %v); want %v", tc.gogc, v, ok, tc.want)
+		}
+	}
+}
