@@ -444,6 +444,11 @@ func (n *Node) localChannels(body []byte) (channelsResult, *apiError) {
 		sh := &n.channels[i]
 		sh.mu.Lock()
 		for name, ch := range sh.m {
+			select {
+			case <-ch.ready:
+			default:
+				continue // being created: nobody has joined yet
+			}
 			if ok, _ := path.Match(r.Pattern, name); r.Pattern == "" || ok {
 				out.Channels[name] = channelInfo{ch.refs}
 			}

@@ -30,6 +30,7 @@ func newGatedBroker() *gatedBroker {
 	return &gatedBroker{MemoryBroker: NewMemoryBroker(0), open: open}
 }
 
+// shut closes the gate.
 func (b *gatedBroker) shut() {
 	b.mu.Lock()
 	b.open = make(chan struct{})
@@ -50,9 +51,15 @@ func (b *gatedBroker) gate(channel string) {
 	b.mu.Unlock()
 }
 
+// release opens the gate (once shut: a test that fails before it
+// opens the gate opens it as it ends).
 func (b *gatedBroker) release() {
 	b.mu.Lock()
-	close(b.open)
+	select {
+	case <-b.open:
+	default:
+		close(b.open)
+	}
 	b.mu.Unlock()
 }
 
@@ -97,6 +104,7 @@ func slowConfig() Config {
 func TestBrokerWaitOffEventLoop(t *testing.T) {
 	b := newGatedBroker()
 	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b, Loop: loop.Options{NumLoops: 1}})
+	t.Cleanup(b.release) // before the node's Shutdown
 	hot := dialNode(t, n.addr, false)
 	hot.connect(token(t, jwt.MapClaims{"sub": "h"}))
 	if r := hot.subscribe(&protocol.SubscribeRequest{Channel: "hot"}); r.Error != nil {
@@ -171,6 +179,7 @@ func TestBrokerWaitQueueBounded(t *testing.T) {
 	cfg := slowConfig()
 	cfg.Client.CommandRateLimit = -1
 	n := startNodeWith(t, cfg, NodeOptions{Broker: b})
+	t.Cleanup(b.release)
 	g := dialNode(t, n.addr, false)
 	g.connect(token(t, jwt.MapClaims{"sub": "s"}))
 	b.shut()
@@ -201,6 +210,7 @@ func TestBrokerWaitQueueBounded(t *testing.T) {
 func TestDrainWithQueuedCommands(t *testing.T) {
 	b := newGatedBroker()
 	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b})
+	t.Cleanup(b.release)
 	g := dialNode(t, n.addr, false)
 	g.connect(token(t, jwt.MapClaims{"sub": "s"}))
 	b.shut()

@@ -1,6 +1,7 @@
 package wsgate
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -366,38 +367,17 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 		c.disconnect(disconnectBadRequest)
 		return
 	}
-	var dec protocol.CommandDecoder
-	if c.proto == protoJSON {
-		dec = protocol.NewJSONCommandDecoder(p)
-	} else {
-		dec = protocol.NewProtobufCommandDecoder(p)
-	}
 	// The whole message is decoded first: a batch over MaxBatchSize is
 	// refused before any of its commands runs. Commands with the same id
 	// all run, as in Centrifugo.
-	var cmds []*protocol.Command
-	var err error
-	last := true // the decoder's last result carried a command
-	for {
-		var cmd *protocol.Command
-		cmd, err = dec.Decode()
-		if cmd == nil && err == nil {
-			err = errors.New("empty command")
-		}
-		if cmd != nil {
-			if len(cmds) == n.cfg.Client.MaxBatchSize {
-				c.disconnect(disconnectBadRequest)
-				return
-			}
-			cmds = append(cmds, cmd)
-		}
-		if err != nil {
-			last = cmd != nil
-			break
-		}
+	cmds, last, err := n.decode(c.proto, p)
+	if len(cmds) > n.cfg.Client.MaxBatchSize {
+		c.disconnect(disconnectBadRequest)
+		return
 	}
-	for _, cmd := range cmds {
-		if s := cmd.Subscribe; s != nil {
+	owned := c.proto == protoProtobuf // Protobuf decoding copies
+	for i := 0; i < len(cmds); i++ {
+		if s := cmds[i].Subscribe; s != nil {
 			if o := n.cfg.options(s.Channel); o != nil && o.ConflationTag != "" {
 				// Event-loop only, so here, also for a subscribe that
 				// is queued: the connection's slow policy becomes
@@ -405,12 +385,48 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 				c.conn.SetSlowPolicy(loop.SlowConflate)
 			}
 		}
-		if !n.run(c, cmd) {
+		if !n.run(c, cmds[i]) {
 			return
+		}
+		if !owned && c.queued() {
+			// cmds[i], just queued, and those after it outlive p: the
+			// JSON decoder leaves their strings pointing into it. They
+			// are decoded again from a copy.
+			cmds, _, _ = n.decode(c.proto, bytes.Clone(p))
+			c.x.cmds[len(c.x.cmds)-1] = cmds[i]
+			owned = true
 		}
 	}
 	if !isEOF(err) || !last {
 		c.disconnect(disconnectBadRequest)
+	}
+}
+
+// decode decodes the commands of message p, at most one more than
+// MaxBatchSize; last reports whether the decoder's last result carried a
+// command, and err is its error (io.EOF after the last command).
+func (n *Node) decode(proto uint8, p []byte) (cmds []*protocol.Command, last bool, err error) {
+	var dec protocol.CommandDecoder
+	if proto == protoJSON {
+		dec = protocol.NewJSONCommandDecoder(p)
+	} else {
+		dec = protocol.NewProtobufCommandDecoder(p)
+	}
+	for {
+		var cmd *protocol.Command
+		cmd, err = dec.Decode()
+		if cmd == nil && err == nil {
+			err = errors.New("empty command")
+		}
+		if cmd != nil {
+			cmds = append(cmds, cmd)
+			if len(cmds) > n.cfg.Client.MaxBatchSize {
+				return cmds, true, err
+			}
+		}
+		if err != nil {
+			return cmds, cmd != nil, err
+		}
 	}
 }
 
