@@ -3,6 +3,7 @@ package wsgate
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -306,4 +307,43 @@ func TestRecoveryRacingPublications(t *testing.T) {
 		t.Fatal(err)
 	default:
 	}
+}
+
+// TestBrokerWaitWorkersBounded: clients whose commands all wait for a
+// broker that does not answer hold at most maxWorkers goroutines; the
+// others wait in the run list, and all are answered once it answers.
+func TestBrokerWaitWorkersBounded(t *testing.T) {
+	b := newGatedBroker()
+	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b})
+	t.Cleanup(b.release)
+	const clients = maxWorkers + 36
+	gs := make([]*gwClient, clients)
+	for i := range gs {
+		gs[i] = dialNode(t, n.addr, false)
+		gs[i].connect(token(t, jwt.MapClaims{"sub": "s"}))
+	}
+	before := runtime.NumGoroutine()
+	b.shut()
+	for i, g := range gs {
+		g.send(&protocol.Command{Publish: &protocol.PublishRequest{Channel: fmt.Sprint("slow:w", i), Data: []byte(`{}`)}})
+	}
+	waitUntil(t, "every publish running or waiting", func() bool {
+		n.work.mu.Lock()
+		defer n.work.mu.Unlock()
+		return b.nwaiting() == maxWorkers && n.work.n == maxWorkers && len(n.work.runq) == clients-maxWorkers
+	})
+	if d := runtime.NumGoroutine() - before; d > maxWorkers+8 {
+		t.Errorf("%d goroutines more for %d clients waiting on the broker; want about %d", d, clients, maxWorkers)
+	}
+	b.release()
+	for i, g := range gs {
+		if r := g.reply(); r.Id != 2 || r.Publish == nil {
+			t.Fatalf("client %d: %+v", i, r)
+		}
+	}
+	waitUntil(t, "workers done", func() bool {
+		n.work.mu.Lock()
+		defer n.work.mu.Unlock()
+		return n.work.n == 0 && n.work.runq == nil
+	})
 }
