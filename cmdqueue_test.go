@@ -347,3 +347,21 @@ func TestBrokerWaitWorkersBounded(t *testing.T) {
 		return n.work.n == 0 && n.work.runq == nil
 	})
 }
+
+// BenchmarkClientPublish: one client publishes (MemoryBroker, history on)
+// and waits for each reply: the cost of a command that calls the broker,
+// which runs on a worker.
+func BenchmarkClientPublish(b *testing.B) {
+	cfg := gwConfig()
+	cfg.Client.CommandRateLimit = -1
+	n := startNode(b, cfg)
+	g := dialNode(b, n.addr, false)
+	g.connect(token(b, jwt.MapClaims{"sub": "b"}))
+	data := []byte(`{"x":1}`)
+	b.ResetTimer()
+	for range b.N {
+		if r := g.call(&protocol.Command{Publish: &protocol.PublishRequest{Channel: "chat:b", Data: data}}); r.Publish == nil {
+			b.Fatalf("publish: %+v", r)
+		}
+	}
+}
