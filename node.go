@@ -245,7 +245,9 @@ const drainTick = 10 * time.Millisecond
 // what was queued for it before its close frame (Conn.Close queues the
 // frame behind it). Drain ends with Shutdown, which waits for the closing
 // handshakes until ctx ends. If ctx ends during the spread, the clients
-// left are disconnected at once.
+// left are disconnected at once. A client's commands still waiting for the
+// broker when it is disconnected are dropped unanswered (a command whose
+// broker call is under way ends with it); Shutdown waits for those calls.
 func (n *Node) Drain(ctx context.Context, period time.Duration) error {
 	n.draining.Store(true)
 	n.srv.StopAccepting()
