@@ -106,9 +106,15 @@ func TestBrokerWaitOffEventLoop(t *testing.T) {
 	b := newGatedBroker()
 	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b, Loop: loop.Options{NumLoops: 1}})
 	t.Cleanup(b.release) // before the node's Shutdown
+	// The live channel shares the slow one's shard: the shard's lock is
+	// not held while the broker creates the slow one.
+	hotCh := "hot"
+	for i := 0; n.chShard(hotCh) != n.chShard("slow:new"); i++ {
+		hotCh = fmt.Sprint("hot", i)
+	}
 	hot := dialNode(t, n.addr, false)
 	hot.connect(token(t, jwt.MapClaims{"sub": "h"}))
-	if r := hot.subscribe(&protocol.SubscribeRequest{Channel: "hot"}); r.Error != nil {
+	if r := hot.subscribe(&protocol.SubscribeRequest{Channel: hotCh}); r.Error != nil {
 		t.Fatalf("subscribe: %+v", r)
 	}
 	// The recovery of a slow channel, prepared before the gate shuts.
@@ -123,7 +129,7 @@ func TestBrokerWaitOffEventLoop(t *testing.T) {
 		&protocol.Command{Subscribe: &protocol.SubscribeRequest{Channel: "slow:new"}},
 		&protocol.Command{Ping: &protocol.PingRequest{}},
 		&protocol.Command{Publish: &protocol.PublishRequest{Channel: "slow:p", Data: []byte(`{"x":1}`)}},
-		&protocol.Command{Subscribe: &protocol.SubscribeRequest{Channel: "hot"}}, // needs no broker: still behind
+		&protocol.Command{Subscribe: &protocol.SubscribeRequest{Channel: hotCh}}, // needs no broker: still behind
 		&protocol.Command{History: &protocol.HistoryRequest{Channel: "slow:r", Limit: -1}},
 		&protocol.Command{Subscribe: &protocol.SubscribeRequest{Channel: "slow:r", Recover: true, Epoch: epoch, Offset: off}},
 	)
@@ -134,8 +140,8 @@ func TestBrokerWaitOffEventLoop(t *testing.T) {
 	if r := other.call(&protocol.Command{Ping: &protocol.PingRequest{}}); r.Ping == nil {
 		t.Fatalf("ping: %+v", r)
 	}
-	n.publishAPI(t, "hot", `{"live":1}`)
-	if p := hot.pub("hot"); string(p.Data) != `{"live":1}` {
+	n.publishAPI(t, hotCh, `{"live":1}`)
+	if p := hot.pub(hotCh); string(p.Data) != `{"live":1}` {
 		t.Fatalf("live publication: %s", p.Data)
 	}
 	if w := b.nwaiting(); w == 0 {
