@@ -256,9 +256,14 @@ func TestDrainWithQueuedCommands(t *testing.T) {
 // pushes. Recovery reads history with no lock held, and reads again what
 // arrived meanwhile.
 func TestRecoveryRacingPublications(t *testing.T) {
+	t.Run("loop", func(t *testing.T) { recoveryRacing(t, NodeOptions{}) })
+	t.Run("queued", func(t *testing.T) { recoveryRacing(t, NodeOptions{Broker: newGatedBroker()}) })
+}
+
+func recoveryRacing(t *testing.T, o NodeOptions) {
 	cfg := gwConfig()
 	cfg.Client.CommandRateLimit = -1
-	n := startNode(t, cfg)
+	n := startNodeWith(t, cfg, o)
 	first := n.publishAPI(t, "chat:race", `{"n":0}`)
 	epoch := n.apiCall(t, "history", map[string]any{"channel": "chat:race"})["result"].(map[string]any)["epoch"].(string)
 	const clients, pubs = 8, 90 // history holds 100
@@ -354,13 +359,18 @@ func TestBrokerWaitWorkersBounded(t *testing.T) {
 	})
 }
 
-// BenchmarkClientPublish: one client publishes (MemoryBroker, history on)
-// and waits for each reply: the cost of a command that calls the broker,
-// which runs on a worker.
+// BenchmarkClientPublish: one client publishes (history on) and waits
+// for each reply: with a MemoryBroker the publish runs on the event loop,
+// with any other broker (here the gated one, open) on a worker.
 func BenchmarkClientPublish(b *testing.B) {
+	b.Run("memory", func(b *testing.B) { benchClientPublish(b, NodeOptions{}) })
+	b.Run("worker", func(b *testing.B) { benchClientPublish(b, NodeOptions{Broker: newGatedBroker()}) })
+}
+
+func benchClientPublish(b *testing.B, o NodeOptions) {
 	cfg := gwConfig()
 	cfg.Client.CommandRateLimit = -1
-	n := startNode(b, cfg)
+	n := startNodeWith(b, cfg, o)
 	g := dialNode(b, n.addr, false)
 	g.connect(token(b, jwt.MapClaims{"sub": "b"}))
 	data := []byte(`{"x":1}`)

@@ -66,6 +66,7 @@ type Node struct {
 	stats    nodeStats
 	draining atomic.Bool // Drain has begun: Ready fails
 	work     workers     // run the commands that wait for the broker
+	inline   bool        // the broker is a MemoryBroker: no command waits for it
 
 	// lostQ holds the channels whose subscribers are to be told that
 	// their position is lost; losing is set while tellLost runs.
@@ -131,6 +132,7 @@ func NewNode(cfg Config, o NodeOptions) (*Node, error) {
 	if n.broker == nil {
 		n.broker = NewMemoryBroker(cfg.Channel.MaxHistoryBytes)
 	}
+	_, n.inline = n.broker.(*MemoryBroker)
 	t := cfg.Client.Token
 	if n.conns, err = newVerifier("client.token", t.HMACSecretKey, t.RSAPublicKey, t.ECDSAPublicKey, t.Audience, t.Issuer); err != nil {
 		return nil, err
