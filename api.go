@@ -444,6 +444,11 @@ func (n *Node) localChannels(body []byte) (channelsResult, *apiError) {
 		sh := &n.channels[i]
 		sh.mu.Lock()
 		for name, ch := range sh.m {
+			select {
+			case <-ch.ready:
+			default:
+				continue // being created: nobody has joined yet
+			}
 			if ok, _ := path.Match(r.Pattern, name); r.Pattern == "" || ok {
 				out.Channels[name] = channelInfo{ch.refs}
 			}
@@ -513,6 +518,10 @@ func (n *Node) apiUnsubscribe(body []byte) (any, *apiError) {
 	return struct{}{}, nil
 }
 
+// errSkip passes over a client that /api/subscribe does not subscribe
+// (closed, subscribed already, at its channel limit).
+var errSkip = errors.New("wsgate: client skipped")
+
 func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 	var r struct {
 		Channel      string `json:"channel"`
@@ -539,10 +548,19 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 	}
 	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
 		c.mu.Lock()
-		if c.state.Load() == stateConnected && c.subscribed(r.Channel) < 0 && c.nsubs() < n.cfg.Client.ChannelLimit {
+		valid := func() error {
+			if c.state.Load() != stateConnected || c.subscribed(r.Channel) >= 0 || c.nsubs() >= n.cfg.Client.ChannelLimit {
+				return errSkip
+			}
+			return nil
+		}
+		if valid() == nil {
 			// The push subscribe, then the recovered publications as
-			// pushes, written under the channel's lock.
-			err := n.subscribe(c, r.Channel, opts, sreq, 0, func(res *protocol.SubscribeResult) {
+			// pushes, written under the channel's lock. The broker is
+			// called with c.mu released (subscribe's wait).
+			j := &joining{name: r.Channel, opts: opts, req: sreq, server: true}
+			err := n.subscribe(c, []*joining{j}, true, valid, func() {
+				res := j.res
 				sp := &protocol.Subscribe{Recoverable: res.Recoverable, Epoch: res.Epoch, Offset: res.Offset, Positioned: res.Positioned}
 				if len(res.Publications) > 0 {
 					sp.Offset = res.Publications[0].Offset - 1
@@ -552,11 +570,10 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 					c.write(&protocol.Reply{Push: &protocol.Push{Channel: r.Channel, Pub: p}})
 				}
 			})
-			if err != nil {
+			if err != nil && err != errSkip && err != errClientClosed {
 				c.mu.Unlock()
 				return nil, n.apiErr(err)
 			}
-			c.subAt(c.nsubs() - 1).server = true
 		}
 		c.mu.Unlock()
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,11 @@ type session struct {
 type sessionExt struct {
 	info string // connection info from the token (bytes; a string is smaller)
 	subs []sub  // the subscriptions after the first
+	// cmds are the commands waiting for a worker, oldest first; the
+	// first is running (see cmdqueue.go). counted: the first was counted
+	// against the command rate limit already, on the event loop.
+	cmds    []*protocol.Command
+	counted bool
 }
 
 // sessionSize is the size of a session, for the memory test.
@@ -133,7 +139,7 @@ func (c *session) setInfo(info []byte) {
 
 // trimExt frees c.x once it holds nothing. c.mu held.
 func (c *session) trimExt() {
-	if c.x != nil && c.x.info == "" && len(c.x.subs) == 0 {
+	if c.x != nil && c.x.info == "" && len(c.x.subs) == 0 && len(c.x.cmds) == 0 {
 		c.x = nil
 	}
 }
@@ -154,6 +160,7 @@ var (
 	disconnectExpired       = disconnect{3005, "connection expired"}
 	disconnectSubExpired    = disconnect{3006, "subscription expired"}
 	disconnectNoPong        = disconnect{3012, "no pong"}
+	disconnectTooMany       = disconnect{3013, "too many requests"}
 	disconnectInsufficient  = disconnect{3010, "insufficient state"}
 	disconnectInvalidToken  = disconnect{3500, "invalid token"}
 	disconnectBadRequest    = disconnect{3501, "bad request"}
@@ -220,19 +227,26 @@ func (c *session) disconnect(d disconnect) {
 	_ = c.conn.Close(codec.StatusCode(d.Code), d.Reason)
 }
 
-// handle runs one command; a non-nil result disconnects. c.mu held.
-func (n *Node) handle(c *session, cmd *protocol.Command) *disconnect {
+// handle runs one command; a disconnect result disconnects. On the event
+// loop (wait false) a command that needs the broker returns errWait
+// before it has done anything: it is queued (see cmdqueue.go), and run
+// again by a worker with wait set, which releases c.mu around broker
+// calls. counted: the command was counted against the rate limit
+// already. c.mu held.
+func (n *Node) handle(c *session, cmd *protocol.Command, wait, counted bool) (err error) {
 	state := c.state.Load()
 	if state == stateClosed {
 		return nil
 	}
 	if cmd.Connect == nil && state != stateConnected {
-		return &disconnectBadRequest
+		return disconnectBadRequest
 	}
 	method := commandMethod(cmd)
 	if method != cmdNone {
 		defer func(start time.Time) {
-			n.stats.shard(c.seq).cmds[method].observe(time.Since(start))
+			if err != errWait {
+				n.stats.shard(c.seq).cmds[method].observe(time.Since(start))
+			}
 		}(time.Now())
 	}
 	if cmd.Send != nil {
@@ -244,9 +258,9 @@ func (n *Node) handle(c *session, cmd *protocol.Command) *disconnect {
 		if isPong(cmd) {
 			return nil
 		}
-		return &disconnectBadRequest
+		return disconnectBadRequest
 	}
-	if lim := n.cfg.Client.CommandRateLimit; lim > 0 {
+	if lim := n.cfg.Client.CommandRateLimit; lim > 0 && !counted {
 		now := n.clock()
 		if c.rateAt != now {
 			c.rateAt, c.rateN = now, 0
@@ -258,22 +272,21 @@ func (n *Node) handle(c *session, cmd *protocol.Command) *disconnect {
 		c.rateN++
 	}
 	var rep *protocol.Reply
-	var err error
 	id := cmd.Id
 	switch {
 	case cmd.Connect != nil:
 		if state != stateNew {
-			return &disconnectBadRequest
+			return disconnectBadRequest
 		}
-		rep, err = n.connect(c, id, cmd.Connect)
+		rep, err = n.connect(c, id, cmd.Connect, wait)
 	case cmd.Subscribe != nil:
-		rep, err = n.clientSubscribe(c, id, cmd.Subscribe)
+		rep, err = n.clientSubscribe(c, id, cmd.Subscribe, wait)
 	case cmd.Unsubscribe != nil:
-		rep, err = n.clientUnsubscribe(c, id, cmd.Unsubscribe)
+		rep, err = n.clientUnsubscribe(c, id, cmd.Unsubscribe, wait)
 	case cmd.Publish != nil:
-		rep, err = n.clientPublish(c, id, cmd.Publish)
+		rep, err = n.clientPublish(c, id, cmd.Publish, wait)
 	case cmd.History != nil:
-		rep, err = n.clientHistory(c, id, cmd.History)
+		rep, err = n.clientHistory(c, id, cmd.History, wait)
 	case cmd.Refresh != nil:
 		rep, err = n.refresh(c, id, cmd.Refresh)
 	case cmd.SubRefresh != nil:
@@ -285,17 +298,20 @@ func (n *Node) handle(c *session, cmd *protocol.Command) *disconnect {
 		// presence is off and no RPC proxy is configured.
 		err = errNotAvailable
 	default:
-		return &disconnectBadRequest
+		return disconnectBadRequest
 	}
 	var d disconnect
 	var pe *replyError
 	switch {
+	case err == errWait:
+		return err
+	case err == errClientClosed:
 	case err == nil:
 		if rep != nil {
 			c.write(rep)
 		}
 	case errors.As(err, &d):
-		return &d
+		return d
 	case errors.As(err, &pe):
 		c.write(&protocol.Reply{Id: cmd.Id, Error: pe.proto()})
 	default:
@@ -353,7 +369,7 @@ func ttl(exp int64) uint32 {
 	return uint32(d)
 }
 
-func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*protocol.Reply, error) {
+func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest, wait bool) (*protocol.Reply, error) {
 	var cl *claims
 	if req.Token != "" {
 		var err error
@@ -370,54 +386,74 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest) (*pr
 		return nil, disconnectBadRequest // as Centrifugo: no token is a bad request, not a bad token
 	}
 	res := &protocol.ConnectResult{Client: c.id(n), Version: Version, Node: n.id}
+	var exp int64
 	if cl != nil {
-		c.user = cl.Subject
-		c.setInfo(cl.info())
-		if exp := cl.expiry(); exp > 0 {
-			c.exp.Store(uint32(exp))
+		if exp = cl.expiry(); exp > 0 {
 			res.Expires, res.Ttl = true, ttl(exp)
 		}
 	}
 	if p := n.cfg.Client.PingInterval; p > 0 {
 		res.Ping, res.Pong = uint32(time.Duration(p)/time.Second), true
 	}
-	c.state.Store(stateConnected)
-	n.nconn.Add(1)
-	n.stats.shard(c.seq).connects.Add(1)
-	if n.debug() {
-		n.log.Debug("client connected", "client", c.id(n), "user", c.user, "remote", c.conn.RemoteAddr().String())
-	}
 	// Server-side subscriptions: their results go into the connect reply,
-	// written after them. No publication can reach the connection
-	// before it: this runs on the connection's event loop (OnMessage),
-	// and publications are delivered through that loop's inbox, after
-	// OnMessage returns and after the engine subscriptions made here.
-	if cl != nil && len(cl.Channels) > 0 {
-		res.Subs = make(map[string]*protocol.SubscribeResult, len(cl.Channels))
+	// written under their channels' locks (subscribe), so that no
+	// publication of theirs reaches the connection before it.
+	var js []*joining
+	if cl != nil {
 		for _, name := range cl.Channels {
-			if c.nsubs() >= n.cfg.Client.ChannelLimit {
+			if len(js) >= n.cfg.Client.ChannelLimit {
 				return nil, disconnectChannelLimit
 			}
 			opts := n.cfg.options(name)
-			if opts == nil || c.subscribed(name) >= 0 {
+			if opts == nil || slices.ContainsFunc(js, func(j *joining) bool { return j.name == name }) {
 				continue
 			}
-			if opts.ConflationTag != "" {
+			if opts.ConflationTag != "" && !wait {
+				// The connection's slow policy becomes conflation by the
+				// channel's tag; event-loop only, and a connect runs
+				// there first (it is a connection's first command).
 				c.conn.SetSlowPolicy(loop.SlowConflate)
 			}
 			sreq := req.Subs[name]
 			if sreq == nil {
 				sreq = &protocol.SubscribeRequest{}
 			}
-			err := n.subscribe(c, name, opts, sreq, 0, func(r *protocol.SubscribeResult) { res.Subs[name] = r })
-			if err != nil {
-				n.log.Warn("server-side subscription failed", "client", c.id(n), "channel", name, "err", err)
-				return nil, disconnectServerError
-			}
-			c.subAt(c.nsubs() - 1).server = true
+			js = append(js, &joining{name: name, opts: opts, req: sreq, server: true})
 		}
 	}
-	return &protocol.Reply{Id: id, Connect: res}, nil
+	connected := func() {
+		if cl != nil {
+			c.user = cl.Subject
+			c.setInfo(cl.info())
+			c.exp.Store(uint32(exp))
+		}
+		c.state.Store(stateConnected)
+		n.nconn.Add(1)
+		n.stats.shard(c.seq).connects.Add(1)
+		if n.debug() {
+			n.log.Debug("client connected", "client", c.id(n), "user", c.user, "remote", c.conn.RemoteAddr().String())
+		}
+	}
+	if len(js) == 0 {
+		connected()
+		return &protocol.Reply{Id: id, Connect: res}, nil
+	}
+	err := n.subscribe(c, js, wait, func() error { return nil }, func() {
+		res.Subs = make(map[string]*protocol.SubscribeResult, len(js))
+		for _, j := range js {
+			res.Subs[j.name] = j.res
+		}
+		connected()
+		c.write(&protocol.Reply{Id: id, Connect: res})
+	})
+	switch {
+	case err == errWait || err == errClientClosed:
+		return nil, err
+	case err != nil:
+		n.log.Warn("server-side subscriptions failed", "client", c.id(n), "err", err)
+		return nil, disconnectServerError
+	}
+	return nil, nil
 }
 
 // subscribed returns the index of channel name in c's subscriptions, or
@@ -429,21 +465,6 @@ func (c *session) subscribed(name string) int {
 		}
 	}
 	return -1
-}
-
-// subscribe adds a subscription of c to name. c.mu held.
-func (n *Node) subscribe(c *session, name string, opts *ChannelOptions, req *protocol.SubscribeRequest, exp uint32, write func(*protocol.SubscribeResult)) error {
-	ch, err := n.acquire(name, opts)
-	if err != nil {
-		return err
-	}
-	if err := n.join(c, ch, req, write); err != nil {
-		n.release(ch)
-		return err
-	}
-	c.addSub(sub{ch: ch, exp: exp})
-	c.updateSubExp()
-	return nil
 }
 
 func (c *session) updateSubExp() {
@@ -460,7 +481,7 @@ func (c *session) updateSubExp() {
 // default); longer names get error 107 bad request, as in Centrifugo.
 const MaxChannelLength = 255
 
-func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeRequest) (*protocol.Reply, error) {
+func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeRequest, wait bool) (*protocol.Reply, error) {
 	if req.Channel == "" {
 		return nil, disconnectBadRequest
 	}
@@ -471,11 +492,17 @@ func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeReq
 	if opts == nil {
 		return nil, errUnknownChannel
 	}
-	if c.subscribed(req.Channel) >= 0 {
-		return nil, errAlreadySubscribed
+	valid := func() error {
+		if c.subscribed(req.Channel) >= 0 {
+			return errAlreadySubscribed
+		}
+		if c.nsubs() >= n.cfg.Client.ChannelLimit {
+			return errLimitExceeded
+		}
+		return nil
 	}
-	if c.nsubs() >= n.cfg.Client.ChannelLimit {
-		return nil, errLimitExceeded
+	if err := valid(); err != nil {
+		return nil, err
 	}
 	var exp uint32
 	if req.Token != "" {
@@ -492,25 +519,27 @@ func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeReq
 	} else if !opts.AllowSubscribeForClient || (c.user == "" && !opts.AllowSubscribeForAnonymous) {
 		return nil, errPermissionDenied
 	}
-	if opts.ConflationTag != "" {
-		// On the event loop (OnMessage): the connection's slow policy
-		// becomes conflation by the channel's tag.
-		c.conn.SetSlowPolicy(loop.SlowConflate)
-	}
-	// The reply is written inside join, under the channel's lock.
-	return nil, n.subscribe(c, req.Channel, opts, req, exp, func(r *protocol.SubscribeResult) {
+	// (A conflation channel's slow policy was set when the command
+	// arrived, on the event loop: OnMessage.)
+	// The reply is written inside subscribe, under the channel's lock.
+	j := &joining{name: req.Channel, opts: opts, req: req, exp: exp}
+	return nil, n.subscribe(c, []*joining{j}, wait, valid, func() {
 		if exp != 0 {
-			r.Expires, r.Ttl = true, ttl(int64(exp))
+			j.res.Expires, j.res.Ttl = true, ttl(int64(exp))
 		}
-		c.write(&protocol.Reply{Id: id, Subscribe: r})
+		c.write(&protocol.Reply{Id: id, Subscribe: j.res})
 	})
 }
 
-func (n *Node) clientUnsubscribe(c *session, id uint32, req *protocol.UnsubscribeRequest) (*protocol.Reply, error) {
+func (n *Node) clientUnsubscribe(c *session, id uint32, req *protocol.UnsubscribeRequest, wait bool) (*protocol.Reply, error) {
 	if req.Channel == "" {
 		return nil, disconnectBadRequest
 	}
-	n.unsubscribe(c, req.Channel, leaveOnLoop) // on c's event loop (OnMessage)
+	how := leaveOnLoop // on c's event loop (OnMessage)
+	if wait {
+		how = leaveQueued // on a worker, behind a queued command
+	}
+	n.unsubscribe(c, req.Channel, how)
 	return &protocol.Reply{Id: id, Unsubscribe: &protocol.UnsubscribeResult{}}, nil
 }
 
@@ -528,7 +557,23 @@ func (n *Node) unsubscribe(c *session, name string, how int) bool {
 	return true
 }
 
-func (n *Node) clientPublish(c *session, id uint32, req *protocol.PublishRequest) (*protocol.Reply, error) {
+// unlocked calls f with c.mu released, on a worker (wait); on the event
+// loop it is errWait. It is errClientClosed if c closed meanwhile. c.mu
+// held.
+func (c *session) unlocked(wait bool, f func() error) error {
+	if !wait {
+		return errWait
+	}
+	c.mu.Unlock()
+	err := f()
+	c.mu.Lock()
+	if c.state.Load() == stateClosed {
+		return errClientClosed
+	}
+	return err
+}
+
+func (n *Node) clientPublish(c *session, id uint32, req *protocol.PublishRequest, wait bool) (*protocol.Reply, error) {
 	if req.Channel == "" {
 		return nil, disconnectBadRequest
 	}
@@ -548,13 +593,17 @@ func (n *Node) clientPublish(c *session, id uint32, req *protocol.PublishRequest
 		return nil, errPermissionDenied
 	}
 	info := &ClientInfo{User: c.user, Client: c.id(n), ConnInfo: []byte(c.info())}
-	if _, err := n.publish(pubClient, req.Channel, req.Data, PublishOptions{Info: info}); err != nil {
+	err := c.unlocked(wait, func() error {
+		_, err := n.publish(pubClient, req.Channel, req.Data, PublishOptions{Info: info})
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return &protocol.Reply{Id: id, Publish: &protocol.PublishResult{}}, nil
 }
 
-func (n *Node) clientHistory(c *session, id uint32, req *protocol.HistoryRequest) (*protocol.Reply, error) {
+func (n *Node) clientHistory(c *session, id uint32, req *protocol.HistoryRequest, wait bool) (*protocol.Reply, error) {
 	if req.Channel == "" {
 		return nil, disconnectBadRequest
 	}
@@ -578,7 +627,12 @@ func (n *Node) clientHistory(c *session, id uint32, req *protocol.HistoryRequest
 	if req.Since != nil {
 		since = &StreamPosition{Offset: req.Since.Offset, Epoch: req.Since.Epoch}
 	}
-	pubs, sp, err := n.broker.History(req.Channel, HistoryOptions{Since: since, Limit: limit, Reverse: req.Reverse, TTL: time.Duration(opts.HistoryTTL)})
+	var pubs []*Publication
+	var sp StreamPosition
+	err := c.unlocked(wait, func() (err error) {
+		pubs, sp, err = n.broker.History(req.Channel, HistoryOptions{Since: since, Limit: limit, Reverse: req.Reverse, TTL: time.Duration(opts.HistoryTTL)})
+		return err
+	})
 	if errors.Is(err, ErrUnrecoverablePosition) {
 		return nil, errUnrecoverable
 	}

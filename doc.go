@@ -48,6 +48,15 @@
 // channel at its broker while it has local subscribers; the broker delivers
 // publications per channel in offset order.
 //
+// No call to a broker that may wait on I/O is made on an event loop: a
+// client command that needs the broker (publish, history, a subscribe
+// that creates its channel or recovers) is queued for its client and run
+// by a bounded pool of workers, in order with the client's other
+// commands; a client with more than client.channel_limit +
+// client.max_batch_size commands waiting is disconnected with 3013 "too
+// many requests". With a MemoryBroker, whose calls wait on no I/O, such a
+// command runs on the loop at once.
+//
 // Node.APIHandler serves the server API: POST /api/publish, broadcast, batch,
 // history, history_remove, info, channels, disconnect, unsubscribe and
 // subscribe, with Centrifugo's request and reply bodies ({"result": …} or

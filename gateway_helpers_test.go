@@ -56,14 +56,14 @@ type gwNode struct {
 
 // startNode starts a node for cfg on free loopback addresses, with the
 // API served by net/http, and stops both when the test ends.
-func startNode(t *testing.T, cfg Config) *gwNode {
+func startNode(t testing.TB, cfg Config) *gwNode {
 	t.Helper()
 	return startNodeWith(t, cfg, NodeOptions{})
 }
 
 // startNodeWith is startNode with node options (a broker, engine options);
 // logs are discarded.
-func startNodeWith(t *testing.T, cfg Config, o NodeOptions) *gwNode {
+func startNodeWith(t testing.TB, cfg Config, o NodeOptions) *gwNode {
 	t.Helper()
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	n, err := NewNode(cfg, o)
@@ -90,7 +90,7 @@ func startNodeWith(t *testing.T, cfg Config, o NodeOptions) *gwNode {
 }
 
 // token signs claims with HS256 and gwSecret.
-func token(t *testing.T, c jwt.MapClaims) string {
+func token(t testing.TB, c jwt.MapClaims) string {
 	t.Helper()
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(gwSecret))
 	if err != nil {
@@ -102,7 +102,7 @@ func token(t *testing.T, c jwt.MapClaims) string {
 // gwClient is a minimal WebSocket client speaking the protocol over a
 // real socket: masked frames out, frames in.
 type gwClient struct {
-	t     *testing.T
+	t     testing.TB
 	c     net.Conn
 	br    *bufio.Reader
 	pb    bool
@@ -118,12 +118,12 @@ type closedError struct {
 
 func (e closedError) Error() string { return fmt.Sprintf("closed %d %q", e.code, e.reason) }
 
-func dialNode(t *testing.T, addr string, protobuf bool) *gwClient {
+func dialNode(t testing.TB, addr string, protobuf bool) *gwClient {
 	t.Helper()
 	return dialPath(t, addr, WebSocketPath, protobuf)
 }
 
-func dialPath(t *testing.T, addr, path string, protobuf bool) *gwClient {
+func dialPath(t testing.TB, addr, path string, protobuf bool) *gwClient {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -443,7 +443,7 @@ func httpStatusOfUpgrade(t *testing.T, addr, path string) int {
 }
 
 // freeLoopback returns a free 127.0.0.1 address.
-func freeLoopback(t *testing.T) string {
+func freeLoopback(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,6 +1,7 @@
 package wsgate
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -64,6 +65,8 @@ type Node struct {
 	nconn    atomic.Int64 // clients that completed connect
 	stats    nodeStats
 	draining atomic.Bool // Drain has begun: Ready fails
+	work     workers     // run the commands that wait for the broker
+	inline   bool        // the broker is a MemoryBroker: no command waits for it
 
 	// lostQ holds the channels whose subscribers are to be told that
 	// their position is lost; losing is set while tellLost runs.
@@ -89,19 +92,25 @@ type channelShard struct {
 }
 
 // channel is a channel with local subscribers. Its mutex orders
-// subscribes (history read, engine subscription, reply) against
+// subscribes (position check, engine subscription, reply) against
 // publications (offset check, engine publish), which gives recovery
-// without gaps or duplicates.
+// without gaps or duplicates. No broker call is made under it but a gap
+// fill (HandlePublication), and no broker call under its shard's mutex.
 type channel struct {
 	name string
 	refs int // guarded by the shard's mutex
 	opts *ChannelOptions
+	// ready is closed once the channel is created (broker subscription
+	// and stream position); err, set before, is why it was not.
+	ready chan struct{}
+	err   error
 
-	mu    sync.Mutex
-	n     [2]int // subscribers per format
-	init  bool
-	top   uint64 // offset of the last publication handed to the engine topics (at creation: the stream's)
-	epoch string
+	mu       sync.Mutex
+	creating bool   // ready not yet closed: nobody has joined
+	n        [2]int // subscribers per format
+	init     bool
+	top      uint64 // offset of the last publication handed to the engine topics (at creation: the stream's)
+	epoch    string
 	// lost is set while the channel's subscribers on this node are being
 	// told that their position is lost (see lose): nothing is fanned out
 	// to them and nobody joins until they all are.
@@ -123,6 +132,7 @@ func NewNode(cfg Config, o NodeOptions) (*Node, error) {
 	if n.broker == nil {
 		n.broker = NewMemoryBroker(cfg.Channel.MaxHistoryBytes)
 	}
+	_, n.inline = n.broker.(*MemoryBroker)
 	t := cfg.Client.Token
 	if n.conns, err = newVerifier("client.token", t.HMACSecretKey, t.RSAPublicKey, t.ECDSAPublicKey, t.Audience, t.Issuer); err != nil {
 		return nil, err
@@ -190,8 +200,9 @@ func (n *Node) Start(addr string) error {
 	return nil
 }
 
-// Shutdown disconnects every client with 3001 "shutdown" and stops the
-// engine.
+// Shutdown disconnects every client with 3001 "shutdown", stops the
+// engine and waits for the commands running on the broker to end (until
+// ctx ends).
 func (n *Node) Shutdown(ctx context.Context) error {
 	// Once: Drain and Shutdown may run at the same time. A second caller
 	// waits here until the sweep has ended too.
@@ -202,7 +213,13 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 	})
 	n.eachClient(func(c *session) { c.disconnect(disconnectShutdown) })
-	return n.srv.Shutdown(ctx)
+	err := n.srv.Shutdown(ctx)
+	// Commands queued for the broker end with their clients: what runs
+	// still is a broker call already made.
+	if werr := n.waitWorkers(ctx); err == nil {
+		err = werr
+	}
+	return err
 }
 
 // ErrDraining is Ready's answer once Drain has begun.
@@ -230,7 +247,9 @@ const drainTick = 10 * time.Millisecond
 // what was queued for it before its close frame (Conn.Close queues the
 // frame behind it). Drain ends with Shutdown, which waits for the closing
 // handshakes until ctx ends. If ctx ends during the spread, the clients
-// left are disconnected at once.
+// left are disconnected at once. A client's commands still waiting for the
+// broker when it is disconnected are dropped unanswered (a command whose
+// broker call is under way ends with it); Shutdown waits for those calls.
 func (n *Node) Drain(ctx context.Context, period time.Duration) error {
 	n.draining.Store(true)
 	n.srv.StopAccepting()
@@ -352,18 +371,51 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 		c.disconnect(disconnectBadRequest)
 		return
 	}
+	// The whole message is decoded first: a batch over MaxBatchSize is
+	// refused before any of its commands runs. Commands with the same id
+	// all run, as in Centrifugo.
+	cmds, last, err := n.decode(c.proto, p)
+	if len(cmds) > n.cfg.Client.MaxBatchSize {
+		c.disconnect(disconnectBadRequest)
+		return
+	}
+	owned := c.proto == protoProtobuf // Protobuf decoding copies
+	for i := 0; i < len(cmds); i++ {
+		if s := cmds[i].Subscribe; s != nil {
+			if o := n.cfg.options(s.Channel); o != nil && o.ConflationTag != "" {
+				// Event-loop only, so here, also for a subscribe that
+				// is queued: the connection's slow policy becomes
+				// conflation by the channel's tag.
+				c.conn.SetSlowPolicy(loop.SlowConflate)
+			}
+		}
+		if !n.run(c, cmds[i]) {
+			return
+		}
+		if !owned && c.queued() {
+			// cmds[i], just queued, and those after it outlive p: the
+			// JSON decoder leaves their strings pointing into it. They
+			// are decoded again from a copy.
+			cmds, _, _ = n.decode(c.proto, bytes.Clone(p))
+			c.x.cmds[len(c.x.cmds)-1] = cmds[i]
+			owned = true
+		}
+	}
+	if !isEOF(err) || !last {
+		c.disconnect(disconnectBadRequest)
+	}
+}
+
+// decode decodes the commands of message p, at most one more than
+// MaxBatchSize; last reports whether the decoder's last result carried a
+// command, and err is its error (io.EOF after the last command).
+func (n *Node) decode(proto uint8, p []byte) (cmds []*protocol.Command, last bool, err error) {
 	var dec protocol.CommandDecoder
-	if c.proto == protoJSON {
+	if proto == protoJSON {
 		dec = protocol.NewJSONCommandDecoder(p)
 	} else {
 		dec = protocol.NewProtobufCommandDecoder(p)
 	}
-	// The whole message is decoded first: a batch over MaxBatchSize is
-	// refused before any of its commands runs. Commands with the same id
-	// all run, as in Centrifugo.
-	var cmds []*protocol.Command
-	var err error
-	last := true // the decoder's last result carried a command
 	for {
 		var cmd *protocol.Command
 		cmd, err = dec.Decode()
@@ -371,25 +423,14 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 			err = errors.New("empty command")
 		}
 		if cmd != nil {
-			if len(cmds) == n.cfg.Client.MaxBatchSize {
-				c.disconnect(disconnectBadRequest)
-				return
-			}
 			cmds = append(cmds, cmd)
+			if len(cmds) > n.cfg.Client.MaxBatchSize {
+				return cmds, true, err
+			}
 		}
 		if err != nil {
-			last = cmd != nil
-			break
+			return cmds, cmd != nil, err
 		}
-	}
-	for _, cmd := range cmds {
-		if d := n.handle(c, cmd); d != nil {
-			c.disconnect(*d)
-			return
-		}
-	}
-	if !isEOF(err) || !last {
-		c.disconnect(disconnectBadRequest)
 	}
 }
 
@@ -495,41 +536,89 @@ func (n *Node) chShard(name string) *channelShard {
 	return &n.channels[maphash.String(n.seed, name)%uint64(len(n.channels))]
 }
 
+// errWait is returned by the steps of a command run on the event loop
+// that would call the broker: the command is queued for a worker instead
+// (see cmdqueue.go).
+var errWait = errors.New("wsgate: command waits for the broker")
+
 // acquire returns the channel name, creating it (and subscribing the node
-// to it at the broker) for its first user.
-func (n *Node) acquire(name string, opts *ChannelOptions) (*channel, error) {
+// to it at the broker) for its first user. The broker is called with no
+// lock held; others acquiring the channel meanwhile wait for it. Without
+// wait, a channel that is not ready is errWait.
+func (n *Node) acquire(name string, opts *ChannelOptions, wait bool) (*channel, error) {
 	sh := n.chShard(name)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	ch := sh.m[name]
-	if ch == nil {
-		name = strings.Clone(name)
-		if err := n.broker.Subscribe(name); err != nil {
-			return nil, err
+	if ch != nil {
+		select {
+		case <-ch.ready:
+			ch.refs++
+			sh.mu.Unlock()
+			return ch, nil
+		default:
 		}
-		ch = &channel{name: name, opts: opts}
-		if opts.history() {
-			// The stream position is read once, before anyone joins:
-			// from then on the channel's offset is the last publication
-			// handed to the engine topic, and no subscribe is answered
-			// with a later one. (Read at a positioned subscribe instead,
-			// it could include a publication appended to history but not
-			// yet delivered here, which was then dropped as already
-			// delivered, and the subscribers already there lost it.)
-			_, sp, err := n.broker.History(name, HistoryOptions{})
-			if err != nil {
-				_ = n.broker.Unsubscribe(name)
-				return nil, err
-			}
-			ch.init, ch.top, ch.epoch = true, sp.Offset, sp.Epoch
+		if !wait {
+			sh.mu.Unlock()
+			return nil, errWait
 		}
-		if sh.m == nil {
-			sh.m = map[string]*channel{}
+		ch.refs++
+		sh.mu.Unlock()
+		<-ch.ready
+		if ch.err != nil {
+			return nil, ch.err // its creator took it out of the map
 		}
-		sh.m[name] = ch
+		return ch, nil
 	}
-	ch.refs++
+	if !wait {
+		sh.mu.Unlock()
+		return nil, errWait
+	}
+	ch = &channel{name: strings.Clone(name), opts: opts, refs: 1, ready: make(chan struct{}), creating: true}
+	if sh.m == nil {
+		sh.m = map[string]*channel{}
+	}
+	sh.m[ch.name] = ch
+	sh.mu.Unlock()
+	if err := n.create(ch); err != nil {
+		ch.err = err
+		sh.mu.Lock()
+		delete(sh.m, ch.name)
+		sh.mu.Unlock()
+		close(ch.ready)
+		return nil, err
+	}
+	close(ch.ready)
 	return ch, nil
+}
+
+// create subscribes the node to ch at the broker and reads its stream
+// position, before anyone joins: from then on the channel's offset is
+// the last publication handed to the engine topic, and no subscribe is
+// answered with a later one. (Read at a positioned subscribe instead, it
+// could include a publication appended to history but not yet delivered
+// here, which was then dropped as already delivered, and the subscribers
+// already there lost it.) A publication that arrives meanwhile is
+// delivered to nobody, but its position counts (HandlePublication): one
+// stored after the read would otherwise be taken as never delivered.
+func (n *Node) create(ch *channel) error {
+	if err := n.broker.Subscribe(ch.name); err != nil {
+		return err
+	}
+	var sp StreamPosition
+	if ch.opts.history() {
+		var err error
+		if _, sp, err = n.broker.History(ch.name, HistoryOptions{}); err != nil {
+			_ = n.broker.Unsubscribe(ch.name)
+			return err
+		}
+	}
+	ch.mu.Lock()
+	if ch.opts.history() && !(ch.init && ch.epoch == sp.Epoch && ch.top > sp.Offset) {
+		ch.init, ch.top, ch.epoch = true, sp.Offset, sp.Epoch
+	}
+	ch.creating = false
+	ch.mu.Unlock()
+	return nil
 }
 
 func (n *Node) release(ch *channel) {
@@ -570,6 +659,12 @@ func (n *Node) HandlePublication(name string, pub *Publication, sp StreamPositio
 	n.stats.random().published[pubBroker].Add(1)
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
+	if ch.creating {
+		if pub.Offset != 0 && (!ch.init || ch.epoch != sp.Epoch || pub.Offset > ch.top) {
+			ch.init, ch.top, ch.epoch = true, pub.Offset, sp.Epoch
+		}
+		return
+	}
 	if pub.Offset != 0 {
 		same := ch.init && sp.Epoch == ch.epoch
 		if same && pub.Offset <= ch.top {
@@ -739,76 +834,6 @@ func toProtoPub(p *Publication) *protocol.Publication {
 		pp.Info = &protocol.ClientInfo{User: p.Info.User, Client: p.Info.Client, ConnInfo: p.Info.ConnInfo}
 	}
 	return pp
-}
-
-// join subscribes c to ch: with recovery when asked, the engine
-// subscription, and then write (the reply or push), all under ch's lock
-// so that no publication falls between the recovered ones and the live
-// ones, nor arrives twice. c.mu held.
-func (n *Node) join(c *session, ch *channel, req *protocol.SubscribeRequest, write func(*protocol.SubscribeResult)) error {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	if ch.lost {
-		return errPositionLost
-	}
-	o := ch.opts
-	res := &protocol.SubscribeResult{}
-	recoverable := o.history() && (o.ForceRecovery || (o.AllowRecovery && req.Recoverable))
-	positioned := o.history() && (recoverable || o.ForcePositioning || (o.AllowPositioning && req.Positioned))
-	if positioned {
-		res.Positioned, res.Recoverable = true, recoverable
-		res.Epoch, res.Offset = ch.epoch, ch.top
-		if recoverable && req.Recover {
-			res.WasRecovering = true
-			pubs, recovered, err := n.recover(ch, req.Offset, req.Epoch)
-			if err != nil {
-				return err
-			}
-			res.Recovered = recovered
-			res.Publications = pubs
-		}
-	}
-	if err := n.srv.Subscribe(c.conn, topic(c.proto, ch.name)); err != nil {
-		return err
-	}
-	ch.n[c.proto]++
-	write(res)
-	return nil
-}
-
-// recover returns the publications after offset up to the channel's
-// delivered offset (later ones arrive through the engine topic), and
-// whether they are all of them. ch.mu held.
-func (n *Node) recover(ch *channel, offset uint64, epoch string) ([]*protocol.Publication, bool, error) {
-	if epoch != ch.epoch || offset > ch.top {
-		return nil, false, nil
-	}
-	if offset == ch.top {
-		return nil, true, nil
-	}
-	limit := n.cfg.Client.RecoveryMaxPublicationLimit
-	if ch.top-offset > uint64(limit) {
-		return nil, false, nil
-	}
-	pubs, sp, err := n.broker.History(ch.name, HistoryOptions{
-		Since: &StreamPosition{Offset: offset, Epoch: epoch}, Limit: limit, TTL: time.Duration(ch.opts.HistoryTTL)})
-	if errors.Is(err, ErrUnrecoverablePosition) || (err == nil && sp.Epoch != ch.epoch) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	out := make([]*protocol.Publication, 0, len(pubs))
-	for _, p := range pubs {
-		if p.Offset > ch.top {
-			break
-		}
-		out = append(out, toProtoPub(p))
-	}
-	if len(out) == 0 || out[0].Offset != offset+1 || out[len(out)-1].Offset != ch.top {
-		return nil, false, nil
-	}
-	return out, true, nil
 }
 
 // Ways leave removes a session from the engine topic.

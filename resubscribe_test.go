@@ -16,10 +16,19 @@ import (
 // connection's event loop when the unsubscribe runs: it must not reach
 // the client as a push after it left, only once, in the recovery of the
 // subscribe reply (before the fix it came both ways: a duplicate).
+//
+// With a broker other than MemoryBroker, the publish waits for a worker
+// and the commands behind it are queued: the unsubscribe leaves the
+// engine topic as it arrives, on the loop (TestGatewayResubscribe…/queued).
 func TestGatewayResubscribeNoStalePublications(t *testing.T) {
+	t.Run("loop", func(t *testing.T) { resubscribeNoStale(t, NodeOptions{}) })
+	t.Run("queued", func(t *testing.T) { resubscribeNoStale(t, NodeOptions{Broker: newGatedBroker()}) })
+}
+
+func resubscribeNoStale(t *testing.T, o NodeOptions) {
 	cfg := gwConfig()
 	cfg.Client.CommandRateLimit = -1
-	n := startNode(t, cfg)
+	n := startNodeWith(t, cfg, o)
 	g := dialNode(t, n.addr, false)
 	g.connect(token(t, jwt.MapClaims{"sub": "u"}))
 	r := g.subscribe(&protocol.SubscribeRequest{Channel: "chat:d"})

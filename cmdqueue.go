@@ -1,0 +1,202 @@
+package wsgate
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/centrifugal/protocol"
+)
+
+// Commands that call the broker run off the event loops.
+//
+// A client's commands arrive on its connection's event loop (OnMessage),
+// which serves thousands of other connections and delivers the node's
+// live publications to them: it must not wait for a broker (a JetStream
+// read or publish takes a round trip, and up to its request timeout when
+// JetStream does not answer). So each command is first run on the loop
+// with wait false: a command that needs no broker (ping, refresh,
+// sub_refresh, unsubscribe, a subscribe to a channel that exists with
+// nothing to recover) is answered there at once, and one that would call
+// the broker (publish, history, a subscribe that creates its channel or
+// recovers from history, a connect with such server-side subscriptions)
+// stops with errWait before it has done anything, and is queued. (With
+// a MemoryBroker, whose calls wait on no I/O, it runs on the loop at once
+// instead.)
+//
+// Per client, commands and their replies keep the protocol's order: while
+// a client has a queued command, every later command of it is queued
+// behind, even one the loop could answer. (An unsubscribe queued so
+// leaves the engine topic at once, on the loop, and the rest in order: a
+// publication on its way to the loop does not reach the client after it
+// sent the unsubscribe.) The queue is the client's
+// sessionExt.cmds, allocated when its first command is queued and freed
+// when its last is done: an idle client holds nothing for it. It holds
+// at most maxQueued(cfg) commands; a client that sends more is
+// disconnected with 3013 "too many requests" (Centrifugo's code for a
+// client sending too many commands; it reconnects): an error reply would
+// overtake the replies of the commands before it.
+//
+// A client with queued commands is run by a worker: one goroutine per
+// such client, at most maxWorkers at once; beyond, clients wait in the
+// node's run list, oldest first, and a worker takes the next one when its
+// client has no command left, or after each command when others wait
+// (so one client's queue cannot hold a worker while others wait). An idle
+// node has no worker. A worker runs a command under c.mu but releases it
+// around each broker call, so c's event loop (OnMessage, OnClose) never
+// waits for the broker either; no channel or shard lock is held across a
+// broker call (subscribe). A client that closes meanwhile (OnClose drops
+// its queue) is dropped from the run list when a worker reaches it, and a
+// command waiting on the broker for it ends there, undoing what it had
+// acquired. Shutdown waits for the workers (until its context ends).
+
+// maxWorkers caps the goroutines running queued commands. Each waits
+// mostly on the broker (a JetStream round trip, 50–100 µs on loopback):
+// 64 of them overlap enough round trips for thousands of recovering
+// subscribes a second (a dead node's clients arriving), and cost at most
+// 64 goroutine stacks while the broker does not answer.
+const maxWorkers = 64
+
+// maxQueued is the most commands a client may have queued: a full
+// resubscription after a reconnect (one subscribe per channel, up to the
+// channel limit), and a batch behind it.
+func maxQueued(cfg *Config) int { return cfg.Client.ChannelLimit + cfg.Client.MaxBatchSize }
+
+// workers is the node's pool of command runners.
+type workers struct {
+	mu   sync.Mutex
+	n    int        // running
+	runq []*session // clients waiting for a worker, oldest first
+}
+
+// queued reports whether c has commands waiting. c.mu held.
+func (c *session) queued() bool { return c.x != nil && len(c.x.cmds) > 0 }
+
+// run runs cmd on c's event loop, or queues it behind c's queued
+// commands, or when it needs the broker; false: c was disconnected.
+// c.mu held.
+func (n *Node) run(c *session, cmd *protocol.Command) bool {
+	if c.queued() {
+		if len(c.x.cmds) >= maxQueued(&n.cfg) {
+			c.x.cmds = nil
+			c.trimExt()
+			c.disconnect(disconnectTooMany)
+			return false
+		}
+		if u := cmd.Unsubscribe; u != nil && c.subscribed(u.Channel) >= 0 {
+			// The client leaves the engine topic now, on its loop, as an
+			// unsubscribe run there does: no publication, even one on its
+			// way to the loop, reaches it after this; one published by
+			// the commands queued before is returned by a recovering
+			// subscribe instead. The rest is done in order.
+			n.srv.UnsubscribeOnLoop(c.conn, topic(c.proto, u.Channel))
+		}
+		c.x.cmds = append(c.x.cmds, cmd)
+		return true
+	}
+	err := n.handle(c, cmd, false, false)
+	if err == errWait && n.inline {
+		// A MemoryBroker's calls take microseconds and wait on no I/O:
+		// run on the loop, they save the hand-off to a worker and back
+		// (BenchmarkClientPublish, a client's publish round trip on a
+		// shared 2-core machine: 34-65 µs on the loop, 73-134 µs
+		// through a worker).
+		err = n.handle(c, cmd, true, true)
+	}
+	if err == errWait {
+		if c.x == nil {
+			c.x = new(sessionExt)
+		}
+		c.x.cmds, c.x.counted = append(c.x.cmds, cmd), true
+		n.schedule(c)
+		return true
+	}
+	if d, ok := err.(disconnect); ok {
+		c.disconnect(d)
+		return false
+	}
+	return true
+}
+
+// schedule gives c to a worker, or to the run list when all are busy.
+func (n *Node) schedule(c *session) {
+	n.work.mu.Lock()
+	if n.work.n == maxWorkers {
+		n.work.runq = append(n.work.runq, c)
+		n.work.mu.Unlock()
+		return
+	}
+	n.work.n++
+	n.work.mu.Unlock()
+	go n.worker(c)
+}
+
+// worker runs the queued commands of c, then of the clients in the run
+// list, until it is empty.
+func (n *Node) worker(c *session) {
+	for {
+		more := n.runOne(c)
+		n.work.mu.Lock()
+		if more {
+			n.work.runq = append(n.work.runq, c)
+		}
+		if len(n.work.runq) == 0 {
+			n.work.n--
+			n.work.mu.Unlock()
+			return
+		}
+		c = n.work.runq[0]
+		n.work.runq[0] = nil
+		n.work.runq = n.work.runq[1:]
+		if len(n.work.runq) == 0 {
+			n.work.runq = nil
+		}
+		n.work.mu.Unlock()
+	}
+}
+
+// runOne runs c's first queued command and reports whether c has more.
+func (n *Node) runOne(c *session) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.queued() {
+		return false // closed: OnClose dropped the queue
+	}
+	cmd, counted := c.x.cmds[0], c.x.counted
+	c.x.counted = false
+	err := n.handle(c, cmd, true, counted)
+	if !c.queued() {
+		return false // closed meanwhile
+	}
+	if d, ok := err.(disconnect); ok {
+		c.disconnect(d)
+		c.x.cmds = nil // the connection is closing: nothing more runs
+		c.trimExt()
+		return false
+	}
+	c.x.cmds[0] = nil
+	c.x.cmds = c.x.cmds[1:]
+	if len(c.x.cmds) == 0 {
+		c.x.cmds = nil
+		c.trimExt()
+		return false
+	}
+	return true
+}
+
+// waitWorkers waits until no worker runs, or ctx ends.
+func (n *Node) waitWorkers(ctx context.Context) error {
+	for {
+		n.work.mu.Lock()
+		busy := n.work.n
+		n.work.mu.Unlock()
+		if busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(drainTick):
+		}
+	}
+}
