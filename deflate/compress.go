@@ -73,9 +73,8 @@ const smallInput = 128
 type Compressor struct {
 	_        noCopy
 	level    int
-	minPlain int      // threshold without history
-	minHist  int      // threshold with history
-	enc      *encoder // messages of smallInput to maxEncode bytes without dictionary
+	minPlain int // threshold without history
+	minHist  int // threshold with history
 	w        *flate.Writer
 	win      [maxWindowBits - minWindowBits]*flate.Writer // NewWriterWindow(1 << (i+8))
 	out      appender
@@ -126,20 +125,6 @@ func (c *Compressor) AppendCompress(dst, msg []byte, p Params, h *History) (_ []
 	var dict []byte
 	if takeover {
 		dict = h.buf
-	}
-	if len(dict) == 0 && len(msg) >= minEncode && len(msg) <= maxEncode && len(msg) <= 1<<p.serverBits() && c.level == defaultLevel {
-		// Distances stay below len(msg), within any agreed window.
-		if c.enc == nil {
-			c.enc = new(encoder)
-		}
-		out := c.enc.encode(dst, msg)
-		if len(out)-len(dst) >= len(msg) {
-			return dst, false
-		}
-		if takeover {
-			h.add(msg, p.historySize())
-		}
-		return out, true
 	}
 	w := c.w
 	if w == nil {
