@@ -70,6 +70,20 @@ const smallInput = 128
 //     Compressor (1.06 MB each, at most seven). At N = 10, 256-byte messages
 //     compress to 0.59 (0.31 with takeover) and 4 KiB ones to 0.35 (0.33),
 //     against 0.59 and 0.32 with a full window.
+//   - Where an echo server's time goes, per 4 KiB message of JSON-like text
+//     without context takeover (100 connections, one message in flight,
+//     CPU profiles of the event loop, same shared machine): compressing
+//     15–20 µs, inflating 11–15 µs, the read and write system calls 11–15
+//     µs, of 40–55 µs in all; the output ratio is 0.28. About a third of
+//     the compressing is building the message's Huffman tables, which no
+//     flate API lets a caller keep from one message to the next. The
+//     level-1 Writer is the cheapest at this ratio: StatelessDeflate took
+//     the same time in the server (15–18 µs), level 2 took about 1.05×
+//     (ratio 0.273), and HuffmanOnly about two thirds at a ratio of 0.55,
+//     too much bandwidth to give away by default. An encoder of our own
+//     that kept the tables across messages saved 3–5 µs per message on
+//     this text (and compressed 1 KiB messages to 0.43 against 0.40): not
+//     worth its 600 lines.
 type Compressor struct {
 	_        noCopy
 	level    int

@@ -48,6 +48,7 @@ type wsConn struct {
 	msgZ      bool // the message in progress is compressed
 	msgOp     codec.OpCode
 	msgOff    int   // bytes of the message seen so far
+	msgWire   int   // payload bytes of the message as it came (compressed or not)
 	msgErr    error // first verification failure of the message in progress
 	hsStart   int64 // unix ns when dialling started
 	closeAt   int64 // unix ns when our close frame was sent
@@ -442,6 +443,10 @@ func (ws *wsConn) messageEnd() {
 		}
 		return
 	}
+	ws.msgWire = ws.msgOff
+	if ws.msgZ {
+		ws.msgWire = len(ws.z)
+	}
 	if ws.msgZ && ws.msgErr == nil {
 		out, err := ls.inflate(ws.z, w.spec.Size)
 		if err != nil {
@@ -569,6 +574,7 @@ func (ws *wsConn) accept(ts int64) {
 	}
 	w.count.WinRecv.Add(1)
 	w.count.WinBytes.Add(int64(w.spec.Size))
+	w.count.WinWire.Add(int64(ws.msgWire))
 	lat := (ls.now - w.spec.Epoch - ts) & (1<<48 - 1) // ts has 48 bits
 	if lat > 1<<47 {
 		lat = 0 // clock went backwards

@@ -80,6 +80,7 @@ type Counters struct {
 	Recv          int64 `json:"recv"`           // complete, verified messages received
 	WinRecv       int64 `json:"win_recv"`       // the same within the measuring window
 	WinBytes      int64 `json:"win_bytes"`      // their payload bytes
+	WinWire       int64 `json:"win_wire"`       // the same as they came: compressed size when compressed
 	WinHandshakes int64 `json:"win_handshakes"` // handshakes within the window (storm)
 	WinHSFailed   int64 `json:"win_hs_failed"`  // failures within the window (storm)
 	Compressed    int64 `json:"compressed"`     // verified messages that arrived compressed
@@ -105,6 +106,7 @@ func (c *Counters) add(o *Counters) {
 	c.Recv += o.Recv
 	c.WinRecv += o.WinRecv
 	c.WinBytes += o.WinBytes
+	c.WinWire += o.WinWire
 	c.WinHandshakes += o.WinHandshakes
 	c.WinHSFailed += o.WinHSFailed
 	c.Compressed += o.Compressed
@@ -118,8 +120,8 @@ func (c *Counters) add(o *Counters) {
 
 // atomicCounters is Counters for concurrent update.
 type atomicCounters struct {
-	Handshakes, HSFailed, Sent, Recv, WinRecv, WinBytes, WinHandshakes, WinHSFailed, Compressed atomic.Int64
-	BadPayload, BadOrder, Lost, Protocol, Dropped, Subscribed                                   atomic.Int64
+	Handshakes, HSFailed, Sent, Recv, WinRecv, WinBytes, WinWire, WinHandshakes, WinHSFailed, Compressed atomic.Int64
+	BadPayload, BadOrder, Lost, Protocol, Dropped, Subscribed                                            atomic.Int64
 }
 
 // Event is one line a worker writes to its stdout.
@@ -742,6 +744,7 @@ func (w *worker) snapshot() Counters {
 		Recv:          c.Recv.Load(),
 		WinRecv:       c.WinRecv.Load(),
 		WinBytes:      c.WinBytes.Load(),
+		WinWire:       c.WinWire.Load(),
 		WinHandshakes: c.WinHandshakes.Load(),
 		WinHSFailed:   c.WinHSFailed.Load(),
 		Compressed:    c.Compressed.Load(),

@@ -108,13 +108,23 @@ func TestScenarios(t *testing.T) {
 				t.Errorf("handshakes/s %g, RSS/conn %g", r.HandshakesPerSec, r.Server.RSSPerConn)
 			}
 		}},
-		{"echo", func(c *load.Config) { c.Scenario, c.Conns, c.Size, c.InFlight = load.ScenarioEcho, 10, 100, 2 }, wantMessages},
+		{"echo", func(c *load.Config) { c.Scenario, c.Conns, c.Size, c.InFlight = load.ScenarioEcho, 10, 100, 2 }, func(t *testing.T, r *load.Result) {
+			wantMessages(t, r)
+			if r.Counters.WinWire != r.Counters.WinBytes {
+				t.Errorf("%d wire bytes for %d message bytes, without compression", r.Counters.WinWire, r.Counters.WinBytes)
+			}
+		}},
 		{"echo text deflate", func(c *load.Config) {
 			c.Scenario, c.Conns, c.Size, c.Text, c.Deflate = load.ScenarioEcho, 4, 2000, true, true
 		}, func(t *testing.T, r *load.Result) {
 			wantMessages(t, r)
 			if r.Counters.Compressed == 0 {
 				t.Error("no message arrived compressed")
+			}
+			// The filler is JSON-like text: DEFLATE shrinks it to well
+			// under half.
+			if r.Counters.WinWire <= 0 || 2*r.Counters.WinWire > r.Counters.WinBytes {
+				t.Errorf("%d wire bytes for %d message bytes; want 0 < wire < half", r.Counters.WinWire, r.Counters.WinBytes)
 			}
 		}},
 		{"fanout", func(c *load.Config) {

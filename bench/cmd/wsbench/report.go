@@ -72,6 +72,12 @@ var (
 		}
 		return 100 * float64(r.Counters.Compressed) / float64(r.Counters.Recv), true
 	}, fmtInt}
+	mWireRatio = metric{"wire/payload", "", "", func(r *load.Result) (float64, bool) {
+		if r.Counters.WinBytes == 0 {
+			return 0, false
+		}
+		return float64(r.Counters.WinWire) / float64(r.Counters.WinBytes), true
+	}, func(v float64) string { return fmt.Sprintf("%.3f", v) }}
 )
 
 func srv(r *load.Result, f func(*load.ServerFigures) float64) (float64, bool) {
@@ -127,7 +133,7 @@ func columns(scenario string, deflate bool) []metric {
 		m = []metric{mDeliveries, mP50, mP99, mCPUPerDelivery, mCores, mRSSPerConn, mRSS, mErrors}
 	}
 	if deflate && scenario != load.ScenarioIdle && scenario != load.ScenarioStorm {
-		m = append(m, mCompressed)
+		m = append(m, mCompressed, mWireRatio)
 	}
 	return m
 }
@@ -171,7 +177,9 @@ func markdown(rep *report) string {
 		"competes for the same cores. Memory per idle connection is the growth of the server's Go heap in use " +
 		"(after a forced GC) and of its RSS from before the first connection to after the last, divided by the " +
 		"connections open. ×wsgate is the server's figure divided by wsgate's. Every message is verified " +
-		"(length, sequence, every byte); errors counts wrong, reordered, lost or unexpectedly closed.\n\n")
+		"(length, sequence, every byte); errors counts wrong, reordered, lost or unexpectedly closed. " +
+		"With permessage-deflate, wire/payload is the compression ratio of what the server sent: the payload " +
+		"bytes received (compressed size for compressed messages) over the message bytes, in the window.\n\n")
 	if len(rep.Missing) > 0 {
 		b.WriteString("Not compared:\n\n")
 		for _, name := range sortedKeys(rep.Missing) {

@@ -88,3 +88,22 @@ func TestNoMessagesNoCPUFigure(t *testing.T) {
 		t.Error("cpu-per-msg.svg draws a bar for a server with no messages")
 	}
 }
+
+func TestMarkdownWireRatio(t *testing.T) {
+	t.Parallel()
+	echo := benchCase{Name: "echo 4 KiB", Scenario: load.ScenarioEcho, Size: 4096, Deflate: true}
+	rep := &report{
+		Servers: []string{"wsgate"},
+		Records: []record{{Server: "wsgate", Case: echo, Result: &load.Result{
+			Scenario: load.ScenarioEcho, MsgsPerSec: 10, LatP50: 100, LatP99: 1000,
+			Counters: load.Counters{Recv: 10, WinRecv: 10, Compressed: 10, WinBytes: 10 * 4096, WinWire: 10 * 1147},
+			Server:   &load.ServerFigures{CPUPerMsgUs: 40},
+		}}},
+	}
+	md := markdown(rep)
+	for _, want := range []string{"compressed (%) | wire/payload |", "| 100 | 0.280 |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
