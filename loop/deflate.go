@@ -30,6 +30,9 @@ type deflateState struct {
 	send deflate.History // what we sent compressed (server takeover); released when idle
 	recv deflate.History // what the client sent (client takeover); kept for life
 	used uint32          // tick of the last message compressed with send
+	// The stream tracking the connection, if any: see stream.
+	sh       *stream
+	from, at int64
 }
 
 // rsvDeflate marks a queued message that flush must compress.

@@ -52,6 +52,8 @@ type loopState struct {
 	inflated []byte
 	topics   map[string]*topic
 	touched  []*Conn // connections given messages by the current drain
+	seq      uint64  // published messages delivered so far (see stream)
+	swept    uint32  // tick of the last releaseStreams sweep
 
 	inboxMu sync.Mutex
 	inbox   []delivery // published messages for this loop
@@ -210,6 +212,7 @@ func (ls *loopState) Run(context.Context) error {
 	ls.pending.Store(false)
 	if now := ls.clock(); now != ls.wheel.now {
 		ls.wheel.advance(now, ls.fire)
+		ls.releaseStreams(now)
 	}
 	if len(ls.backlog) > 0 {
 		work := ls.backlog

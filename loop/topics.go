@@ -67,8 +67,9 @@ const (
 
 // topic is one loop's subscribers of a topic.
 type topic struct {
-	name string
-	subs []*Conn
+	name    string
+	subs    []*Conn
+	streams []*stream // deflate with server context takeover: see stream
 }
 
 // topicRef is one of a connection's topics and the connection's position
@@ -364,11 +365,13 @@ func (ls *loopState) drain(context.Context) error {
 			}
 			ls.touch(d.c)
 		case d.topic == "":
-			ls.wheel.each(func(c *Conn) { ls.deliver(c, d.pm) })
+			ls.seq++
+			ls.wheel.each(func(c *Conn) { ls.deliver(c, d.pm, nil) })
 		default:
+			ls.seq++
 			if t := ls.topics[d.topic]; t != nil {
 				for _, c := range t.subs {
-					ls.deliver(c, d.pm)
+					ls.deliver(c, d.pm, t)
 				}
 			}
 		}
@@ -389,21 +392,31 @@ func (ls *loopState) drain(context.Context) error {
 
 // deliver queues pm for c according to its slow-consumer policy.
 // Event-loop only.
-func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
+func (ls *loopState) deliver(c *Conn, pm *PreparedMessage, t *topic) {
 	if c.state != stateOpen {
 		return
 	}
 	s := ls.srv
 	frames := pm.plain
 	compressed := false
-	if c.rflags&rDeflate != 0 {
+	policy := SlowPolicy(c.policy)
+	var st *stream // the stream c is given m of (see stream)
+	if c.rflags&rDeflate != 0 && c.dparams.ServerContextTakeover {
+		if t != nil && shareable(policy) {
+			st = t.stream(c.dparams)
+			st.prepare(ls, pm)
+			frames, compressed = st.choose(ls, c, pm)
+		} else if d := c.dfl(); d != nil && d.sh != nil {
+			c.untrack(false)
+		}
+	}
+	if st == nil && c.rflags&rDeflate != 0 {
 		if z := pm.compressed(s, c.dparams.ServerMaxWindowBits); z != nil {
 			frames, compressed = z, true
 		}
 	}
-	takeover := compressed && c.dparams.ServerContextTakeover
+	takeover := compressed && c.dparams.ServerContextTakeover && st == nil
 	marker := false
-	policy := SlowPolicy(c.policy)
 
 	c.mu.Lock()
 	if c.wflags&(wCloseQ|wClosed|wSlow) != 0 {
@@ -418,10 +431,14 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 			m.ix.fence = m.ix.base + int64(len(c.q.data.B))
 		}
 	}
-	if takeover && c.wflags&wMarkers != 0 {
+	if (takeover || st != nil) && c.wflags&wMarkers != 0 {
 		// Messages queued by WriteMessage are compressed at flush with
 		// the History; this one must enter the History after them, so it
 		// is compressed in its turn too rather than shared.
+		if st != nil {
+			c.untrack(true)
+			st = nil
+		}
 		frames = codec.AppendFrame(nil, codec.Header{Fin: true, Rsv: rsvDeflate, OpCode: pm.op}, pm.payload)
 		takeover, marker = false, true
 	}
@@ -482,7 +499,9 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 		}
 	}
 	if !inPlace {
-		at := c.q.push(frames, true)
+		// Frames of a tracked connection are never dropped: later ones
+		// may refer to them (see stream).
+		at := c.q.push(frames, st == nil)
 		if marker {
 			c.wflags |= wMarkers
 		}
@@ -505,7 +524,10 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage) {
 		ls.flushSoon = true
 	}
 	c.mu.Unlock()
-	if takeover {
+	switch {
+	case st != nil:
+		c.tracked(st)
+	case takeover:
 		c.sendHistory().Add(pm.payload, c.dparams)
 	}
 	ls.stats.delivered.Add(1)
