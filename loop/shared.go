@@ -72,8 +72,8 @@ import (
 //
 //   - a compressed message that is not one of S's: a message of another
 //     topic (it then becomes tracked by that topic's stream instead, step
-//     4), a Broadcast, or a WriteMessage (compressed with the connection's
-//     own History when flushed; flush leaves the stream first);
+//     4), or a WriteMessage (compressed with the connection's own History
+//     when flushed; flush leaves the stream first);
 //   - a message of S delivered while a WriteMessage is queued (it is
 //     compressed at flush after the write, with the connection's own
 //     History): the History is materialised as it was before m, from the
@@ -82,6 +82,12 @@ import (
 //     SlowConflate): a dropped message that later frames refer to would
 //     break the peer's inflater. Frames queued while tracked are queued as
 //     not droppable, so none already queued is ever dropped.
+//
+// A Broadcast reaches every connection of the loop, so it is a message of
+// every stream that tracks a connection: delivered to a tracked
+// connection it goes through the steps above with the connection's stream
+// as S (each such stream compresses it once, on its first tracked
+// connection). Its tracked connections that miss it drop out at step 5.
 //
 // Messages sent uncompressed (WriteUncompressed, control frames) do not
 // enter the window and change nothing. Unsubscribing changes nothing

@@ -402,12 +402,18 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage, t *topic) {
 	policy := SlowPolicy(c.policy)
 	var st *stream // the stream c is given m of (see stream)
 	if c.rflags&rDeflate != 0 && c.dparams.ServerContextTakeover {
-		if t != nil && shareable(policy) {
+		d := c.dfl()
+		switch {
+		case !shareable(policy):
+			c.untrack(false)
+		case t != nil:
 			st = t.stream(c.dparams)
+		case d != nil && d.sh != nil:
+			st = d.sh // a broadcast: see stream
+		}
+		if st != nil {
 			st.prepare(ls, pm)
 			frames, compressed = st.choose(ls, c, pm)
-		} else if d := c.dfl(); d != nil && d.sh != nil {
-			c.untrack(false)
 		}
 	}
 	if st == nil && c.rflags&rDeflate != 0 {

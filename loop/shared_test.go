@@ -1,0 +1,444 @@
+//go:build !windows
+
+package loop
+
+import (
+	"bufio"
+	"bytes"
+	"compress/flate"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/codec"
+	"github.com/wsgate/wsgate/deflate"
+)
+
+// tickGen makes realistic market-data JSON ticks of 100–200 bytes: a few
+// instruments, prices on a random walk, sizes and ids that change.
+type tickGen struct {
+	r     *rand.Rand
+	price [4]float64
+	id    int
+}
+
+var tickSyms = [4]string{"BTC-USD", "ETH-USD", "SOL-USD", "XRP-USD"}
+
+func newTickGen(seed uint64) *tickGen {
+	return &tickGen{r: rand.New(rand.NewPCG(seed, 7)), price: [4]float64{97123.5, 3612.25, 231.875, 2.4125}}
+}
+
+// next returns a tick, with head (e.g. a topic and sequence number) as its
+// first field.
+func (g *tickGen) next(head string) []byte {
+	i := g.r.IntN(len(tickSyms))
+	g.price[i] *= 1 + (g.r.Float64()-0.5)/500
+	g.id++
+	p := g.price[i]
+	switch g.r.IntN(3) {
+	case 0:
+		return fmt.Appendf(nil, `{%s"type":"trade","s":"%s","p":"%.2f","q":"%.4f","side":"%s","id":%d,"t":%d}`,
+			head, tickSyms[i], p, g.r.Float64()*3, [2]string{"buy", "sell"}[g.r.IntN(2)], 81234567+g.id,
+			1764925200123+int64(g.id)*37)
+	case 1:
+		return fmt.Appendf(nil, `{%s"type":"quote","s":"%s","bid":"%.2f","bq":"%.4f","ask":"%.2f","aq":"%.4f","t":%d}`,
+			head, tickSyms[i], p*0.9999, g.r.Float64()*5, p*1.0001, g.r.Float64()*5, 1764925200123+int64(g.id)*37)
+	}
+	return fmt.Appendf(nil, `{%s"type":"ticker","s":"%s","last":"%.2f","vol24h":"%.3f","chg":"%.2f%%","t":%d}`,
+		head, tickSyms[i], p, 12345+g.r.Float64()*100, (g.r.Float64()-0.5)*4, 1764925200123+int64(g.id)*37)
+}
+
+// inflateClient is a WebSocket client that inflates what it receives with
+// the standard library's compress/flate, not the server's code, keeping
+// the window RFC 7692 gives it: with context takeover the last
+// 2^server_max_window_bits bytes it inflated (a reference farther back
+// fails), without it nothing.
+type inflateClient struct {
+	c        net.Conn
+	br       *bufio.Reader
+	takeover bool
+	window   int
+	hist     []byte
+	wire     int // bytes of the frames read
+}
+
+// dialInflate upgrades with offer as the permessage-deflate offer ("" for
+// none) and checks the answer.
+func dialInflate(t *testing.T, addr, offer string) *inflateClient {
+	t.Helper()
+	req := upgradeRequest
+	if offer != "" {
+		req = strings.Replace(req, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: "+offer+"\r\n\r\n", 1)
+	}
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	ic := &inflateClient{c: c, br: br, window: 1 << 15}
+	var ext string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("upgrade: %v", err)
+		}
+		if line == "\r\n" {
+			break
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Extensions") {
+			ext = strings.TrimSpace(v)
+		}
+	}
+	if (ext != "") != (offer != "") {
+		t.Fatalf("offer %q answered %q", offer, ext)
+	}
+	if ext != "" {
+		ic.takeover = !strings.Contains(ext, "server_no_context_takeover")
+		var bits int
+		if i := strings.Index(ext, "server_max_window_bits="); i >= 0 {
+			fmt.Sscanf(ext[i+len("server_max_window_bits="):], "%d", &bits)
+			ic.window = 1 << bits
+		}
+	}
+	return ic
+}
+
+// next reads one message and inflates it if RSV1 is set on its first
+// frame.
+func (ic *inflateClient) next(timeout time.Duration) (codec.OpCode, []byte, bool, error) {
+	ic.c.SetReadDeadline(time.Now().Add(timeout))
+	var msg []byte
+	var op codec.OpCode
+	var rsv1 bool
+	for {
+		var hb [codec.MaxHeaderSize]byte
+		n := 2
+		if _, err := io.ReadFull(ic.br, hb[:2]); err != nil {
+			return 0, nil, false, err
+		}
+		switch hb[1] & 0x7f {
+		case 126:
+			n += 2
+		case 127:
+			n += 8
+		}
+		if _, err := io.ReadFull(ic.br, hb[2:n]); err != nil {
+			return 0, nil, false, err
+		}
+		h, _, err := codec.ParseHeader(hb[:n])
+		if err != nil {
+			return 0, nil, false, err
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(ic.br, p); err != nil {
+			return 0, nil, false, err
+		}
+		ic.wire += n + len(p)
+		if h.OpCode.IsControl() {
+			if h.OpCode == codec.OpClose {
+				return codec.OpClose, p, false, nil
+			}
+			continue
+		}
+		if h.OpCode != codec.OpContinuation {
+			op, rsv1 = h.OpCode, h.Rsv&codec.Rsv1 != 0
+		}
+		msg = append(msg, p...)
+		if h.Fin {
+			break
+		}
+	}
+	if !rsv1 {
+		return op, msg, false, nil
+	}
+	var dict []byte
+	if ic.takeover {
+		dict = ic.hist
+	}
+	// RFC 7692 §7.2.2: append 00 00 ff ff; then an empty final block so
+	// that the reader ends cleanly.
+	in := append(msg, 0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff)
+	out, err := io.ReadAll(flate.NewReaderDict(bytes.NewReader(in), dict))
+	if err != nil {
+		return op, nil, true, fmt.Errorf("inflate (window %d, %d bytes of history): %w", ic.window, len(dict), err)
+	}
+	if ic.takeover {
+		ic.hist = append(ic.hist, out...)
+		if len(ic.hist) > ic.window {
+			ic.hist = append(ic.hist[:0], ic.hist[len(ic.hist)-ic.window:]...)
+		}
+	}
+	return op, out, true, nil
+}
+
+// openRec records the connections the server opens, in order.
+type openRec struct {
+	nopHandler
+	conns chan *Conn
+}
+
+func (h openRec) OnOpen(c *Conn) { h.conns <- c }
+
+// sharedClient is one subscriber of TestSharedStreamWire and what it saw.
+type sharedClient struct {
+	name   string
+	ic     *inflateClient
+	conn   *Conn
+	err    error
+	got    map[string][]int // topic → sequence numbers received
+	zBytes int              // wire bytes of topic "a" messages
+	aBytes int              // their payload bytes
+	zMsgs  int              // messages of topic "a" received compressed
+}
+
+// TestSharedStreamWire publishes market-data ticks to subscribers with
+// every server window size from 8 to 15 bits, with and without context
+// takeover and without deflate, among them late joiners, connections
+// that leave and come back, connections on two topics and one that is
+// also written to directly, with broadcasts in between; every client
+// inflates every compressed message with the standard library's
+// inflater and its own window, and must get every message it is owed,
+// byte for byte and in order. Subscribers of one topic only, with
+// takeover, must get the topic's ticks at under half their size (without
+// shared streams they would get them at about their full size: a 100–200
+// byte tick does not compress without history).
+func TestSharedStreamWire(t *testing.T) {
+	h := openRec{conns: make(chan *Conn, 1)}
+	o := Options{NumLoops: 2, Deflate: &deflate.Config{ServerContextTakeover: true}}
+	s, addr := startServer(t, h, o, nil)
+
+	var clients []*sharedClient
+	dial := func(name, offer string, topics ...string) *sharedClient {
+		sc := &sharedClient{name: name, ic: dialInflate(t, addr, offer), got: map[string][]int{}}
+		sc.conn = <-h.conns
+		for _, tp := range topics {
+			if err := s.Subscribe(sc.conn, tp); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clients = append(clients, sc)
+		return sc
+	}
+	var stable []*sharedClient // on "a" only, with takeover, from the start
+	for bits := 8; bits <= 15; bits++ {
+		for i := range 3 {
+			sc := dial(fmt.Sprintf("a%d/%d", bits, i), fmt.Sprintf("permessage-deflate; server_max_window_bits=%d", bits), "a")
+			stable = append(stable, sc)
+		}
+	}
+	for i := range 3 {
+		stable = append(stable, dial(fmt.Sprintf("a/%d", i), "permessage-deflate", "a"))
+	}
+	dial("a-nctx", "permessage-deflate; server_no_context_takeover", "a")
+	dial("a-plain", "", "a")
+	two := []*sharedClient{
+		dial("ab/15", "permessage-deflate", "a", "b"),
+		dial("ab/9", "permessage-deflate; server_max_window_bits=9", "a", "b"),
+	}
+	direct := dial("a-direct", "permessage-deflate; server_max_window_bits=12", "a")
+	leavers := []*sharedClient{
+		dial("a-leave/15", "permessage-deflate", "a"),
+		dial("a-leave/10", "permessage-deflate; server_max_window_bits=10", "a"),
+	}
+	idle := dial("none", "permessage-deflate") // broadcasts only
+
+	var wg sync.WaitGroup
+	read := func(sc *sharedClient) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				_, p, z, err := sc.ic.next(10 * time.Second)
+				if err != nil {
+					sc.err = err
+					return
+				}
+				var tp string
+				var seq int
+				if _, err := fmt.Sscanf(string(p), `{"topic":%q,"seq":%d,`, &tp, &seq); err != nil {
+					sc.err = fmt.Errorf("message %.60q: %v", p, err)
+					return
+				}
+				if want := sent(tp, seq); !bytes.Equal(p, want) {
+					sc.err = fmt.Errorf("%s %d: got %.80q…; want %.80q…", tp, seq, p, want)
+					return
+				}
+				if tp == "end" {
+					return
+				}
+				sc.got[tp] = append(sc.got[tp], seq)
+				if tp == "a" {
+					sc.aBytes += len(p)
+					if z {
+						sc.zMsgs++
+					}
+				}
+			}
+		}()
+	}
+	for _, sc := range clients {
+		read(sc)
+	}
+
+	const n = 600
+	g := newTickGen(1)
+	pub := func(tp string, seq int) {
+		p := g.next(fmt.Sprintf(`"topic":%q,"seq":%d,`, tp, seq))
+		record(tp, seq, p)
+		var err error
+		switch tp {
+		case "bcast", "end":
+			err = s.Broadcast(codec.OpText, p)
+		case "direct":
+			err = direct.conn.WriteMessage(codec.OpText, p)
+		default:
+			pm, perr := s.Prepare(codec.OpText, p, "")
+			if perr != nil {
+				t.Fatal(perr)
+			}
+			err = s.Publish(tp, pm)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var late []*sharedClient
+	nb, nc, nd := 0, 0, 0
+	for i := range n {
+		switch i {
+		case 150:
+			for bits := 9; bits <= 15; bits += 3 {
+				sc := dial(fmt.Sprintf("late%d", bits), fmt.Sprintf("permessage-deflate; server_max_window_bits=%d", bits), "a")
+				late = append(late, sc)
+				read(sc)
+			}
+		case 250:
+			for _, sc := range leavers {
+				if err := s.Unsubscribe(sc.conn, "a"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case 320:
+			for _, sc := range leavers {
+				if err := s.Subscribe(sc.conn, "a"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		pub("a", i)
+		if i%5 == 2 {
+			pub("b", nb)
+			nb++
+		}
+		if i%97 == 40 {
+			pub("bcast", nc)
+			nc++
+		}
+		if i%11 == 3 {
+			pub("direct", nd)
+			nd++
+		}
+	}
+	pub("end", 0)
+	wg.Wait()
+
+	count := func(sc *sharedClient, tp string, from, to int) {
+		t.Helper()
+		seqs := sc.got[tp]
+		for i, seq := range seqs {
+			if i > 0 && seq <= seqs[i-1] {
+				t.Errorf("%s: %s %d after %d", sc.name, tp, seq, seqs[i-1])
+				return
+			}
+		}
+		if len(seqs) != to-from || len(seqs) > 0 && (seqs[0] != from || seqs[len(seqs)-1] != to-1) {
+			t.Errorf("%s: got %d messages of %s (first %v); want %d to %d", sc.name, len(seqs), tp, seqs[:min(len(seqs), 1)], from, to-1)
+		}
+	}
+	for _, sc := range clients {
+		if sc.err != nil {
+			t.Errorf("%s: %v", sc.name, sc.err)
+			continue
+		}
+		if strings.HasPrefix(sc.name, "late") {
+			count(sc, "bcast", 2, nc) // the broadcasts from message 234 on
+		} else {
+			count(sc, "bcast", 0, nc)
+		}
+		switch {
+		case sc == idle:
+			count(sc, "a", 0, 0)
+		case sc == leavers[0] || sc == leavers[1]:
+			seqs := sc.got["a"]
+			if len(seqs) < 500 || len(seqs) > 530 {
+				t.Errorf("%s: %d messages of a; want 600 less the ~70 published while it was away", sc.name, len(seqs))
+			}
+		case strings.HasPrefix(sc.name, "late"):
+			seqs := sc.got["a"]
+			if len(seqs) < 440 || seqs[len(seqs)-1] != n-1 {
+				t.Errorf("%s: %d messages of a ending at %v; want those from its subscription (~150) to %d", sc.name, len(seqs), seqs[len(seqs)-1:], n-1)
+			}
+		default:
+			count(sc, "a", 0, n)
+		}
+	}
+	for _, sc := range two {
+		count(sc, "b", 0, nb)
+	}
+	count(direct, "direct", 0, nd)
+
+	var z, plain int
+	for _, sc := range stable {
+		z += sc.ic.wire
+		plain += sc.aBytes
+		if sc.zMsgs < n*9/10 {
+			t.Errorf("%s: %d of %d ticks compressed", sc.name, sc.zMsgs, n)
+		}
+	}
+	// The stable clients' wire bytes include the broadcasts (uncompressible
+	// without history) and control frames: the ratio is a bound for ticks.
+	ratio := float64(z) / float64(plain)
+	t.Logf("%d single-topic takeover subscribers: %d wire bytes for %d bytes of ticks (%.3f)", len(stable), z, plain, ratio)
+	for _, sc := range append(append(late, two...), direct, leavers[0], clients[len(stable)]) {
+		t.Logf("%-10s wire %6d for %6d B of a, %d of %d compressed", sc.name, sc.ic.wire, sc.aBytes, sc.zMsgs, len(sc.got["a"]))
+	}
+	if ratio > 0.5 {
+		t.Errorf("single-topic takeover subscribers got ticks at %.3f of their size; want ≤ 0.5", ratio)
+	}
+	for _, sc := range late {
+		if float64(sc.ic.wire) > 0.6*float64(sc.aBytes) {
+			t.Errorf("%s: wire %d for %d bytes of ticks: the late joiner did not join its stream", sc.name, sc.ic.wire, sc.aBytes)
+		}
+	}
+}
+
+// The messages TestSharedStreamWire sent, by topic and sequence number.
+var (
+	sentMu   sync.Mutex
+	sentMsgs = map[string]map[int][]byte{}
+)
+
+func record(tp string, seq int, p []byte) {
+	sentMu.Lock()
+	defer sentMu.Unlock()
+	if sentMsgs[tp] == nil {
+		sentMsgs[tp] = map[int][]byte{}
+	}
+	sentMsgs[tp][seq] = p
+}
+
+func sent(tp string, seq int) []byte {
+	sentMu.Lock()
+	defer sentMu.Unlock()
+	return sentMsgs[tp][seq]
+}
