@@ -317,6 +317,7 @@ func TestSharedStreamWire(t *testing.T) {
 	for i := range n {
 		switch i {
 		case 150:
+			onLoops(s, func(*loopState) {}) // the loops are not busy (-race)
 			for bits := 9; bits <= 15; bits += 3 {
 				sc := dial(fmt.Sprintf("late%d", bits), fmt.Sprintf("permessage-deflate; server_max_window_bits=%d", bits), "a")
 				late = append(late, sc)
@@ -441,4 +442,199 @@ func sent(tp string, seq int) []byte {
 	sentMu.Lock()
 	defer sentMu.Unlock()
 	return sentMsgs[tp][seq]
+}
+
+// policyHandler subscribes every connection to "t" and sets the policy a
+// connection names in a message.
+type policyHandler struct {
+	openRec
+	srv  *Server
+	last *Conn // the last opened, read after its OnOpen
+}
+
+func (h *policyHandler) OnOpen(c *Conn) {
+	_ = h.srv.Subscribe(c, "t")
+	h.last = c
+	h.openRec.OnOpen(c)
+}
+
+func (h *policyHandler) OnMessage(c *Conn, _ codec.OpCode, p []byte) {
+	if string(p) == "drop-oldest" {
+		c.SetSlowPolicy(SlowDropOldest)
+	}
+	_ = c.WriteUncompressed(codec.OpText, []byte("ok")) // window unchanged
+}
+
+// TestSharedStreamDrops: members of a stream that stop reading lose
+// messages (SlowDropNewest drops new ones; a member switched to
+// SlowDropOldest mid-stream drops queued ones), and what they do get
+// must still inflate, with the standard library's inflater, to exactly
+// the messages sent, in order: a frame compressed with the stream's
+// History must never reach a client that lacks what it refers to, and a
+// frame that a later one refers to must never be dropped.
+func TestSharedStreamDrops(t *testing.T) {
+	h := &policyHandler{openRec: openRec{conns: make(chan *Conn, 1)}}
+	o := Options{NumLoops: 1, SlowPolicy: SlowDropNewest, HighWaterBytes: 64 << 10, SocketSendBuffer: 8 << 10,
+		Deflate: &deflate.Config{ServerContextTakeover: true}}
+	s, addr := startServer(t, h, o, func(s *Server) { h.srv = s })
+	dialSlow := func(offer string) *inflateClient {
+		req := strings.Replace(upgradeRequest, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: "+offer+"\r\n\r\n", 1)
+		w := dialWSRequest(t, addr, req, 4096)
+		<-h.conns
+		return &inflateClient{c: w.c, br: w.br, takeover: true, window: 1 << 15}
+	}
+	fast, newest := dialSlow("permessage-deflate"), dialSlow("permessage-deflate")
+	oldest := dialSlow("permessage-deflate")
+	oldestConn := h.last
+	waitFor(t, "subscriptions", func() bool { return s.Stats().Subscriptions == 3 })
+
+	g := newTickGen(2)
+	seq := 0
+	pub := func() {
+		p := g.next(fmt.Sprintf(`"topic":"t","seq":%d,`, seq))
+		record("t", seq, p)
+		seq++
+		pm, _ := s.Prepare(codec.OpText, p, "")
+		if err := s.Publish("t", pm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex // the fast reader has its goroutine
+	last := map[*inflateClient]int{fast: -1, newest: -1, oldest: -1}
+	got := map[*inflateClient]int{}
+	readTick := func(ic *inflateClient, timeout time.Duration) error {
+		_, p, _, err := ic.next(timeout)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if string(p) == "ok" {
+			return nil
+		}
+		var tp string
+		var n int
+		if _, err := fmt.Sscanf(string(p), `{"topic":%q,"seq":%d,`, &tp, &n); err != nil {
+			return fmt.Errorf("message %.60q: %v", p, err)
+		}
+		if want := sent(tp, n); !bytes.Equal(p, want) || n <= last[ic] {
+			return fmt.Errorf("message %d after %d: got %.60q; want %.60q", n, last[ic], p, want)
+		}
+		last[ic] = n
+		got[ic]++
+		return nil
+	}
+	for range 100 {
+		pub()
+	}
+	for _, ic := range []*inflateClient{fast, newest, oldest} {
+		for range 100 {
+			if err := readTick(ic, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The two slow ones stop reading while 20,000 more ticks go out; the
+	// fast one reads them.
+	done := make(chan error, 1)
+	go func() {
+		for { // until it is read up (it may lose some too: a small buffer)
+			if err := readTick(fast, 2*time.Second); err != nil {
+				if isTimeout(err) {
+					err = nil
+				}
+				done <- err
+				return
+			}
+		}
+	}()
+	burst := func(n int) {
+		for i := range n { // more than gnet takes (~512 KiB), compressed
+			pub()
+			if i%200 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	// Until the last one is behind with 16 KiB of the stream's frames
+	// queued (gnet holding what it takes), short of the high-water mark:
+	// nothing dropped yet.
+	queued := func() (n int) {
+		onLoops(s, func(*loopState) {
+			oldestConn.mu.Lock()
+			n = oldestConn.q.queued()
+			oldestConn.mu.Unlock()
+		})
+		return n
+	}
+	for queued() < 16<<10 {
+		burst(100)
+	}
+	if d := s.Stats().Dropped; d != 0 {
+		t.Fatalf("%d dropped before the policy switch", d)
+	}
+	// It becomes SlowDropOldest, and more ticks come: the queued frames
+	// must not be dropped (later ones refer to them).
+	frame := codec.AppendFrame(nil, codec.Header{Fin: true, OpCode: codec.OpText, Masked: true}, []byte("drop-oldest"))
+	if _, err := oldest.c.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the policy switch", func() bool {
+		return countConns(s, func(c *Conn) bool { return c.policy == uint8(SlowDropOldest) }) == 1
+	})
+	// Enough to pass the mark and drop some of its oldest messages, not
+	// all of the stream's frames queued: it then reads what is left.
+	burst(500)
+	onLoops(s, func(*loopState) {})
+	readUp := func(ic *inflateClient) {
+		for {
+			if err := readTick(ic, time.Second); err != nil {
+				if !isTimeout(err) {
+					t.Fatalf("slow reader: %v", err)
+				}
+				return
+			}
+		}
+	}
+	readUp(oldest)
+	if s.Stats().Dropped == 0 {
+		t.Fatal("nothing dropped after the policy switch")
+	}
+	burst(5000) // now the drop-newest one drops too
+	onLoops(s, func(*loopState) {}) // every tick is queued or dropped
+	if err := <-done; err != nil {
+		t.Fatalf("fast reader: %v", err)
+	}
+	dropped := s.Stats().Dropped
+	readUp(newest)
+	readUp(oldest)
+	t.Logf("fast %d, drop-newest %d, drop-oldest %d of %d ticks; %d dropped", got[fast], got[newest], got[oldest], seq, dropped)
+	if dropped == 0 || got[newest] == seq || got[oldest] == seq {
+		t.Fatalf("nothing dropped: the test tests nothing")
+	}
+	// A reader that lost messages rejoins its stream once its window is
+	// the stream's again (4 KiB of ticks, about 30): of 300 more ticks,
+	// the last 100 reach it compressed with history.
+	for range 300 {
+		pub()
+	}
+	onLoops(s, func(*loopState) {})
+	for range 200 {
+		if err := readTick(newest, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newest.wire = 0
+	size := 0
+	for i := seq - 100; i < seq; i++ {
+		size += len(sent("t", i))
+	}
+	for range 100 {
+		if err := readTick(newest, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ratio := float64(newest.wire) / float64(size); ratio > 0.5 {
+		t.Errorf("after its drops: %d wire bytes for %d bytes of ticks (%.2f); the reader did not rejoin", newest.wire, size, ratio)
+	}
 }
