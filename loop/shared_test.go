@@ -600,7 +600,7 @@ func TestSharedStreamDrops(t *testing.T) {
 	if s.Stats().Dropped == 0 {
 		t.Fatal("nothing dropped after the policy switch")
 	}
-	burst(5000) // now the drop-newest one drops too
+	burst(5000)                     // now the drop-newest one drops too
 	onLoops(s, func(*loopState) {}) // every tick is queued or dropped
 	if err := <-done; err != nil {
 		t.Fatalf("fast reader: %v", err)
