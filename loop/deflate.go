@@ -103,7 +103,7 @@ func (c *Conn) sendHistory() *deflate.History {
 // (and deliver the broadcast twice). Event-loop only.
 func (c *Conn) historyDue() {
 	m := c.more()
-	if m == nil || m.dfl == nil || m.dfl.send.Len() == 0 || c.state != stateOpen {
+	if m == nil || m.dfl == nil || m.dfl.send.Len() == 0 && m.dfl.sh == nil || c.state != stateOpen {
 		return
 	}
 	if due := m.dfl.used + c.ls.srv.historyTicks + 1; due < c.due {

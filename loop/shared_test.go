@@ -196,7 +196,6 @@ type sharedClient struct {
 	conn   *Conn
 	err    error
 	got    map[string][]int // topic → sequence numbers received
-	zBytes int              // wire bytes of topic "a" messages
 	aBytes int              // their payload bytes
 	zMsgs  int              // messages of topic "a" received compressed
 }
