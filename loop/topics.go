@@ -13,7 +13,11 @@ import (
 //
 // A message for many connections is framed once (PreparedMessage) and,
 // for connections with permessage-deflate, compressed once per window
-// size; every subscriber of a class gets the same bytes. Publishing hands
+// size; every subscriber of a class gets the same bytes. With server
+// context takeover, subscribers whose windows hold the same last messages
+// of the topic get one compression made with that history (see stream,
+// shared.go): small ticks shrink to ~0.3 instead of going out whole.
+// Publishing hands
 // one task per event loop per batch: Publish appends to each loop's inbox
 // and only the first message of a batch schedules the loop. The loop then
 // queues the message for each of its subscribers and flushes each
