@@ -50,7 +50,6 @@ func TestSharedStreamClients(t *testing.T) {
 		conn  *loop.Conn
 		read  func() (string, error)
 		wsc   *websocket.Conn
-		extra int // messages written to it directly
 	}
 	var subs []*sub
 	dialCoder := func(name string, mode websocket.CompressionMode, from int) *sub {
