@@ -45,11 +45,11 @@ func TestSharedStreamClients(t *testing.T) {
 
 	const n = 400
 	type sub struct {
-		name  string
-		from  int // the first tick it gets
-		conn  *loop.Conn
-		read  func() (string, error)
-		wsc   *websocket.Conn
+		name string
+		from int // the first tick it gets
+		conn *loop.Conn
+		read func() (string, error)
+		wsc  *websocket.Conn
 	}
 	var subs []*sub
 	dialCoder := func(name string, mode websocket.CompressionMode, from int) *sub {
