@@ -293,6 +293,15 @@ func TestSharedStreamWire(t *testing.T) {
 	g := newTickGen(1)
 	pub := func(tp string, seq int) {
 		p := g.next(fmt.Sprintf(`"topic":%q,"seq":%d,`, tp, seq))
+		if tp == "a" && seq%53 == 20 {
+			// A book snapshot of 1–7 KB among the ticks: larger than
+			// the smaller windows (and than half of them).
+			p = p[:len(p)-1]
+			for j := range 10 + seq%60 {
+				p = fmt.Appendf(p, `,"l%d":[%d.%02d,%d]`, j, 97000+j*3, (seq+j)%100, j*seq%977)
+			}
+			p = append(p, '}')
+		}
 		record(tp, seq, p)
 		var err error
 		switch tp {
