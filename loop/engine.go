@@ -53,7 +53,10 @@ type loopState struct {
 	topics   map[string]*topic
 	touched  []*Conn // connections given messages by the current drain
 	seq      uint64  // published messages delivered so far (see stream)
-	swept    uint32  // tick of the last releaseStreams sweep
+	// broadcasts holds the streams of connections that get broadcasts and
+	// are tracked by no topic's stream (it has no subscribers).
+	broadcasts topic
+	swept      uint32 // tick of the last releaseStreams sweep
 
 	inboxMu sync.Mutex
 	inbox   []delivery // published messages for this loop

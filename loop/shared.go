@@ -88,6 +88,9 @@ import (
 // connection it goes through the steps above with the connection's stream
 // as S (each such stream compresses it once, on its first tracked
 // connection). Its tracked connections that miss it drop out at step 5.
+// A connection tracked by no stream takes the loop's broadcast stream for
+// its class as S (loopState.broadcasts, a topic without subscribers), so
+// that connections that only get broadcasts share a history too.
 //
 // Messages sent uncompressed (WriteUncompressed, control frames) do not
 // enter the window and change nothing. Unsubscribing changes nothing
@@ -239,6 +242,7 @@ func (ls *loopState) releaseStreams(now uint32) {
 		return
 	}
 	ls.swept = now
+	ls.broadcasts.releaseStreams(now, idle)
 	for _, t := range ls.topics {
 		t.releaseStreams(now, idle)
 	}

@@ -646,3 +646,53 @@ func TestSharedStreamDrops(t *testing.T) {
 		t.Errorf("after its drops: %d wire bytes for %d bytes of ticks (%.2f); the reader did not rejoin", newest.wire, size, ratio)
 	}
 }
+
+// TestSharedBroadcast: connections that get only broadcasts share the
+// loop's broadcast stream: each decodes every tick with the standard
+// library's inflater and its own window, at under half the ticks' size
+// (but with a 256-byte window).
+func TestSharedBroadcast(t *testing.T) {
+	h := openRec{conns: make(chan *Conn, 1)}
+	s, addr := startServer(t, h, Options{NumLoops: 2, Deflate: &deflate.Config{ServerContextTakeover: true}}, nil)
+	var clients []*inflateClient
+	for i := range 8 {
+		offer := "permessage-deflate"
+		if i%2 == 1 {
+			offer += fmt.Sprintf("; server_max_window_bits=%d", 8+i/2)
+		}
+		clients = append(clients, dialInflate(t, addr, offer))
+		<-h.conns
+	}
+	g := newTickGen(4)
+	const n = 200
+	var ticks [][]byte
+	size := 0
+	for i := range n {
+		p := g.next(fmt.Sprintf(`"seq":%d,`, i))
+		ticks = append(ticks, p)
+		size += len(p)
+		if err := s.Broadcast(codec.OpText, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ic := range clients {
+		for i := range n {
+			_, p, _, err := ic.next(5 * time.Second)
+			if err != nil {
+				t.Fatalf("window %d: tick %d: %v", ic.window, i, err)
+			}
+			if !bytes.Equal(p, ticks[i]) {
+				t.Fatalf("window %d: tick %d = %.60q; want %.60q", ic.window, i, p, ticks[i])
+			}
+		}
+		limit := 0.45
+		if ic.window < 512 {
+			limit = 0.6 // a 256-byte history holds about two ticks
+		}
+		if ratio := float64(ic.wire) / float64(size); ratio > limit {
+			t.Errorf("window %d: %.3f wire bytes per byte of tick; want ≤ %.2f", ic.window, ratio, limit)
+		} else {
+			t.Logf("window %5d: %.3f wire bytes per byte of tick", ic.window, ratio)
+		}
+	}
+}

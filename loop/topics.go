@@ -414,6 +414,8 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage, t *topic) {
 			st = t.stream(c.dparams)
 		case d != nil && d.sh != nil:
 			st = d.sh // a broadcast: see stream
+		default:
+			st = ls.broadcasts.stream(c.dparams)
 		}
 		if st != nil {
 			st.prepare(ls, pm)
