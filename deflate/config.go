@@ -37,7 +37,9 @@ type Config struct {
 	// flate.Writer per connection for this; it keeps a History, the last
 	// 2^HistoryBits bytes sent compressed, allocated on the first message
 	// and freed by History.Release (for example after idle time).
-	// Default false.
+	// Package loop shares one History among the subscribers of a topic
+	// that have received the same messages, and compresses each published
+	// message once for them. Default false.
 	ServerContextTakeover bool
 
 	// HistoryBits is the size of a History, as a power of two: 8 to 15,

@@ -449,6 +449,7 @@ func (c *Conn) flush() (backlog bool) {
 	}
 	st.msgsOut.Add(int64(msgs))
 	if markers && len(chunk) > 0 {
+		c.untrack(false) // a written message enters the window: see stream
 		z := c.compressFrames(chunk)
 		defer zbufPool.Put(z)
 		chunk = z.B

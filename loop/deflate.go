@@ -30,6 +30,9 @@ type deflateState struct {
 	send deflate.History // what we sent compressed (server takeover); released when idle
 	recv deflate.History // what the client sent (client takeover); kept for life
 	used uint32          // tick of the last message compressed with send
+	// The stream tracking the connection, if any: see stream.
+	sh       *stream
+	from, at int64
 }
 
 // rsvDeflate marks a queued message that flush must compress.
@@ -100,7 +103,7 @@ func (c *Conn) sendHistory() *deflate.History {
 // (and deliver the broadcast twice). Event-loop only.
 func (c *Conn) historyDue() {
 	m := c.more()
-	if m == nil || m.dfl == nil || m.dfl.send.Len() == 0 || c.state != stateOpen {
+	if m == nil || m.dfl == nil || m.dfl.send.Len() == 0 && m.dfl.sh == nil || c.state != stateOpen {
 		return
 	}
 	if due := m.dfl.used + c.ls.srv.historyTicks + 1; due < c.due {

@@ -55,6 +55,11 @@ type loopState struct {
 	// staged is the message of the connections marked wStaged: see
 	// Conn.stageLocked. Set by the drain, cleared by flushTouched.
 	staged *PreparedMessage
+	seq    uint64 // published messages delivered so far (see stream)
+	// broadcasts holds the streams of connections that get broadcasts and
+	// are tracked by no topic's stream (it has no subscribers).
+	broadcasts topic
+	swept      uint32 // tick of the last releaseStreams sweep
 
 	inboxMu sync.Mutex
 	inbox   []delivery // published messages for this loop
@@ -213,6 +218,7 @@ func (ls *loopState) Run(context.Context) error {
 	ls.pending.Store(false)
 	if now := ls.clock(); now != ls.wheel.now {
 		ls.wheel.advance(now, ls.fire)
+		ls.releaseStreams(now)
 	}
 	if len(ls.backlog) > 0 {
 		work := ls.backlog

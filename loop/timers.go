@@ -49,7 +49,7 @@ func (c *Conn) nextDeadline() uint32 {
 	if s.pingTicks > 0 {
 		due = min(due, max(c.lastRead, c.mark)+s.pingTicks+1)
 	}
-	if m := c.more(); m != nil && m.dfl != nil && m.dfl.send.Len() > 0 {
+	if m := c.more(); m != nil && m.dfl != nil && (m.dfl.send.Len() > 0 || m.dfl.sh != nil) {
 		due = min(due, m.dfl.used+s.historyTicks+1)
 	}
 	return due
