@@ -59,6 +59,13 @@ func startStageReader(z *zClient) *stageReader {
 	return r
 }
 
+// failed reports whether the reader stopped on an error.
+func (r *stageReader) failed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err != nil
+}
+
 // data returns the data messages read so far.
 func (r *stageReader) data() []zMsg {
 	r.mu.Lock()
