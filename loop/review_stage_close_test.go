@@ -226,3 +226,70 @@ func TestReviewStageShutdownAfterStaged(t *testing.T) {
 		t.Errorf("Shutdown: %v", err)
 	}
 }
+
+// A ping made while a subscriber's message is staged is checked against
+// MaxPendingBytes without the staged message (PendingBytes leaves it out
+// for the rest of the drain); before staging, the same message was
+// queued and counted. This records what Ping answers there (no bar: the
+// staged bytes are shared, not the connection's) and checks the order.
+func TestReviewStagePingDuringDrainPending(t *testing.T) {
+	h := &rstHandler{}
+	s, addr := startServer(t, h, Options{
+		NumLoops: 1, PingInterval: -1, IdleTimeout: -1,
+		MaxMessageSize: 1000, MaxPendingBytes: 1200, HighWaterBytes: 1200,
+	}, func(s *Server) { h.srv = s })
+	a := dialZ(t, addr, "", 0)
+	waitFor(t, "open a", func() bool { return h.conn(0) != nil })
+	b := dialZ(t, addr, "", 0)
+	waitFor(t, "open b", func() bool { return h.conn(1) != nil })
+	ca, cb := h.conn(0), h.conn(1)
+	for _, x := range []*Conn{ca, cb} {
+		if err := s.Subscribe(x, "t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "subscriptions", func() bool { return s.Stats().Subscriptions == 2 })
+	rb := startStageReader(b)
+	pm, _ := s.Prepare(codec.OpText, stageMsg("M1", 1100), "")
+	var pingErr error
+	var pending int
+	ran := false
+	h.onClose = func(x *Conn) {
+		if x != ca {
+			return
+		}
+		ran = true
+		pending = cb.PendingBytes()
+		pingErr = cb.Ping(make([]byte, 125))
+	}
+	release := holdLoop(t, firstLoop(s))
+	tc := a.c.(*net.TCPConn)
+	_ = tc.SetLinger(0)
+	_ = tc.Close()
+	time.Sleep(20 * time.Millisecond)
+	if err := s.Publish("t", pm); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	waitFor(t, "a's close", func() bool { return h.nCloses() >= 1 })
+	onLoops(s, func(*loopState) {}) // ran, pending, pingErr: written on the loop
+	t.Logf("OnClose ran in the drain: %v; b's PendingBytes there %d; Ping: %v", ran, pending, pingErr)
+	if pingErr == nil {
+		_ = cb.Close(4000, "end")
+	}
+	<-rb.done
+	var got []string
+	for _, m := range rb.got {
+		if m.op != codec.OpPing {
+			got = append(got, m.String())
+		}
+	}
+	t.Logf("b read %v", got)
+	want := "[M1 close 4000]"
+	if pingErr != nil { // a slow consumer: its queue is dropped
+		want = "[close 1008]"
+	}
+	if fmt.Sprint(got) != want {
+		t.Errorf("b read %v; want %s (Ping: %v)", got, want, pingErr)
+	}
+}

@@ -63,6 +63,10 @@ func TestReviewStageNoRetention(t *testing.T) {
 		return true
 	})
 	assertStagedCleared(t, s)
+	// Each of the 4 subscribers was handed 8 messages, staged or queued.
+	if out := s.Stats().MessagesOut; out != 32 {
+		t.Errorf("MessagesOut %d; want 32", out)
+	}
 	for i := 0; ; i++ {
 		runtime.GC()
 		live := 0
