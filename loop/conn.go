@@ -209,18 +209,10 @@ func (c *Conn) PendingBytes() int {
 	return n
 }
 
-// queuedLocked is the part of pendingLocked still in our queue, a staged
-// message included.
-func (c *Conn) queuedLocked() int {
-	n := c.q.queued()
-	if c.wflags&wStaged != 0 {
-		frames, _ := c.framesOf(c.ls.staged)
-		n += len(frames)
-	}
-	return n
-}
+// queuedLocked is the part of pendingLocked still in our queue.
+func (c *Conn) queuedLocked() int { return c.q.queued() }
 
-func (c *Conn) pendingLocked() int { return int(c.q.outbound) + c.queuedLocked() + c.q.controls() }
+func (c *Conn) pendingLocked() int { return int(c.q.outbound) + c.q.queued() + c.q.controls() }
 
 // index returns c's conflation index, or nil if it has none. Guarded by
 // c.mu.

@@ -579,8 +579,8 @@ func (c *Conn) framesOf(pm *PreparedMessage) (frames []byte, compressed bool) {
 // still gets them in one write. The mark lives only inside a drain: every
 // path that queues data for the connection first puts the staged message
 // in the queue (unstageLocked), so a staged connection's queue is empty
-// and the staged message is older than anything queued after it. The
-// pending figures (PendingBytes, the MaxPendingBytes checks) count it.
+// and the staged message is older than anything queued after it.
+// PendingBytes does not count a staged message for the rest of its drain.
 //
 // stageLocked stages pm, of size bytes, for c if it can. c.mu held;
 // event-loop only, from a drain.
@@ -595,8 +595,8 @@ func (c *Conn) stageLocked(pm *PreparedMessage, size int) bool {
 	return true
 }
 
-// stageMax bounds what is staged, well within sendAllowance: deliver
-// judges the send budget before it stages.
+// stageMax bounds what is staged: a staged message counts in no pending
+// figure, so it stays well within sendAllowance.
 const stageMax = 16 << 10
 
 // unstageLocked queues c's staged message, if it has one. c.mu held.
