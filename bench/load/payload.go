@@ -15,10 +15,20 @@ import (
 //	[0:8]   sequence number, 8 lower-case hex digits
 //	[8:20]  send time in nanoseconds since the run's epoch, 12 hex digits
 //	[20:24] the message length mod 65536, 4 hex digits
-//	[24:]   filler: byte i is fill[i], a fixed JSON-like text
+//	[24:]   filler: byte i is fill[i], a fixed JSON-like text (echo), or
+//	        fill[tickOffset(seq)+i] (fanout, see ticks)
 //
 // so a receiver checks length, sequence and every byte without keeping a
 // copy of what was sent, piece by piece as the bytes arrive.
+//
+// Fanout messages are ticks that differ from one message to the next: the
+// filler of message seq is cut from a long deterministic text (tickPeriod
+// bytes, far more than a DEFLATE window of 32 KiB) at an offset that moves
+// by the filler's length with every message, so that consecutive messages
+// are consecutive, distinct pieces of the text and no message repeats one
+// of the previous tickPeriod/(size-24) messages. A compressor with context
+// takeover then finds in its window recent ticks like real market data
+// (the same keys and symbols, other numbers), never the message itself.
 const (
 	// MinSize is the smallest message size: the header alone.
 	MinSize = 24
@@ -30,6 +40,20 @@ const (
 )
 
 var errMsgHeader = errors.New("verify: message header is not hex")
+
+// tickPeriod is the length of the text the fanout fillers are cut from,
+// past which the offsets wrap around.
+const tickPeriod = 1 << 20
+
+// ticks is the text of fanout messages of size bytes: fill[tickOffset(seq,
+// size)+i] is byte i of message seq, for MinSize <= i < size.
+func ticks(size int) []byte { return filler(tickPeriod + size) }
+
+// tickOffset is where the filler of message seq starts in ticks(size),
+// less MinSize.
+func tickOffset(seq uint32, size int) int {
+	return int(uint64(seq) * uint64(size-MinSize) % tickPeriod)
+}
 
 const hexDigits = "0123456789abcdef"
 
