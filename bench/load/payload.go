@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"strconv"
 
 	"github.com/klauspost/compress/flate"
 )
@@ -46,8 +47,41 @@ var errMsgHeader = errors.New("verify: message header is not hex")
 const tickPeriod = 1 << 20
 
 // ticks is the text of fanout messages of size bytes: fill[tickOffset(seq,
-// size)+i] is byte i of message seq, for MinSize <= i < size.
-func ticks(size int) []byte { return filler(tickPeriod + size) }
+// size)+i] is byte i of message seq, for MinSize <= i < size. It is a
+// deterministic stream of trades like a market-data feed's: a symbol of
+// ten, its price walking from the last trade of that symbol by up to
+// ±0.15, a round lot of 100 to 2,000, a side and a trade id that counts
+// up.
+func ticks(size int) []byte {
+	n := tickPeriod + size
+	syms := []string{"AAPL", "MSFT", "GOOG", "AMZN", "NVDA", "TSLA", "META", "BRK.B", "JPM", "V"}
+	price := []int{18742, 41230, 17655, 18790, 12140, 24810, 51220, 41575, 19830, 27710} // cents
+	b := make([]byte, 0, n+128)
+	x := uint64(0x2545f4914f6cdd1d)
+	id := 7_000_000
+	for len(b) < n {
+		x ^= x >> 12 // xorshift64*
+		x ^= x << 25
+		x ^= x >> 27
+		r := x * 2685821657736338717
+		k := r % uint64(len(syms))
+		price[k] += int(r>>8%31) - 15
+		id++
+		b = append(b, `{"s":"`...)
+		b = append(b, syms[k]...)
+		b = append(b, `","p":`...)
+		b = strconv.AppendInt(b, int64(price[k]/100), 10)
+		b = append(b, '.', byte('0'+price[k]/10%10), byte('0'+price[k]%10))
+		b = append(b, `,"q":`...)
+		b = strconv.AppendInt(b, int64(100*(1+r>>16%20)), 10)
+		b = append(b, `,"side":"`...)
+		b = append(b, []string{"buy", "sell"}[r>>24&1]...)
+		b = append(b, `","id":`...)
+		b = strconv.AppendInt(b, int64(id), 10)
+		b = append(b, "},"...)
+	}
+	return b[:n]
+}
 
 // tickOffset is where the filler of message seq starts in ticks(size),
 // less MinSize.
