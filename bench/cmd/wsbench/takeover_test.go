@@ -64,3 +64,23 @@ func TestTakeoverDeclined(t *testing.T) {
 		t.Errorf("takeover kept by %d servers, %d of %d compressed; want 0 and all", c.Takeover, c.Compressed, c.Recv)
 	}
 }
+
+func TestCompressionModes(t *testing.T) {
+	got, err := compressionModes("off,takeover")
+	if err != nil || len(got) != 2 || got[0] != (compression{}) || got[1] != (compression{deflate: true, takeover: true}) {
+		t.Errorf("off,takeover: %+v, %v", got, err)
+	}
+	got, err = compressionModes("both")
+	if err != nil || len(got) != 2 || got[0] != (compression{}) || got[1] != (compression{deflate: true}) {
+		t.Errorf("both: %+v, %v", got, err)
+	}
+	for _, bad := range []string{"", "zstd", "on,x"} {
+		if _, err := compressionModes(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	c := benchCase{Name: "fanout", Deflate: true, Takeover: true}
+	if c.id() != "fanout-deflate-takeover" || c.label() != "fanout, deflate takeover" {
+		t.Errorf("id %q, label %q", c.id(), c.label())
+	}
+}
