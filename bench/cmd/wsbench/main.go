@@ -33,6 +33,14 @@
 //	wsbench compare -out results          # the full comparison
 //	wsbench compare -quick -out /tmp/q    # a smoke run
 //
+// -compression lists the compression modes: off, on (permessage-deflate
+// without context takeover) and takeover (the client lets the server keep
+// its context and inflates with each connection's window; servers run
+// with -deflate -deflate-takeover). Fan-out of ticks with and without it:
+//
+//	wsbench compare -servers wsgate,gws,nbio -scenarios fanout -fanout-subs 10000 \
+//	    -fanout-rate 20 -fanout-size 150 -fanout-stalled 0 -compression off,takeover -out /tmp/tk
+//
 // The gateway case runs Centrifugo (and wsgate's gateway, with -gateways
 // centrifugo,wsgate-gateway) beside wsgate's raw broadcast of messages as
 // large as the gateway's pushes:
