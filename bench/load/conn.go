@@ -31,6 +31,7 @@ var (
 	errSeq     = errors.New("verify: sequence out of order or repeated")
 	errInflate = errors.New("verify: cannot inflate compressed message")
 	errZLarge  = errors.New("verify: compressed message larger than the limit")
+	errWindow  = errors.New("deflate: a compressed message was not inflated, so the context-takeover window is lost")
 )
 
 // wsConn is the client side of one WebSocket connection. Everything but
@@ -42,6 +43,7 @@ type wsConn struct {
 	idx       int32 // position in ls.conns; -1 when not listed
 	state     connState
 	deflate   bool // permessage-deflate negotiated
+	takeover  bool // with server context takeover: inflate with win
 	publisher bool // the fanout publisher
 	wantClose bool // close after this OnTraffic
 	inMsg     bool
@@ -60,6 +62,13 @@ type wsConn struct {
 	resp      []byte // a handshake response split over reads
 	z         []byte // the compressed message in progress (gateway: any message)
 	rd        frameReader
+	// With server context takeover, win ends with the last winMax bytes
+	// this connection inflated (fewer at first), the window the next
+	// compressed message refers to (RFC 7692 §7.2.2). Its capacity is
+	// winMax plus room for one message (see room).
+	win    []byte
+	winMax int
+	exp    []byte // the filler text the message in progress is checked against
 	// gateway scenario
 	subscribed bool   // the subscribe reply came
 	lastOff    uint64 // the channel offset of the last publication received
@@ -76,7 +85,6 @@ type loopState struct {
 	plain     []byte // this loop's copy of the message template
 	zplain    []byte // and of its compressed form
 	pub       []byte // publisher template ("BCAST " + message)
-	zpub      []byte
 	rnd       rng
 	now       int64 // unix ns, read once per callback
 	measuring bool
@@ -84,6 +92,8 @@ type loopState struct {
 	hs        Histogram // dial start to verified 101
 	zr        bytes.Reader
 	fr        io.ReadCloser
+	zw        *flate.Writer // the fanout publisher's compressor
+	zbuf      bytes.Buffer
 	inflated  []byte
 	data      []byte // gateway: the expected publication data
 }
@@ -134,7 +144,7 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 		ws.tailLoss()
 	}
 	ws.setClosed()
-	ws.z, ws.resp = nil, nil
+	ws.z, ws.resp, ws.win = nil, nil, nil
 	if w.spec.Scenario == ScenarioStorm {
 		w.releaseToken()
 	}
@@ -235,7 +245,7 @@ func (ws *wsConn) handshake(buf []byte) (rest []byte, done bool, err error) {
 		resp, rest = ws.resp[:i+4], ws.resp[i+4:]
 	}
 	w := ws.w
-	res, err := parseResponse(resp, ws.key[:], w.spec.Subprotocol, w.spec.Deflate)
+	res, err := parseResponse(resp, ws.key[:], w.spec.Subprotocol, w.spec.Deflate, w.spec.Takeover)
 	if err != nil {
 		if st := statusLine(resp); st != "" && errors.Is(err, errRespStatus) {
 			err = fmt.Errorf("%w: %q", err, st)
@@ -249,6 +259,10 @@ func (ws *wsConn) handshake(buf []byte) (rest []byte, done bool, err error) {
 		return nil, false, err
 	}
 	ws.deflate = res.deflate
+	if res.deflate && res.takeover {
+		ws.takeover, ws.winMax = true, 1<<res.windowBits
+		w.count.Takeover.Add(1)
+	}
 	var rsv byte
 	if res.deflate {
 		rsv = codec.Rsv1
@@ -362,14 +376,20 @@ func (ws *wsConn) appendPublish(seq uint32) {
 	w := ws.w
 	ts := ls.now - w.spec.Epoch
 	h := codec.Header{Fin: true, OpCode: codec.OpText, Masked: true, Mask: ls.rnd.mask()}
-	var payload []byte
+	putMsgHeader(ls.pub[len(bcastPrefix):], seq, ts, w.spec.Size)
+	o := tickOffset(seq, w.spec.Size)
+	copy(ls.pub[len(bcastPrefix)+MinSize:], w.fill[o+MinSize:o+w.spec.Size])
+	payload := ls.pub
 	if ws.deflate {
-		putMsgHeader(ls.zpub[w.pubTmpl.zHead:], seq, ts, w.spec.Size)
-		payload = ls.zpub
+		// The ticks differ from message to message: each is compressed
+		// on its own (client_no_context_takeover), a few per second.
+		z, err := ls.compress(ls.pub)
+		if err != nil {
+			ws.fail(err)
+			return
+		}
+		payload = z
 		h.Rsv = codec.Rsv1
-	} else {
-		putMsgHeader(ls.pub[len(bcastPrefix):], seq, ts, w.spec.Size)
-		payload = ls.pub
 	}
 	ls.out = codec.AppendFrame(ls.out, h, payload)
 	w.count.Sent.Add(1)
@@ -379,6 +399,7 @@ func (ws *wsConn) appendPublish(seq uint32) {
 
 func (ws *wsConn) messageStart(op codec.OpCode, compressed bool) {
 	ws.inMsg, ws.msgOp, ws.msgZ, ws.msgOff, ws.msgErr = true, op, compressed, 0, nil
+	ws.exp = ws.w.fill
 	if compressed || ws.w.spec.Scenario == ScenarioGateway {
 		ws.z = ws.z[:0]
 	}
@@ -414,6 +435,14 @@ func (ws *wsConn) check(p []byte) {
 		n := copy(ws.head[off:], p)
 		off += n
 		p = p[n:]
+		if off == MinSize && ws.w.ticks {
+			seq, ok := getHex(ws.head[:seqEnd])
+			if !ok {
+				ws.msgErr = errMsgHeader
+				return
+			}
+			ws.exp = ws.w.fill[tickOffset(uint32(seq), size):]
+		}
 	}
 	if len(p) == 0 {
 		return
@@ -422,7 +451,7 @@ func (ws *wsConn) check(p []byte) {
 		ws.msgErr = errLength
 		return
 	}
-	if !bytes.Equal(p, ws.w.fill[off:off+len(p)]) {
+	if !bytes.Equal(p, ws.exp[off:off+len(p)]) {
 		ws.msgErr = errBytes
 	}
 }
@@ -430,7 +459,6 @@ func (ws *wsConn) check(p []byte) {
 func (ws *wsConn) messageEnd() {
 	ws.inMsg = false
 	w := ws.w
-	ls := ws.ls
 	if w.spec.Scenario == ScenarioGateway {
 		if ws.msgOp != codec.OpText || ws.msgZ {
 			w.count.BadPayload.Add(1)
@@ -447,11 +475,15 @@ func (ws *wsConn) messageEnd() {
 	if ws.msgZ {
 		ws.msgWire = len(ws.z)
 	}
+	// With takeover, a compressed message that is not inflated leaves the
+	// window unknown: the connection cannot read the next one.
+	windowLost := ws.msgZ && ws.takeover
 	if ws.msgZ && ws.msgErr == nil {
-		out, err := ls.inflate(ws.z, w.spec.Size)
+		out, err := ws.inflate(w.spec.Size)
 		if err != nil {
 			ws.msgErr = errInflate
 		} else {
+			windowLost = false
 			ws.msgOff = 0
 			ws.check(out)
 		}
@@ -486,6 +518,10 @@ func (ws *wsConn) messageEnd() {
 	if err != nil {
 		w.count.BadPayload.Add(1)
 		w.sample(err)
+		if windowLost {
+			ws.fail(errWindow)
+			return
+		}
 		if herr == nil {
 			switch {
 			case w.spec.Scenario == ScenarioEcho && seq == ws.nextRecv:
@@ -610,35 +646,99 @@ func (ws *wsConn) control(op codec.OpCode, p []byte) {
 	}
 }
 
-// inflate decompresses one permessage-deflate message into the loop's
-// buffer, up to limit+1 bytes.
-func (ls *loopState) inflate(z []byte, limit int) ([]byte, error) {
+// inflate decompresses the message in ws.z, up to limit+1 bytes: into the
+// loop's buffer without takeover; with it, into ws.win with the window as
+// dictionary, so that the message joins the window.
+func (ws *wsConn) inflate(limit int) ([]byte, error) {
+	ls := ws.ls
+	if !ws.takeover {
+		out, err := ls.inflate(ls.inflated[:0], ws.z, nil, limit)
+		ls.inflated = out[:0]
+		return out, err
+	}
+	ws.room(limit + 1)
+	start := len(ws.win)
+	out, err := ls.inflate(ws.win, ws.z, ws.win[max(start-ws.winMax, 0):], limit)
+	ws.win = out
+	if err != nil {
+		return nil, err
+	}
+	return out[start:], nil
+}
+
+// room makes space for n more bytes after the window in ws.win, keeping
+// its last winMax bytes. The window is allocated on the first compressed
+// message: winMax + max(winMax/4, n) bytes (40 KiB for a 32 KiB window
+// and small messages), moved to its start every winMax/4 bytes or so.
+func (ws *wsConn) room(n int) {
+	if cap(ws.win)-len(ws.win) >= n {
+		return
+	}
+	keep := ws.win[max(len(ws.win)-ws.winMax, 0):]
+	if need := ws.winMax + max(ws.winMax/4, n); cap(ws.win) < need {
+		win := make([]byte, len(keep), need)
+		copy(win, keep)
+		ws.win = win
+		return
+	}
+	ws.win = ws.win[:copy(ws.win[:cap(ws.win)], keep)]
+}
+
+// inflate decompresses one permessage-deflate message z, with dict as its
+// preset dictionary (the window; nil for none), appending at most limit+1
+// bytes to dst. On error the returned slice is still dst extended by what
+// was inflated.
+func (ls *loopState) inflate(dst, z, dict []byte, limit int) ([]byte, error) {
 	z = append(z, 0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff) // sync tail + final empty block
 	ls.zr.Reset(z)
 	if ls.fr == nil {
-		ls.fr = flate.NewReader(&ls.zr)
-	} else if err := ls.fr.(flate.Resetter).Reset(&ls.zr, nil); err != nil {
-		return nil, err
+		ls.fr = flate.NewReaderDict(&ls.zr, dict)
+	} else if err := ls.fr.(flate.Resetter).Reset(&ls.zr, dict); err != nil {
+		return dst, err
 	}
-	out := ls.inflated[:0]
+	start := len(dst)
+	out := dst
 	for {
 		if len(out) == cap(out) {
 			out = append(out, 0)[:len(out)]
 		}
 		n, err := ls.fr.Read(out[len(out):cap(out)])
 		out = out[:len(out)+n]
-		if len(out) > limit {
-			ls.inflated = out[:0]
-			return nil, errLength
+		if len(out)-start > limit {
+			return out, errLength
 		}
 		if err == io.EOF {
-			break
+			return out, nil
 		}
 		if err != nil {
-			ls.inflated = out[:0]
-			return nil, err
+			return out, err
 		}
 	}
-	ls.inflated = out[:0]
-	return out, nil
+}
+
+// compress returns p as the payload of one compressed message without
+// context: DEFLATE with its sync-flush tail 00 00 ff ff removed (RFC 7692
+// §7.2.1). The result is valid until the next call.
+func (ls *loopState) compress(p []byte) ([]byte, error) {
+	ls.zbuf.Reset()
+	if ls.zw == nil {
+		zw, err := flate.NewWriter(&ls.zbuf, flate.BestSpeed)
+		if err != nil {
+			return nil, err
+		}
+		ls.zw = zw
+	} else {
+		ls.zw.Reset(&ls.zbuf)
+	}
+	if _, err := ls.zw.Write(p); err != nil {
+		return nil, err
+	}
+	if err := ls.zw.Flush(); err != nil {
+		return nil, err
+	}
+	z := ls.zbuf.Bytes()
+	if !bytes.HasSuffix(z, []byte{0, 0, 0xff, 0xff}) {
+		return nil, errors.New("load: flate sync flush did not end in 00 00 ff ff")
+	}
+	return z[:len(z)-4], nil
 }

@@ -17,15 +17,28 @@
 //     codec.Stream from gnet's buffer where they lie; only a split header
 //     (up to 14 bytes) or control frame (up to 125 bytes) is copied.
 //   - Every message carries a sequence number, a send timestamp and its
-//     length in a 24-byte ASCII header, then a fixed filler; the receiver
-//     checks the filler bytes against the expected text as they arrive,
-//     without buffering uncompressed messages, then the header, the
-//     sequence and the length. Only complete, correct messages count.
+//     length in a 24-byte ASCII header, then a filler: fixed for echo; for
+//     fanout, trade ticks cut from a 1 MiB deterministic text at an offset
+//     that moves with the sequence, so that no message repeats a recent
+//     one. The receiver checks the filler bytes against the expected text
+//     as they arrive, without buffering uncompressed messages, then the
+//     header, the sequence and the length. Only complete, correct
+//     messages count.
 //   - With permessage-deflate, the client offers no context takeover in
 //     either direction. It sends each message as one self-contained DEFLATE
 //     stream: a stored block with the header, then the filler compressed
-//     once at start (so sending costs no compression), and inflates the
-//     server's compressed messages with one klauspost flate reader per loop.
+//     once at start (so sending costs no compression; the fanout publisher
+//     compresses each tick), and inflates the server's compressed messages
+//     with one klauspost flate reader per loop.
+//   - With Config.Takeover the offer leaves out server_no_context_takeover.
+//     When the server keeps its context, each connection keeps its window:
+//     the last 2^server_max_window_bits bytes it inflated (32 KiB when the
+//     server names no size), in a buffer of at most the window plus a
+//     quarter of it (or one message, if larger), allocated on the first
+//     compressed message; the loop's reader is reset with the window as
+//     dictionary for every message. A compressed message that cannot be
+//     inflated fails the connection, whose window is then lost. A server
+//     that answers server_no_context_takeover is read as without takeover.
 //   - Connections are spread over worker processes (at most 8,000 each, for
 //     the 20,000 open-file limit) that the coordinator (Run) re-executes
 //     from its own binary (IsWorker, WorkerMain) and drives over pipes: a

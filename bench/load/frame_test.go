@@ -170,7 +170,7 @@ func TestTemplateInflates(t *testing.T) {
 			putMsgHeader(tm.z[tm.zHead:], 42, 123456789, size)
 			putMsgHeader(tm.plain[len(prefix):], 42, 123456789, size)
 			var ls loopState
-			got, err := ls.inflate(append([]byte(nil), tm.z...), len(prefix)+size)
+			got, err := ls.inflate(nil, append([]byte(nil), tm.z...), nil, len(prefix)+size)
 			if err != nil {
 				t.Fatalf("prefix %q size %d: inflate: %v", prefix, size, err)
 			}
@@ -201,7 +201,7 @@ func testConn(t *testing.T, size int, deflate bool) *wsConn {
 		t.Fatal(err)
 	}
 	tg := &Target{Host: "example.com:80", Path: "/chat?x=1"}
-	w.req = newRequest(tg, []string{"Authorization: Bearer x"}, "chat", deflate)
+	w.req = newRequest(tg, []string{"Authorization: Bearer x"}, "chat", deflate, false)
 	ls := &loopState{w: w, rnd: rng{x: 99}}
 	ws := &wsConn{w: w, ls: ls, state: stHandshake}
 	newKey(&ws.key, &ls.rnd)
@@ -377,7 +377,7 @@ func TestHandshakeRejects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := parseResponse([]byte(tt.resp), key, tt.proto, tt.deflate)
+			_, err := parseResponse([]byte(tt.resp), key, tt.proto, tt.deflate, false)
 			if !errors.Is(err, tt.want) {
 				t.Errorf("err = %v, want %v", err, tt.want)
 			}
@@ -394,7 +394,7 @@ func TestRequest(t *testing.T) {
 	if tg.Path != "/a/b?c=d" || tg.Host != "localhost:9" || !tg.Loopback {
 		t.Fatalf("target %+v", tg)
 	}
-	rt := newRequest(tg, []string{"X-A: 1"}, "p1", true)
+	rt := newRequest(tg, []string{"X-A: 1"}, "p1", true, false)
 	var key [24]byte
 	newKey(&key, &rng{x: 7})
 	req := rt.appendRequest(nil, key[:])

@@ -4,18 +4,29 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 
 	"github.com/wsgate/wsgate/codec"
 	"github.com/wsgate/wsgate/upgrade"
 )
 
-// The deflate offer: no context takeover in either direction, so that a
-// client message is one self-contained DEFLATE stream (see template) and a
-// server message inflates on its own with the loop's single reader. A
-// server that accepts it must echo server_no_context_takeover (RFC 7692
-// §7.1.1.1).
-const deflateOffer = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+// The deflate offers. Both ask for client_no_context_takeover, so that a
+// client message is one self-contained DEFLATE stream (see template).
+//
+// deflateOffer also asks for server_no_context_takeover: a server message
+// then inflates on its own with the loop's single reader, and a server
+// that accepts the offer must echo the parameter (RFC 7692 §7.1.1.1).
+//
+// takeoverOffer leaves the server free to keep its context: the client
+// then inflates each compressed message with the connection's window, the
+// last bytes it inflated (RFC 7692 §7.2.2). A server MAY still answer
+// server_no_context_takeover (§7.1.1.1); the connection then inflates
+// every message on its own.
+const (
+	deflateOffer  = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+	takeoverOffer = "permessage-deflate; client_no_context_takeover"
+)
 
 // maxResponse caps the server's handshake response.
 const maxResponse = 16 << 10
@@ -32,6 +43,7 @@ var (
 	errRespExt        = errors.New("handshake: server chose an extension that was not offered")
 	errRespNoTakeover = errors.New("handshake: permessage-deflate accepted without server_no_context_takeover")
 	errRespNoDeflate  = errors.New("handshake: server did not accept permessage-deflate (closed with 1010)")
+	errRespWindow     = errors.New("handshake: bad server_max_window_bits in the permessage-deflate answer")
 )
 
 // deflateExtension is the extension a -deflate client requires.
@@ -55,8 +67,9 @@ type requestTemplate struct {
 }
 
 // newRequest builds the upgrade request for target, with extra header
-// lines ("K: V"), an optional subprotocol and the deflate offer.
-func newRequest(t *Target, headers []string, subprotocol string, deflate bool) requestTemplate {
+// lines ("K: V"), an optional subprotocol and the deflate offer (with
+// server context takeover allowed if takeover is set).
+func newRequest(t *Target, headers []string, subprotocol string, deflate, takeover bool) requestTemplate {
 	var b bytes.Buffer
 	b.WriteString("GET ")
 	b.WriteString(t.Path)
@@ -71,7 +84,10 @@ func newRequest(t *Target, headers []string, subprotocol string, deflate bool) r
 		b.WriteString(subprotocol)
 		b.WriteString("\r\n")
 	}
-	if deflate {
+	switch {
+	case deflate && takeover:
+		b.WriteString("Sec-WebSocket-Extensions: " + takeoverOffer + "\r\n")
+	case deflate:
 		b.WriteString("Sec-WebSocket-Extensions: " + deflateOffer + "\r\n")
 	}
 	for _, h := range headers {
@@ -105,13 +121,18 @@ func newKey(key *[24]byte, rnd *rng) {
 
 // respResult is what the handshake response said.
 type respResult struct {
-	deflate bool // permessage-deflate was accepted
+	deflate  bool // permessage-deflate was accepted
+	takeover bool // with server context takeover
+	// windowBits is the server's LZ77 window, 2^windowBits bytes: its
+	// server_max_window_bits, 15 when it named none.
+	windowBits int
 }
 
 // parseResponse checks a complete response header (up to and including
 // the blank line) for key. wantProto is the subprotocol offered ("" for
-// none); wantDeflate says whether the deflate offer was made.
-func parseResponse(resp []byte, key []byte, wantProto string, wantDeflate bool) (respResult, error) {
+// none); wantDeflate says whether the deflate offer was made, takeover
+// whether it was takeoverOffer.
+func parseResponse(resp []byte, key []byte, wantProto string, wantDeflate, takeover bool) (respResult, error) {
 	var res respResult
 	line, rest, _ := bytes.Cut(resp, []byte("\r\n"))
 	// HTTP/1.1 101 Switching Protocols
@@ -154,13 +175,24 @@ func parseResponse(resp []byte, key []byte, wantProto string, wantDeflate bool) 
 				if !wantDeflate || !asciiEqualFold(bytes.TrimSpace(params[0]), "permessage-deflate") {
 					return res, errRespExt
 				}
-				takeover := true
+				res.takeover, res.windowBits = true, 15
 				for _, p := range params[1:] {
-					if asciiEqualFold(bytes.TrimSpace(p), "server_no_context_takeover") {
-						takeover = false
+					name, value, _ := bytes.Cut(bytes.TrimSpace(p), []byte("="))
+					switch {
+					case asciiEqualFold(bytes.TrimSpace(name), "server_no_context_takeover"):
+						res.takeover = false
+					case asciiEqualFold(bytes.TrimSpace(name), "server_max_window_bits"):
+						// §7.1.2.1: a server may answer it even when not
+						// offered; its value is 8 to 15, the window the
+						// client must keep.
+						bits, err := strconv.Atoi(string(bytes.Trim(bytes.TrimSpace(value), `"`)))
+						if err != nil || bits < 8 || bits > 15 {
+							return res, errRespWindow
+						}
+						res.windowBits = bits
 					}
 				}
-				if takeover {
+				if res.takeover && !takeover {
 					return res, errRespNoTakeover
 				}
 				res.deflate = true

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"strconv"
 
 	"github.com/klauspost/compress/flate"
 )
@@ -15,10 +16,20 @@ import (
 //	[0:8]   sequence number, 8 lower-case hex digits
 //	[8:20]  send time in nanoseconds since the run's epoch, 12 hex digits
 //	[20:24] the message length mod 65536, 4 hex digits
-//	[24:]   filler: byte i is fill[i], a fixed JSON-like text
+//	[24:]   filler: byte i is fill[i], a fixed JSON-like text (echo), or
+//	        fill[tickOffset(seq)+i] (fanout, see ticks)
 //
 // so a receiver checks length, sequence and every byte without keeping a
 // copy of what was sent, piece by piece as the bytes arrive.
+//
+// Fanout messages are ticks that differ from one message to the next: the
+// filler of message seq is cut from a long deterministic text (tickPeriod
+// bytes, far more than a DEFLATE window of 32 KiB) at an offset that moves
+// by the filler's length with every message, so that consecutive messages
+// are consecutive, distinct pieces of the text and no message repeats one
+// of the previous tickPeriod/(size-24) messages. A compressor with context
+// takeover then finds in its window recent ticks like real market data
+// (the same keys and symbols, other numbers), never the message itself.
 const (
 	// MinSize is the smallest message size: the header alone.
 	MinSize = 24
@@ -30,6 +41,53 @@ const (
 )
 
 var errMsgHeader = errors.New("verify: message header is not hex")
+
+// tickPeriod is the length of the text the fanout fillers are cut from,
+// past which the offsets wrap around.
+const tickPeriod = 1 << 20
+
+// ticks is the text of fanout messages of size bytes: fill[tickOffset(seq,
+// size)+i] is byte i of message seq, for MinSize <= i < size. It is a
+// deterministic stream of trades like a market-data feed's: a symbol of
+// ten, its price walking from the last trade of that symbol by up to
+// ±0.15, a round lot of 100 to 2,000, a side and a trade id that counts
+// up.
+func ticks(size int) []byte {
+	n := tickPeriod + size
+	syms := []string{"AAPL", "MSFT", "GOOG", "AMZN", "NVDA", "TSLA", "META", "BRK.B", "JPM", "V"}
+	price := []int{18742, 41230, 17655, 18790, 12140, 24810, 51220, 41575, 19830, 27710} // cents
+	b := make([]byte, 0, n+128)
+	x := uint64(0x2545f4914f6cdd1d)
+	id := 7_000_000
+	for len(b) < n {
+		x ^= x >> 12 // xorshift64*
+		x ^= x << 25
+		x ^= x >> 27
+		r := x * 2685821657736338717
+		k := r % uint64(len(syms))
+		price[k] += int(r>>8%31) - 15
+		id++
+		b = append(b, `{"s":"`...)
+		b = append(b, syms[k]...)
+		b = append(b, `","p":`...)
+		b = strconv.AppendInt(b, int64(price[k]/100), 10)
+		b = append(b, '.', byte('0'+price[k]/10%10), byte('0'+price[k]%10))
+		b = append(b, `,"q":`...)
+		b = strconv.AppendInt(b, int64(100*(1+r>>16%20)), 10)
+		b = append(b, `,"side":"`...)
+		b = append(b, []string{"buy", "sell"}[r>>24&1]...)
+		b = append(b, `","id":`...)
+		b = strconv.AppendInt(b, int64(id), 10)
+		b = append(b, "},"...)
+	}
+	return b[:n]
+}
+
+// tickOffset is where the filler of message seq starts in ticks(size),
+// less MinSize.
+func tickOffset(seq uint32, size int) int {
+	return int(uint64(seq) * uint64(size-MinSize) % tickPeriod)
+}
 
 const hexDigits = "0123456789abcdef"
 

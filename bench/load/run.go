@@ -24,6 +24,11 @@ type Config struct {
 	Headers     []string // extra request header lines, "Name: value"
 	Subprotocol string   // offered in Sec-WebSocket-Protocol; the server must accept it
 	Deflate     bool     // offer permessage-deflate; the server must accept it
+	// Takeover, with Deflate, offers permessage-deflate without
+	// server_no_context_takeover: a server that keeps its context is read
+	// with each connection's own 32 KiB window (2^server_max_window_bits
+	// when the server names it); that is up to 40 KiB per connection.
+	Takeover bool
 
 	Conns    int     // idle and echo: connections; fanout: subscribers; storm: connections in flight
 	Size     int     // message size in bytes (>= MinSize)
@@ -64,6 +69,7 @@ type Result struct {
 	Scenario string  `json:"scenario"`
 	URL      string  `json:"url"`
 	Deflate  bool    `json:"deflate"`
+	Takeover bool    `json:"takeover,omitempty"` // deflate offered with server context takeover (Counters.Takeover: how many servers kept it)
 	Conns    int     `json:"conns"`
 	Size     int     `json:"size,omitempty"`
 	InFlight int     `json:"inflight,omitempty"`
@@ -203,6 +209,9 @@ func (c *Config) normalize() error {
 	default:
 		return fmt.Errorf("load: unknown scenario %q (idle, echo, fanout, storm, gateway)", c.Scenario)
 	}
+	if c.Takeover && !c.Deflate {
+		return errors.New("load: context takeover needs permessage-deflate")
+	}
 	if c.Conns <= 0 {
 		return errors.New("load: need at least one connection")
 	}
@@ -258,7 +267,7 @@ func (r *runner) run(ctx context.Context, timeout time.Duration) (*Result, error
 	var (
 		before, after ServerStats
 		haveStats     = cfg.Stats.Available()
-		res           = &Result{Scenario: cfg.Scenario, URL: cfg.URL, Deflate: cfg.Deflate, Conns: cfg.Conns, Workers: cfg.Workers}
+		res           = &Result{Scenario: cfg.Scenario, URL: cfg.URL, Deflate: cfg.Deflate, Takeover: cfg.Takeover, Conns: cfg.Conns, Workers: cfg.Workers}
 	)
 	if cfg.Scenario != ScenarioIdle && cfg.Scenario != ScenarioStorm {
 		res.Size = cfg.Size
@@ -557,6 +566,7 @@ func (r *runner) spawn(timeout time.Duration) error {
 			Headers:          cfg.Headers,
 			Subprotocol:      cfg.Subprotocol,
 			Deflate:          cfg.Deflate,
+			Takeover:         cfg.Takeover,
 			Conns:            n,
 			Publisher:        cfg.Scenario == ScenarioFanout && i == 0,
 			Stalled:          stalled,

@@ -89,7 +89,7 @@ func (w *worker) dialStalled(k int, key []byte, rnd *rng) (net.Conn, error) {
 		end = bytes.Index(buf, []byte("\r\n\r\n"))
 	}
 	resp := buf[:end+4]
-	if _, err := parseResponse(resp, key, w.spec.Subprotocol, w.spec.Deflate); err != nil {
+	if _, err := parseResponse(resp, key, w.spec.Subprotocol, w.spec.Deflate, w.spec.Takeover); err != nil {
 		if errors.Is(err, errRespNoDeflate) {
 			_, _ = nc.Write(appendDeflateRequired(nil, rnd.mask()))
 		}

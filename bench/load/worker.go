@@ -53,7 +53,8 @@ type Spec struct {
 	Headers          []string      `json:"headers,omitempty"`
 	Subprotocol      string        `json:"subprotocol,omitempty"`
 	Deflate          bool          `json:"deflate,omitempty"`
-	Conns            int           `json:"conns"` // connections (storm: concurrent connections)
+	Takeover         bool          `json:"takeover,omitempty"` // with Deflate: offer server context takeover
+	Conns            int           `json:"conns"`              // connections (storm: concurrent connections)
 	Publisher        bool          `json:"publisher,omitempty"`
 	Stalled          int           `json:"stalled,omitempty"` // fanout: subscribers that never read (see stalled.go)
 	Sources          []string      `json:"sources,omitempty"` // local addresses to dial from, round robin
@@ -90,6 +91,7 @@ type Counters struct {
 	Protocol      int64 `json:"protocol"`       // frame errors, unexpected close frames
 	Dropped       int64 `json:"dropped"`        // connections lost without a close frame
 	Subscribed    int64 `json:"subscribed"`     // gateway: subscribe replies received
+	Takeover      int64 `json:"takeover"`       // handshakes whose server kept its deflate context
 }
 
 // Errors returns the number of verification and protocol errors.
@@ -116,12 +118,13 @@ func (c *Counters) add(o *Counters) {
 	c.Protocol += o.Protocol
 	c.Dropped += o.Dropped
 	c.Subscribed += o.Subscribed
+	c.Takeover += o.Takeover
 }
 
 // atomicCounters is Counters for concurrent update.
 type atomicCounters struct {
 	Handshakes, HSFailed, Sent, Recv, WinRecv, WinBytes, WinWire, WinHandshakes, WinHSFailed, Compressed atomic.Int64
-	BadPayload, BadOrder, Lost, Protocol, Dropped, Subscribed                                            atomic.Int64
+	BadPayload, BadOrder, Lost, Protocol, Dropped, Subscribed, Takeover                                  atomic.Int64
 }
 
 // Event is one line a worker writes to its stdout.
@@ -145,7 +148,8 @@ type worker struct {
 	cli     *gnet.Client
 	req     requestTemplate
 	op      codec.OpCode
-	fill    []byte
+	fill    []byte // the filler text: fixed (echo) or the ticks (fanout)
+	ticks   bool   // fanout: the filler moves with the sequence (tickOffset)
 	hello   []byte // gateway: Spec.Hello
 	tmpl    *template
 	pubTmpl *template
@@ -366,14 +370,18 @@ func (w *worker) init() error {
 	if s.Text {
 		w.op = codec.OpText
 	}
-	w.req = newRequest(t, s.Headers, s.Subprotocol, s.Deflate)
+	w.req = newRequest(t, s.Headers, s.Subprotocol, s.Deflate, s.Takeover)
 	w.fill = filler(s.Size)
+	if s.Scenario == ScenarioFanout {
+		w.fill, w.ticks = ticks(s.Size), true
+	}
 	w.hello = []byte(s.Hello)
 	if w.tmpl, err = newTemplate("", s.Size, w.fill, s.Deflate); err != nil {
 		return err
 	}
 	if s.Publisher {
-		if w.pubTmpl, err = newTemplate(bcastPrefix, s.Size, w.fill, s.Deflate); err != nil {
+		// The publisher compresses each tick as it sends it.
+		if w.pubTmpl, err = newTemplate(bcastPrefix, s.Size, w.fill, false); err != nil {
 			return err
 		}
 	}
@@ -434,7 +442,6 @@ func (w *worker) loopFor(el gnet.EventLoop) *loopState {
 	ls.zplain = append([]byte(nil), w.tmpl.z...)
 	if w.pubTmpl != nil {
 		ls.pub = append([]byte(nil), w.pubTmpl.plain...)
-		ls.zpub = append([]byte(nil), w.pubTmpl.z...)
 	}
 	w.loops[el] = ls
 	w.list = append(w.list, ls)
@@ -754,6 +761,7 @@ func (w *worker) snapshot() Counters {
 		Protocol:      c.Protocol.Load(),
 		Dropped:       c.Dropped.Load(),
 		Subscribed:    c.Subscribed.Load(),
+		Takeover:      c.Takeover.Load(),
 	}
 }
 

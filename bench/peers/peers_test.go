@@ -1,6 +1,7 @@
 package peers_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -72,6 +73,10 @@ func TestContract(t *testing.T) {
 			t.Run("deflate", func(t *testing.T) {
 				t.Parallel()
 				testDeflate(t, s.name, bin)
+			})
+			t.Run("deflate-takeover", func(t *testing.T) {
+				t.Parallel()
+				testTakeover(t, s.name, bin)
 			})
 		})
 	}
@@ -199,6 +204,50 @@ func testDeflate(t *testing.T, name, bin string) {
 		roundTrip(t, c, websocket.TextMessage, bytes.Repeat([]byte("compressible "), n/13+1)[:n])
 		roundTrip(t, c, websocket.BinaryMessage, payload(n))
 	}
+	p.terminate(t)
+}
+
+// keepsContext lists the servers whose -deflate-takeover keeps the server's
+// compression context; the others must decline it.
+var keepsContext = map[string]bool{"gws": true, "wsgate": true}
+
+// testTakeover offers permessage-deflate without server_no_context_takeover
+// to a server run with -deflate -deflate-takeover and checks its answer:
+// takeover kept by the servers in keepsContext, declined with
+// server_no_context_takeover (RFC 7692 §7.1.1.1) by the others.
+func testTakeover(t *testing.T, name, bin string) {
+	p := start(t, bin, "-deflate", "-deflate-takeover")
+	if name == "gobwas-gnet" {
+		if err := p.wait(t); err == nil || !strings.Contains(p.stderr.String(), "deflate unsupported") {
+			t.Fatalf("-deflate: exit %v, stderr %q; want a failure saying %q", err, p.stderr.String(), "deflate unsupported")
+		}
+		return
+	}
+	p.waitReady(t)
+	nc, err := net.DialTimeout("tcp", p.addr, waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(waitTimeout))
+	req := "GET / HTTP/1.1\r\nHost: " + p.addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+		"Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n\r\n"
+	if _, err := nc.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := resp.Header.Get("Sec-WebSocket-Extensions")
+	if resp.StatusCode != http.StatusSwitchingProtocols || !strings.HasPrefix(ext, "permessage-deflate") {
+		t.Fatalf("status %d, Sec-WebSocket-Extensions %q; want 101 with permessage-deflate", resp.StatusCode, ext)
+	}
+	if declined := strings.Contains(ext, "server_no_context_takeover"); declined == keepsContext[name] {
+		t.Errorf("Sec-WebSocket-Extensions %q; want takeover kept: %v", ext, keepsContext[name])
+	}
+	t.Logf("%s answers %q", name, ext)
 	p.terminate(t)
 }
 

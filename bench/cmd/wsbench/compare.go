@@ -55,7 +55,8 @@ type benchCase struct {
 	Scenario string `json:"scenario"`
 	Size     int    `json:"size,omitempty"`
 	Deflate  bool   `json:"deflate"`
-	Stalled  int    `json:"stalled,omitempty"` // fanout: subscribers among FanoutSubs that never read
+	Takeover bool   `json:"takeover,omitempty"` // with Deflate: server context takeover offered
+	Stalled  int    `json:"stalled,omitempty"`  // fanout: subscribers among FanoutSubs that never read
 }
 
 func (c benchCase) id() string {
@@ -63,14 +64,48 @@ func (c benchCase) id() string {
 	if c.Deflate {
 		s += "-deflate"
 	}
+	if c.Takeover {
+		s += "-takeover"
+	}
 	return s
 }
 
 func (c benchCase) label() string {
-	if c.Deflate {
+	switch {
+	case c.Takeover:
+		return c.Name + ", deflate takeover"
+	case c.Deflate:
 		return c.Name + ", deflate"
 	}
 	return c.Name
+}
+
+// compression is one -compression mode.
+type compression struct{ deflate, takeover bool }
+
+// compressionModes parses -compression: a comma-separated list of off, on
+// (permessage-deflate without context takeover) and takeover (server
+// context takeover offered), or both (off,on).
+func compressionModes(s string) ([]compression, error) {
+	var modes []compression
+	for _, m := range splitList(s) {
+		switch m {
+		case "off":
+			modes = append(modes, compression{})
+		case "on":
+			modes = append(modes, compression{deflate: true})
+		case "takeover":
+			modes = append(modes, compression{deflate: true, takeover: true})
+		case "both":
+			modes = append(modes, compression{}, compression{deflate: true})
+		default:
+			return nil, fmt.Errorf("-compression %q: want a list of off, on, takeover, or both", s)
+		}
+	}
+	if len(modes) == 0 {
+		return nil, errors.New("-compression: empty")
+	}
+	return modes, nil
 }
 
 // record is one server through one case.
@@ -144,21 +179,14 @@ func compareMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.DurationVar(&st.Hold, "hold", 0, "idle hold before measuring memory (default 2s; quick 500ms)")
 	fs.Float64Var(&st.DialRate, "dial-rate", 5000, "connections per second while connecting")
 	fs.IntVar(&st.ServerLoops, "server-loops", 0, "-loops passed to every server (0: each server's default, GOMAXPROCS)")
-	fs.StringVar(&st.Compression, "compression", "both", "off, on or both")
+	fs.StringVar(&st.Compression, "compression", "both", "comma-separated: off, on (deflate, no context takeover), takeover (deflate, server context takeover offered); both is off,on")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	st.defaults(*echoSizes)
-	var compress []bool
-	switch st.Compression {
-	case "off":
-		compress = []bool{false}
-	case "on":
-		compress = []bool{true}
-	case "both":
-		compress = []bool{false, true}
-	default:
-		return fmt.Errorf("-compression %q: want off, on or both", st.Compression)
+	compress, err := compressionModes(st.Compression)
+	if err != nil {
+		return err
 	}
 	dir, err := findBenchDir(*benchDir)
 	if err != nil {
@@ -219,22 +247,23 @@ func compareMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 	var cases []benchCase
 	for _, sc := range splitList(*scenarios) {
-		for _, z := range compress {
+		for _, m := range compress {
+			z, tk := m.deflate, m.takeover
 			switch sc {
 			case load.ScenarioIdle:
-				cases = append(cases, benchCase{Name: "idle", Scenario: sc, Deflate: z})
+				cases = append(cases, benchCase{Name: "idle", Scenario: sc, Deflate: z, Takeover: tk})
 			case load.ScenarioEcho:
 				for _, size := range st.EchoSizes {
-					cases = append(cases, benchCase{Name: "echo " + sizeName(size), Scenario: sc, Size: size, Deflate: z})
+					cases = append(cases, benchCase{Name: "echo " + sizeName(size), Scenario: sc, Size: size, Deflate: z, Takeover: tk})
 				}
 			case load.ScenarioFanout:
-				cases = append(cases, benchCase{Name: "fanout", Scenario: sc, Size: st.FanoutSize, Deflate: z})
+				cases = append(cases, benchCase{Name: "fanout", Scenario: sc, Size: st.FanoutSize, Deflate: z, Takeover: tk})
 				if n := int(st.Stalled * float64(st.FanoutSubs)); n > 0 && n < st.FanoutSubs {
 					cases = append(cases, benchCase{Name: fmt.Sprintf("fanout %g%% stalled", 100*st.Stalled),
-						Scenario: sc, Size: st.FanoutSize, Deflate: z, Stalled: n})
+						Scenario: sc, Size: st.FanoutSize, Deflate: z, Takeover: tk, Stalled: n})
 				}
 			case load.ScenarioStorm:
-				cases = append(cases, benchCase{Name: "storm", Scenario: sc, Deflate: z})
+				cases = append(cases, benchCase{Name: "storm", Scenario: sc, Deflate: z, Takeover: tk})
 			case load.ScenarioGateway:
 				if !z && len(gwServers) > 0 {
 					cases = append(cases, benchCase{Name: "gateway", Scenario: sc, Size: st.FanoutSize})
@@ -479,6 +508,9 @@ func runCase(ctx context.Context, bin, name string, c benchCase, st *compareSett
 	if c.Deflate {
 		args = append(args, "-deflate")
 	}
+	if c.Takeover {
+		args = append(args, "-deflate-takeover")
+	}
 	srv, err := startServer(ctx, bin, args)
 	if err != nil {
 		return nil, "", err
@@ -496,6 +528,7 @@ func runCase(ctx context.Context, bin, name string, c benchCase, st *compareSett
 		Scenario:    c.Scenario,
 		URL:         "ws://" + addr + "/",
 		Deflate:     c.Deflate,
+		Takeover:    c.Takeover,
 		Size:        c.Size,
 		InFlight:    st.InFlight,
 		PubRate:     st.FanoutRate,

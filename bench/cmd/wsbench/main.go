@@ -33,6 +33,14 @@
 //	wsbench compare -out results          # the full comparison
 //	wsbench compare -quick -out /tmp/q    # a smoke run
 //
+// -compression lists the compression modes: off, on (permessage-deflate
+// without context takeover) and takeover (the client lets the server keep
+// its context and inflates with each connection's window; servers run
+// with -deflate -deflate-takeover). Fan-out of ticks with and without it:
+//
+//	wsbench compare -servers wsgate,gws,nbio -scenarios fanout -fanout-subs 10000 \
+//	    -fanout-rate 20 -fanout-size 150 -fanout-stalled 0 -compression off,takeover -out /tmp/tk
+//
 // The gateway case runs Centrifugo (and wsgate's gateway, with -gateways
 // centrifugo,wsgate-gateway) beside wsgate's raw broadcast of messages as
 // large as the gateway's pushes:
@@ -117,6 +125,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.Var(&headers, "header", "extra request header `K:V` (repeatable)")
 	fs.StringVar(&cfg.Subprotocol, "subprotocol", "", "offer this Sec-WebSocket-Protocol; the server must accept it")
 	fs.BoolVar(&cfg.Deflate, "deflate", false, "offer permessage-deflate (no context takeover); the server must accept it")
+	fs.BoolVar(&cfg.Takeover, "deflate-takeover", false, "with -deflate: let the server keep its context; inflate with each connection's window (up to 40 KiB per connection)")
 	fs.IntVar(&cfg.Conns, "conns", 0, "connections (idle 10000, echo 100), subscribers (fanout 10000) or connections in flight (storm 64); 0: that default")
 	fs.IntVar(&cfg.Size, "size", 64, "message size in bytes (>= 24)")
 	fs.IntVar(&cfg.InFlight, "inflight", 1, "echo: messages in flight per connection")
@@ -225,6 +234,9 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func printResult(w io.Writer, r *load.Result) {
 	c := r.Counters
 	fmt.Fprintf(w, "scenario   %s  %s  deflate=%v  workers=%d\n", r.Scenario, r.URL, r.Deflate, r.Workers)
+	if r.Takeover {
+		fmt.Fprintf(w, "takeover   offered; %d of %d handshakes kept the server's context\n", r.Counters.Takeover, r.Counters.Handshakes)
+	}
 	fmt.Fprintf(w, "conns      %d requested, %d open, %d handshakes, %d failed", r.Conns, c.Open, c.Handshakes, c.HSFailed)
 	if r.HandshakesPerSec > 0 {
 		fmt.Fprintf(w, ", %.0f handshakes/s", r.HandshakesPerSec)

@@ -304,6 +304,9 @@ func caseTitle(c benchCase, st compareSettings) string {
 	if c.Deflate {
 		z = "permessage-deflate"
 	}
+	if c.Takeover {
+		z = "permessage-deflate with server context takeover offered (results.json counters.takeover: connections whose server kept it)"
+	}
 	switch c.Scenario {
 	case load.ScenarioIdle:
 		return fmt.Sprintf("Idle: %s connections, %s", fmtInt(float64(st.IdleConns)), z)

@@ -14,8 +14,14 @@
 //   - -deflate: PermessageDeflate{Enabled: true} with gws's defaults: no
 //     context takeover (option.go: with takeover "each connection takes up
 //     more memory"), level 1, 512 B threshold, 32 shared deflaters.
+//   - -deflate-takeover: ServerContextTakeover true (gws then uses a 4 KiB
+//     window, server_max_window_bits=12, and compresses every message).
 //   - -broadcast: gws.NewBroadcaster (README "Broadcast"), which compresses
-//     once and queues the frame on each connection's write queue.
+//     once and queues the frame on each connection's write queue. Its
+//     frame is compressed without the connections' windows (writer.go:
+//     "broadcast mode ... can't use a dictionary"), so with
+//     -deflate-takeover each connection is sent the message with
+//     WriteAsync instead, compressed with its own window.
 //   - Read limit: gws's default ReadMaxPayloadSize, 16 MiB.
 //
 // -loops has no meaning for gws and is ignored.
@@ -37,11 +43,11 @@ const name = "gws"
 func main() {
 	cfg := peer.ParseFlags(name)
 
-	h := &handler{broadcast: cfg.Broadcast, conns: peer.NewConns[*gws.Conn](cfg.Broadcast)}
+	h := &handler{broadcast: cfg.Broadcast, takeover: cfg.Deflate && cfg.Takeover, conns: peer.NewConns[*gws.Conn](cfg.Broadcast)}
 	srv := gws.NewServer(h, &gws.ServerOption{
 		ParallelEnabled:   false,
 		CheckUtf8Enabled:  true,
-		PermessageDeflate: gws.PermessageDeflate{Enabled: cfg.Deflate},
+		PermessageDeflate: gws.PermessageDeflate{Enabled: cfg.Deflate, ServerContextTakeover: h.takeover},
 	})
 	// The default OnError logs every failed handshake (which gws has
 	// already answered with 400) and every accept error. RunListener retries
@@ -60,7 +66,7 @@ func main() {
 		peer.Fatalf(name, "listen %s: %v", cfg.Addr, err)
 	}
 	peer.ServeAdmin(name, cfg.Admin, h.conns.Load)
-	peer.Logf(name, "listening on %s (broadcast=%v deflate=%v)", ln.Addr(), cfg.Broadcast, cfg.Deflate)
+	peer.Logf(name, "listening on %s (broadcast=%v deflate=%v takeover=%v)", ln.Addr(), cfg.Broadcast, cfg.Deflate, h.takeover)
 
 	failed := make(chan error, 1)
 	go func() { failed <- srv.RunListener(ln) }()
@@ -71,6 +77,7 @@ type handler struct {
 	gws.BuiltinEventHandler
 	conns     *peer.Conns[*gws.Conn]
 	broadcast bool
+	takeover  bool
 }
 
 func (h *handler) OnOpen(c *gws.Conn) {
@@ -101,9 +108,15 @@ func (h *handler) OnMessage(c *gws.Conn, m *gws.Message) {
 
 // fanOut sends p to every open connection through one Broadcaster.
 func (h *handler) fanOut(p []byte) {
-	// The Broadcaster reads its payload from the write queues after
-	// OnMessage has returned and m.Close recycled m's buffer: copy it.
-	b := gws.NewBroadcaster(gws.OpcodeText, bytes.Clone(p))
+	// The Broadcaster and WriteAsync read the payload from the write
+	// queues after OnMessage has returned and m.Close recycled m's
+	// buffer: copy it.
+	p = bytes.Clone(p)
+	if h.takeover {
+		h.conns.Each(func(c *gws.Conn) { c.WriteAsync(gws.OpcodeText, p, nil) })
+		return
+	}
+	b := gws.NewBroadcaster(gws.OpcodeText, p)
 	h.conns.Each(func(c *gws.Conn) { _ = b.Broadcast(c) })
 	_ = b.Close()
 }

@@ -16,7 +16,8 @@
 //     (the default is 120 s, which would drop idle connections; the
 //     benchmark server clears the deadline after Upgrade).
 //   - -deflate: Upgrader.EnableCompression(true) with SetCompressionLevel(1),
-//     nbio's default level; nbio answers no context takeover.
+//     nbio's default level; nbio answers no context takeover, also to
+//     -deflate-takeover (it has no server context takeover).
 //   - -broadcast: WriteMessage to every registered connection; nbio's
 //     writes never block (they queue on the connection).
 //   - Read limit: nbio's default MessageLengthLimit, 4 MiB.
@@ -73,6 +74,9 @@ func main() {
 	peer.ServeAdmin(name, cfg.Admin, s.conns.Load)
 	// Start resolves the address in place (a port of 0 becomes the real one).
 	peer.Logf(name, "listening on %s (pollers=%d broadcast=%v deflate=%v)", engine.Addrs[0], loops, cfg.Broadcast, cfg.Deflate)
+	if cfg.Takeover {
+		peer.Logf(name, "-deflate-takeover: nbio has no server context takeover; it answers server_no_context_takeover")
+	}
 
 	peer.WaitSignal(name, nil)
 }

@@ -10,6 +10,8 @@
 //	-broadcast         a text message "BCAST <rest>" sends <rest> as a text
 //	                   message to every open connection, the sender included
 //	-deflate           permessage-deflate on, where the library supports it
+//	-deflate-takeover  with -deflate: server context takeover, where the
+//	                   library supports it (else the answer declines it)
 //	-loops N           event loops or pollers, where meaningful (0: GOMAXPROCS)
 //
 // Every other message is echoed with its opcode. The process logs its
@@ -38,6 +40,7 @@ type Config struct {
 	Admin     string // admin listen address; empty: no admin server
 	Broadcast bool   // "BCAST <rest>" fans <rest> out instead of echoing
 	Deflate   bool   // negotiate permessage-deflate
+	Takeover  bool   // with Deflate: keep the server's compression context
 	Loops     int    // event loops/pollers; 0: the peer's default (GOMAXPROCS)
 }
 
@@ -48,6 +51,7 @@ func ParseFlags(name string) Config {
 	flag.StringVar(&c.Admin, "admin", "127.0.0.1:6060", "admin address for /stats and /debug/pprof/ (empty: off)")
 	flag.BoolVar(&c.Broadcast, "broadcast", false, `a text message "BCAST <rest>" sends <rest> to every connection instead of echoing`)
 	flag.BoolVar(&c.Deflate, "deflate", false, "negotiate permessage-deflate (no context takeover)")
+	flag.BoolVar(&c.Takeover, "deflate-takeover", false, "with -deflate: server context takeover, where the library supports it")
 	flag.IntVar(&c.Loops, "loops", 0, "event loops or pollers (0: GOMAXPROCS)")
 	flag.Parse()
 	if c.Loops < 0 {
