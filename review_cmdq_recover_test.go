@@ -83,7 +83,9 @@ func TestReviewCmdqRecoverBusyChannel(t *testing.T) {
 			failed++
 			last = r
 		}
-		if r.Subscribe != nil { t.Logf("recovered=%v pubs=%d offset=%d top=%d", r.Subscribe.Recovered, len(r.Subscribe.Publications), r.Subscribe.Offset, top.Load()) }
+		if r.Subscribe != nil {
+			t.Logf("recovered=%v pubs=%d offset=%d top=%d", r.Subscribe.Recovered, len(r.Subscribe.Publications), r.Subscribe.Offset, top.Load())
+		}
 		g.c.Close()
 	}
 	if failed > 0 {
