@@ -35,6 +35,17 @@ func reviewQueuedAfterDisconnect(t *testing.T, disc func(n *gwNode, g *gwClient)
 	g.send(&protocol.Command{Publish: &protocol.PublishRequest{Channel: "slow:p", Data: []byte(`{"n":1}`)}})
 	waitUntil(t, "the publish waiting", func() bool { return b.nwaiting() == 1 })
 	g.send(&protocol.Command{Publish: &protocol.PublishRequest{Channel: "chat:after", Data: []byte(`{"sent":"before the disconnect"}`)}})
+	waitUntil(t, "the second publish queued", func() bool {
+		queued := 0
+		n.eachClient(func(c *session) {
+			c.mu.Lock()
+			if c.x != nil {
+				queued += len(c.x.cmds)
+			}
+			c.mu.Unlock()
+		})
+		return queued == 2
+	})
 	disc(n, g)
 	b.release()
 	waitUntil(t, "workers done", func() bool {
