@@ -549,7 +549,7 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
 		c.mu.Lock()
 		valid := func() error {
-			if c.state.Load() != stateConnected || c.subscribed(r.Channel) >= 0 || c.nsubs() >= n.cfg.Client.ChannelLimit {
+			if c.state.Load() != stateConnected || c.closing || c.subscribed(r.Channel) >= 0 || c.nsubs() >= n.cfg.Client.ChannelLimit {
 				return errSkip
 			}
 			return nil

@@ -48,6 +48,9 @@ type session struct {
 	rateAt uint32        // node clock (s) of the rate window
 	rateN  uint16        // commands in the rate window
 	proto  uint8
+	// closing: the server disconnected the client (disconnect); it
+	// runs no more commands, and one waiting on the broker ends there.
+	closing bool
 	user   string
 	sub0   sub         // the first subscription (ch nil: none)
 	x      *sessionExt // nil unless the client has connection info or a second subscription
@@ -222,8 +225,15 @@ func (c *session) writeRaw(b []byte) {
 
 func (c *session) write(r *protocol.Reply) { c.writeRaw(encodeReply(c.proto, r)) }
 
-// disconnect closes the connection with d. c.mu held.
+// disconnect closes the connection with d: from then on c runs no
+// command; its queued commands are dropped unanswered, and one waiting
+// on the broker ends there (unlocked). c.mu held.
 func (c *session) disconnect(d disconnect) {
+	c.closing = true
+	if c.x != nil {
+		c.x.cmds, c.x.counted = nil, false
+		c.trimExt()
+	}
 	_ = c.conn.Close(codec.StatusCode(d.Code), d.Reason)
 }
 
@@ -235,7 +245,7 @@ func (c *session) disconnect(d disconnect) {
 // already. c.mu held.
 func (n *Node) handle(c *session, cmd *protocol.Command, wait, counted bool) (err error) {
 	state := c.state.Load()
-	if state == stateClosed {
+	if state == stateClosed || c.closing {
 		return nil
 	}
 	if cmd.Connect == nil && state != stateConnected {
@@ -558,8 +568,8 @@ func (n *Node) unsubscribe(c *session, name string, how int) bool {
 }
 
 // unlocked calls f with c.mu released, on a worker (wait); on the event
-// loop it is errWait. It is errClientClosed if c closed meanwhile. c.mu
-// held.
+// loop it is errWait. It is errClientClosed if c closed, or the server
+// disconnected it, meanwhile. c.mu held.
 func (c *session) unlocked(wait bool, f func() error) error {
 	if !wait {
 		return errWait
@@ -567,7 +577,7 @@ func (c *session) unlocked(wait bool, f func() error) error {
 	c.mu.Unlock()
 	err := f()
 	c.mu.Lock()
-	if c.state.Load() == stateClosed {
+	if c.state.Load() == stateClosed || c.closing {
 		return errClientClosed
 	}
 	return err

@@ -45,10 +45,14 @@ import (
 // node has no worker. A worker runs a command under c.mu but releases it
 // around each broker call, so c's event loop (OnMessage, OnClose) never
 // waits for the broker either; no channel or shard lock is held across a
-// broker call (subscribe). A client that closes meanwhile (OnClose drops
-// its queue) is dropped from the run list when a worker reaches it, and a
-// command waiting on the broker for it ends there, undoing what it had
-// acquired. Shutdown waits for the workers (until its context ends).
+// broker call (subscribe). A client that the server disconnects
+// (session.disconnect: the API, Drain, Shutdown, token expiry, no pong, a
+// protocol error) or that closes (OnClose) has its queue dropped at that
+// moment: none of its queued commands runs after, it is dropped from the
+// run list when a worker reaches it, and a command waiting on the broker
+// for it ends there, undoing what it had acquired (a broker call already
+// made, such as a publish, is not undone, but its reply is not sent).
+// Shutdown waits for the workers (until its context ends).
 
 // maxWorkers caps the goroutines running queued commands. Each waits
 // mostly on the broker (a JetStream round trip, 50–100 µs on loopback):
@@ -78,8 +82,6 @@ func (c *session) queued() bool { return c.x != nil && len(c.x.cmds) > 0 }
 func (n *Node) run(c *session, cmd *protocol.Command) bool {
 	if c.queued() {
 		if len(c.x.cmds) >= maxQueued(&n.cfg) {
-			c.x.cmds = nil
-			c.trimExt()
 			c.disconnect(disconnectTooMany)
 			return false
 		}
@@ -160,18 +162,16 @@ func (n *Node) runOne(c *session) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.queued() {
-		return false // closed: OnClose dropped the queue
+		return false // closed or disconnected: the queue was dropped
 	}
 	cmd, counted := c.x.cmds[0], c.x.counted
 	c.x.counted = false
 	err := n.handle(c, cmd, true, counted)
 	if !c.queued() {
-		return false // closed meanwhile
+		return false // closed or disconnected meanwhile
 	}
 	if d, ok := err.(disconnect); ok {
-		c.disconnect(d)
-		c.x.cmds = nil // the connection is closing: nothing more runs
-		c.trimExt()
+		c.disconnect(d) // drops the queue: nothing more runs
 		return false
 	}
 	c.x.cmds[0] = nil

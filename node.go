@@ -212,7 +212,15 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			<-n.done
 		}
 	})
-	n.eachClient(func(c *session) { c.disconnect(disconnectShutdown) })
+	var clients []*session
+	n.eachClient(func(c *session) { clients = append(clients, c) })
+	for _, c := range clients {
+		c.mu.Lock()
+		if c.state.Load() != stateClosed {
+			c.disconnect(disconnectShutdown)
+		}
+		c.mu.Unlock()
+	}
 	err := n.srv.Shutdown(ctx)
 	// Commands queued for the broker end with their clients: what runs
 	// still is a broker call already made.
@@ -247,9 +255,11 @@ const drainTick = 10 * time.Millisecond
 // what was queued for it before its close frame (Conn.Close queues the
 // frame behind it). Drain ends with Shutdown, which waits for the closing
 // handshakes until ctx ends. If ctx ends during the spread, the clients
-// left are disconnected at once. A client's commands still waiting for the
-// broker when it is disconnected are dropped unanswered (a command whose
-// broker call is under way ends with it); Shutdown waits for those calls.
+// left are disconnected at once. A client's commands still queued for the
+// broker when it is disconnected are dropped unanswered and never run; a
+// command whose broker call is under way ends with that call, unanswered
+// (the call itself, such as a publish, may still take effect). Shutdown
+// waits for those calls.
 func (n *Node) Drain(ctx context.Context, period time.Duration) error {
 	n.draining.Store(true)
 	n.srv.StopAccepting()
@@ -364,7 +374,7 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 	c.seen.Store(n.clock())
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state.Load() == stateClosed {
+	if c.state.Load() == stateClosed || c.closing {
 		return
 	}
 	if (c.proto == protoJSON) != (op == codec.OpText) {
