@@ -51,9 +51,9 @@ type session struct {
 	// closing: the server disconnected the client (disconnect); it
 	// runs no more commands, and one waiting on the broker ends there.
 	closing bool
-	user   string
-	sub0   sub         // the first subscription (ch nil: none)
-	x      *sessionExt // nil unless the client has connection info or a second subscription
+	user    string
+	sub0    sub         // the first subscription (ch nil: none)
+	x       *sessionExt // nil unless the client has connection info or a second subscription
 }
 
 // sessionExt is what only some sessions need.
