@@ -29,7 +29,10 @@ import (
 // behind, even one the loop could answer. (An unsubscribe queued so
 // leaves the engine topic at once, on the loop, and the rest in order: a
 // publication on its way to the loop does not reach the client after it
-// sent the unsubscribe.) The queue is the client's
+// sent the unsubscribe.) A message that breaks the protocol disconnects
+// the client (3501) behind its queued commands, once they are answered
+// (badRequest), as Centrifugo runs a client's commands in order and
+// stops at the bad one. The queue is the client's
 // sessionExt.cmds, allocated when its first command is queued and freed
 // when its last is done: an idle client holds nothing for it. It holds
 // at most maxQueued(cfg) commands; a client that sends more is
@@ -120,6 +123,23 @@ func (n *Node) run(c *session, cmd *protocol.Command) bool {
 	return true
 }
 
+// badRequestCmd, queued, disconnects its client with 3501 "bad
+// request" when a worker reaches it.
+var badRequestCmd = new(protocol.Command)
+
+// badRequest disconnects c with 3501 "bad request" for a message that
+// breaks the protocol, after c's queued commands, as Centrifugo, which
+// runs a client's commands in order and stops at the bad one: the
+// replies of the commands before it go first. A client whose
+// disconnect is so queued runs no later command (OnMessage). c.mu held.
+func (n *Node) badRequest(c *session) {
+	if !c.queued() {
+		c.disconnect(disconnectBadRequest)
+		return
+	}
+	c.x.cmds = append(c.x.cmds, badRequestCmd)
+}
+
 // schedule gives c to a worker, or to the run list when all are busy.
 func (n *Node) schedule(c *session) {
 	n.work.mu.Lock()
@@ -165,6 +185,10 @@ func (n *Node) runOne(c *session) bool {
 		return false // closed or disconnected: the queue was dropped
 	}
 	cmd, counted := c.x.cmds[0], c.x.counted
+	if cmd == badRequestCmd {
+		c.disconnect(disconnectBadRequest) // drops the queue
+		return false
+	}
 	c.x.counted = false
 	err := n.handle(c, cmd, true, counted)
 	if !c.queued() {

@@ -377,8 +377,11 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 	if c.state.Load() == stateClosed || c.closing {
 		return
 	}
+	if c.queued() && c.x.cmds[len(c.x.cmds)-1] == badRequestCmd {
+		return // a protocol error waits behind the queued commands
+	}
 	if (c.proto == protoJSON) != (op == codec.OpText) {
-		c.disconnect(disconnectBadRequest)
+		n.badRequest(c)
 		return
 	}
 	// The whole message is decoded first: a batch over MaxBatchSize is
@@ -386,7 +389,7 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 	// all run, as in Centrifugo.
 	cmds, last, err := n.decode(c.proto, p)
 	if len(cmds) > n.cfg.Client.MaxBatchSize {
-		c.disconnect(disconnectBadRequest)
+		n.badRequest(c)
 		return
 	}
 	owned := c.proto == protoProtobuf // Protobuf decoding copies
@@ -412,7 +415,7 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 		}
 	}
 	if !isEOF(err) || !last {
-		c.disconnect(disconnectBadRequest)
+		n.badRequest(c)
 	}
 }
 
