@@ -63,7 +63,9 @@ type sessionExt struct {
 	// cmds are the commands waiting for a worker, oldest first; the
 	// first is running (see cmdqueue.go). counted: the first was counted
 	// against the command rate limit already, on the event loop.
+	// size is the bytes of cmds after the first (maxQueuedBytes).
 	cmds    []*protocol.Command
+	size    int
 	counted bool
 }
 
@@ -231,7 +233,7 @@ func (c *session) write(r *protocol.Reply) { c.writeRaw(encodeReply(c.proto, r))
 func (c *session) disconnect(d disconnect) {
 	c.closing = true
 	if c.x != nil {
-		c.x.cmds, c.x.counted = nil, false
+		c.x.cmds, c.x.size, c.x.counted = nil, 0, false
 		c.trimExt()
 	}
 	_ = c.conn.Close(codec.StatusCode(d.Code), d.Reason)

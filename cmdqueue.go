@@ -35,7 +35,8 @@ import (
 // stops at the bad one. The queue is the client's
 // sessionExt.cmds, allocated when its first command is queued and freed
 // when its last is done: an idle client holds nothing for it. It holds
-// at most maxQueued(cfg) commands; a client that sends more is
+// at most maxQueued(cfg) commands, of maxQueuedBytes(cfg) in all behind
+// the running one; a client that sends more is
 // disconnected with 3013 "too many requests" (Centrifugo's code for a
 // client sending too many commands; it reconnects): an error reply would
 // overtake the replies of the commands before it.
@@ -69,6 +70,16 @@ const maxWorkers = 64
 // channel limit), and a batch behind it.
 func maxQueued(cfg *Config) int { return cfg.Client.ChannelLimit + cfg.Client.MaxBatchSize }
 
+// maxQueuedBytes bounds the commands a client has queued behind the
+// running one, by their encoded size: 1 MiB, or 4 commands of
+// max_command_size when that is larger. A full resubscription after a
+// reconnect (channel_limit subscribes of a few hundred bytes each, with
+// their tokens: 128 KiB or less by default) fits many times over, as do
+// 16 publishes of the default 64 KiB; a thousand clients flooding a
+// broker that does not answer make the node hold about 1 GiB, not the
+// 14 GiB that maxQueued commands of max_command_size each would be.
+func maxQueuedBytes(cfg *Config) int { return max(1<<20, 4*cfg.Client.MaxCommandSize) }
+
 // workers is the node's pool of command runners.
 type workers struct {
 	mu   sync.Mutex
@@ -84,10 +95,12 @@ func (c *session) queued() bool { return c.x != nil && len(c.x.cmds) > 0 }
 // c.mu held.
 func (n *Node) run(c *session, cmd *protocol.Command) bool {
 	if c.queued() {
-		if len(c.x.cmds) >= maxQueued(&n.cfg) {
+		size := cmd.SizeCF()
+		if len(c.x.cmds) >= maxQueued(&n.cfg) || c.x.size+size > maxQueuedBytes(&n.cfg) {
 			c.disconnect(disconnectTooMany)
 			return false
 		}
+		c.x.size += size
 		if u := cmd.Unsubscribe; u != nil && c.subscribed(u.Channel) >= 0 {
 			// The client leaves the engine topic now, on its loop, as an
 			// unsubscribe run there does: no publication, even one on its
@@ -200,8 +213,10 @@ func (n *Node) runOne(c *session) bool {
 	}
 	c.x.cmds[0] = nil
 	c.x.cmds = c.x.cmds[1:]
-	if len(c.x.cmds) == 0 {
-		c.x.cmds = nil
+	if len(c.x.cmds) > 0 {
+		c.x.size -= c.x.cmds[0].SizeCF() // it is running now
+	} else {
+		c.x.cmds, c.x.size = nil, 0
 		c.trimExt()
 		return false
 	}

@@ -43,16 +43,19 @@ func TestReviewCmdqQueueBytes(t *testing.T) {
 			g.send(&protocol.Command{Publish: &protocol.PublishRequest{Channel: fmt.Sprint("slow:m", i%4), Data: data}})
 		}
 	}
-	waitUntil(t, "every command queued", func() bool {
-		total := 0
+	// Each client has every command queued, or was disconnected for
+	// queuing too much (then its queue is gone).
+	waitUntil(t, "every command queued or its client disconnected", func() bool {
+		present, done := 0, 0
 		n.eachClient(func(c *session) {
+			present++
 			c.mu.Lock()
-			if c.x != nil {
-				total += len(c.x.cmds)
+			if c.closing || (c.x != nil && len(c.x.cmds) == max) {
+				done++
 			}
 			c.mu.Unlock()
 		})
-		return total == clients*max
+		return done+clients-present == clients
 	})
 	runtime.GC()
 	var after runtime.MemStats
@@ -61,5 +64,10 @@ func TestReviewCmdqQueueBytes(t *testing.T) {
 	t.Logf("%d commands of %d KiB queued per client; heap +%.1f MiB per client", max, len(data)>>10, float64(per)/(1<<20))
 	if per > 4<<20 {
 		t.Fatalf("one client flooding a stalled broker makes the node hold %.1f MiB (bound in commands, not bytes)", float64(per)/(1<<20))
+	}
+	// The bound is enforced as the command bound is: 3013, the client
+	// reconnects.
+	for _, g := range gs {
+		g.expectClose(uint16(disconnectTooMany.Code))
 	}
 }
