@@ -76,6 +76,9 @@ type sub struct {
 	ch     *channel
 	exp    uint32 // subscription token expiry, Unix s (0: none)
 	server bool   // server-side: made by the connection token or the API
+	// keep: made by the API while an unsubscribe of the channel was
+	// queued (apiSubscribe); that unsubscribe, run after, leaves it.
+	keep bool
 }
 
 // nsubs returns the number of c's subscriptions. c.mu held.
@@ -550,6 +553,12 @@ func (n *Node) clientUnsubscribe(c *session, id uint32, req *protocol.Unsubscrib
 	how := leaveOnLoop // on c's event loop (OnMessage)
 	if wait {
 		how = leaveQueued // on a worker, behind a queued command
+		if i := c.subscribed(req.Channel); i >= 0 && c.subAt(i).keep {
+			// /api/subscribe, called after this unsubscribe was
+			// queued, did its work and made the subscription anew.
+			c.subAt(i).keep = false
+			return &protocol.Reply{Id: id, Unsubscribe: &protocol.UnsubscribeResult{}}, nil
+		}
 	}
 	n.unsubscribe(c, req.Channel, how)
 	return &protocol.Reply{Id: id, Unsubscribe: &protocol.UnsubscribeResult{}}, nil

@@ -29,7 +29,9 @@ import (
 // behind, even one the loop could answer. (An unsubscribe queued so
 // leaves the engine topic at once, on the loop, and the rest in order: a
 // publication on its way to the loop does not reach the client after it
-// sent the unsubscribe.) A message that breaks the protocol disconnects
+// sent the unsubscribe. An /api/subscribe to that channel meanwhile,
+// which comes after it, does the rest of it at once and subscribes the
+// client anew: the queued unsubscribe then only answers.) A message that breaks the protocol disconnects
 // the client (3501) behind its queued commands, once they are answered
 // (badRequest), as Centrifugo runs a client's commands in order and
 // stops at the bad one. The queue is the client's
@@ -151,6 +153,20 @@ func (n *Node) badRequest(c *session) {
 		return
 	}
 	c.x.cmds = append(c.x.cmds, badRequestCmd)
+}
+
+// unsubscribeQueued reports whether c has an unsubscribe from channel
+// name queued. c.mu held.
+func (c *session) unsubscribeQueued(name string) bool {
+	if c.x == nil {
+		return false
+	}
+	for _, cmd := range c.x.cmds {
+		if u := cmd.Unsubscribe; u != nil && u.Channel == name {
+			return true
+		}
+	}
+	return false
 }
 
 // schedule gives c to a worker, or to the run list when all are busy.
