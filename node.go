@@ -8,6 +8,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -115,6 +116,12 @@ type channel struct {
 	// told that their position is lost (see lose): nothing is fanned out
 	// to them and nobody joins until they all are.
 	lost bool
+	// catching counts the recovering subscribes reading history; while
+	// it is not 0, recent holds the publications delivered (at most
+	// RecoveryMaxPublicationLimit, the newest), so that they need not
+	// read again what arrived during their read (subscribe).
+	catching int
+	recent   []*Publication
 }
 
 // NewNode checks the configuration and returns a node that is not yet
@@ -687,10 +694,14 @@ func (n *Node) HandlePublication(name string, pub *Publication, sp StreamPositio
 		// drop some): they are delivered from history first. When history
 		// no longer holds them, or the stream's epoch changed, the
 		// subscribers' position is lost and they are told so.
+		if ch.init && !same {
+			ch.recent = nil // of the old epoch
+		}
 		if (ch.init && !same) || (pub.Offset > ch.top+1 && !n.fill(ch, pub.Offset-1)) {
 			n.lose(ch)
 		}
 		ch.init, ch.top, ch.epoch = true, pub.Offset, sp.Epoch
+		n.record(ch, pub)
 	}
 	if !ch.lost {
 		n.fanOut(ch, pub)
@@ -808,11 +819,24 @@ func (n *Node) fill(ch *channel, to uint64) bool {
 			break
 		}
 		ch.top = p.Offset
+		n.record(ch, p)
 		if !ch.lost {
 			n.fanOut(ch, p)
 		}
 	}
 	return ch.top == to
+}
+
+// record keeps pub, just delivered, in ch.recent while recovering
+// subscribes read history. ch.mu held.
+func (n *Node) record(ch *channel, pub *Publication) {
+	if ch.catching == 0 {
+		return
+	}
+	if len(ch.recent) >= n.cfg.Client.RecoveryMaxPublicationLimit {
+		ch.recent = slices.Delete(ch.recent, 0, 1)
+	}
+	ch.recent = append(ch.recent, pub)
 }
 
 // fanOut encodes pub once per format with subscribers, prepares it once
