@@ -95,8 +95,8 @@ type channelShard struct {
 // channel is a channel with local subscribers. Its mutex orders
 // subscribes (position check, engine subscription, reply) against
 // publications (offset check, engine publish), which gives recovery
-// without gaps or duplicates. No broker call is made under it but a gap
-// fill (HandlePublication), and no broker call under its shard's mutex.
+// without gaps or duplicates. No broker call is made under it (a gap
+// fill releases it while it reads), nor under its shard's mutex.
 type channel struct {
 	name string
 	refs int // guarded by the shard's mutex
@@ -694,10 +694,18 @@ func (n *Node) HandlePublication(name string, pub *Publication, sp StreamPositio
 		// drop some): they are delivered from history first. When history
 		// no longer holds them, or the stream's epoch changed, the
 		// subscribers' position is lost and they are told so.
+		if same && pub.Offset > ch.top+1 {
+			// ch.mu is released while history is read: another
+			// publication may have been handled meanwhile.
+			n.fill(ch, pub.Offset-1)
+			if same = ch.init && sp.Epoch == ch.epoch; same && pub.Offset <= ch.top {
+				return
+			}
+		}
 		if ch.init && !same {
 			ch.recent = nil // of the old epoch
 		}
-		if (ch.init && !same) || (pub.Offset > ch.top+1 && !n.fill(ch, pub.Offset-1)) {
+		if (ch.init && !same) || pub.Offset > ch.top+1 {
 			n.lose(ch)
 		}
 		ch.init, ch.top, ch.epoch = true, pub.Offset, sp.Epoch
@@ -806,15 +814,28 @@ func (n *Node) tellLost() {
 var errPositionLost = errors.New("wsgate: channel subscribers being resubscribed")
 
 // fill delivers the publications after ch.top up to offset to from
-// history, and reports whether it delivered them all. ch.mu held.
-func (n *Node) fill(ch *channel, to uint64) bool {
+// history. ch.mu is released during the read (an event loop that
+// subscribes a client to ch takes it, and must not wait for the broker):
+// what is read is delivered in order from ch.top as it is then, skipping
+// what was delivered meanwhile, and nothing if the epoch changed. ch.mu
+// held.
+func (n *Node) fill(ch *channel, to uint64) {
+	from, epoch := ch.top, ch.epoch
+	ch.mu.Unlock()
 	pubs, _, err := n.broker.History(ch.name, HistoryOptions{
-		Since: &StreamPosition{Offset: ch.top, Epoch: ch.epoch}, Limit: int(to - ch.top), TTL: time.Duration(ch.opts.HistoryTTL)})
+		Since: &StreamPosition{Offset: from, Epoch: epoch}, Limit: int(to - from), TTL: time.Duration(ch.opts.HistoryTTL)})
+	ch.mu.Lock()
 	if err != nil {
-		n.log.Warn("publications lost before delivery", "channel", ch.name, "after", ch.top, "to", to, "err", err)
-		return false
+		n.log.Warn("publications lost before delivery", "channel", ch.name, "after", from, "to", to, "err", err)
+		return
+	}
+	if ch.epoch != epoch {
+		return
 	}
 	for _, p := range pubs {
+		if p.Offset <= ch.top {
+			continue
+		}
 		if p.Offset != ch.top+1 || p.Offset > to {
 			break
 		}
@@ -824,7 +845,6 @@ func (n *Node) fill(ch *channel, to uint64) bool {
 			n.fanOut(ch, p)
 		}
 	}
-	return ch.top == to
 }
 
 // record keeps pub, just delivered, in ch.recent while recovering
