@@ -1,7 +1,6 @@
 package wsgate
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -399,9 +398,11 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 		n.badRequest(c)
 		return
 	}
-	owned := c.proto == protoProtobuf // Protobuf decoding copies
-	for i := 0; i < len(cmds); i++ {
-		if s := cmds[i].Subscribe; s != nil {
+	// Queued commands outlive p, which is valid only until OnMessage
+	// returns: both decoders copy every string and byte slice out of it
+	// (TestDecodeCopies).
+	for _, cmd := range cmds {
+		if s := cmd.Subscribe; s != nil {
 			if o := n.cfg.options(s.Channel); o != nil && o.ConflationTag != "" {
 				// Event-loop only, so here, also for a subscribe that
 				// is queued: the connection's slow policy becomes
@@ -409,16 +410,8 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 				c.conn.SetSlowPolicy(loop.SlowConflate)
 			}
 		}
-		if !n.run(c, cmds[i]) {
+		if !n.run(c, cmd) {
 			return
-		}
-		if !owned && c.queued() {
-			// cmds[i], just queued, and those after it outlive p: the
-			// JSON decoder leaves their strings pointing into it. They
-			// are decoded again from a copy.
-			cmds, _, _ = n.decode(c.proto, bytes.Clone(p))
-			c.x.cmds[len(c.x.cmds)-1] = cmds[i]
-			owned = true
 		}
 	}
 	if !isEOF(err) || !last {
