@@ -61,7 +61,7 @@ func TestReviewCmdqQueueBytes(t *testing.T) {
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / clients
-	t.Logf("%d commands of %d KiB queued per client; heap +%.1f MiB per client", max, len(data)>>10, float64(per)/(1<<20))
+	t.Logf("%d commands of %d KiB sent per client; heap +%.1f MiB per client", max, len(data)>>10, float64(per)/(1<<20))
 	if per > 4<<20 {
 		t.Fatalf("one client flooding a stalled broker makes the node hold %.1f MiB (bound in commands, not bytes)", float64(per)/(1<<20))
 	}
