@@ -549,10 +549,17 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
 		c.mu.Lock()
 		valid := func() error {
-			if c.state.Load() != stateConnected || c.subscribed(r.Channel) >= 0 || c.nsubs() >= n.cfg.Client.ChannelLimit {
+			if c.state.Load() != stateConnected || c.closing || c.subscribed(r.Channel) >= 0 || c.nsubs() >= n.cfg.Client.ChannelLimit {
 				return errSkip
 			}
 			return nil
+		}
+		if i := c.subscribed(r.Channel); i >= 0 && !c.subAt(i).keep && c.unsubscribeQueued(r.Channel) {
+			// The client's unsubscribe from the channel came first but
+			// waits in its queue: it is done now (its reply stays
+			// queued), so that this call subscribes the client anew
+			// and the queued unsubscribe leaves that subscription.
+			n.unsubscribe(c, r.Channel, leaveQueued)
 		}
 		if valid() == nil {
 			// The push subscribe, then the recovered publications as
@@ -573,6 +580,9 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 			if err != nil && err != errSkip && err != errClientClosed {
 				c.mu.Unlock()
 				return nil, n.apiErr(err)
+			}
+			if err == nil && c.unsubscribeQueued(r.Channel) {
+				c.subAt(c.subscribed(r.Channel)).keep = true
 			}
 		}
 		c.mu.Unlock()

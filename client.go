@@ -48,9 +48,12 @@ type session struct {
 	rateAt uint32        // node clock (s) of the rate window
 	rateN  uint16        // commands in the rate window
 	proto  uint8
-	user   string
-	sub0   sub         // the first subscription (ch nil: none)
-	x      *sessionExt // nil unless the client has connection info or a second subscription
+	// closing: the server disconnected the client (disconnect); it
+	// runs no more commands, and one waiting on the broker ends there.
+	closing bool
+	user    string
+	sub0    sub         // the first subscription (ch nil: none)
+	x       *sessionExt // nil unless the client has connection info or a second subscription
 }
 
 // sessionExt is what only some sessions need.
@@ -60,7 +63,9 @@ type sessionExt struct {
 	// cmds are the commands waiting for a worker, oldest first; the
 	// first is running (see cmdqueue.go). counted: the first was counted
 	// against the command rate limit already, on the event loop.
+	// size is the bytes of cmds after the first (maxQueuedBytes).
 	cmds    []*protocol.Command
+	size    int
 	counted bool
 }
 
@@ -71,6 +76,9 @@ type sub struct {
 	ch     *channel
 	exp    uint32 // subscription token expiry, Unix s (0: none)
 	server bool   // server-side: made by the connection token or the API
+	// keep: made by the API while an unsubscribe of the channel was
+	// queued (apiSubscribe); that unsubscribe, run after, leaves it.
+	keep bool
 }
 
 // nsubs returns the number of c's subscriptions. c.mu held.
@@ -222,8 +230,15 @@ func (c *session) writeRaw(b []byte) {
 
 func (c *session) write(r *protocol.Reply) { c.writeRaw(encodeReply(c.proto, r)) }
 
-// disconnect closes the connection with d. c.mu held.
+// disconnect closes the connection with d: from then on c runs no
+// command; its queued commands are dropped unanswered, and one waiting
+// on the broker ends there (unlocked). c.mu held.
 func (c *session) disconnect(d disconnect) {
+	c.closing = true
+	if c.x != nil {
+		c.x.cmds, c.x.size, c.x.counted = nil, 0, false
+		c.trimExt()
+	}
 	_ = c.conn.Close(codec.StatusCode(d.Code), d.Reason)
 }
 
@@ -235,7 +250,7 @@ func (c *session) disconnect(d disconnect) {
 // already. c.mu held.
 func (n *Node) handle(c *session, cmd *protocol.Command, wait, counted bool) (err error) {
 	state := c.state.Load()
-	if state == stateClosed {
+	if state == stateClosed || c.closing {
 		return nil
 	}
 	if cmd.Connect == nil && state != stateConnected {
@@ -538,6 +553,12 @@ func (n *Node) clientUnsubscribe(c *session, id uint32, req *protocol.Unsubscrib
 	how := leaveOnLoop // on c's event loop (OnMessage)
 	if wait {
 		how = leaveQueued // on a worker, behind a queued command
+		if i := c.subscribed(req.Channel); i >= 0 && c.subAt(i).keep {
+			// /api/subscribe, called after this unsubscribe was
+			// queued, did its work and made the subscription anew.
+			c.subAt(i).keep = false
+			return &protocol.Reply{Id: id, Unsubscribe: &protocol.UnsubscribeResult{}}, nil
+		}
 	}
 	n.unsubscribe(c, req.Channel, how)
 	return &protocol.Reply{Id: id, Unsubscribe: &protocol.UnsubscribeResult{}}, nil
@@ -558,8 +579,8 @@ func (n *Node) unsubscribe(c *session, name string, how int) bool {
 }
 
 // unlocked calls f with c.mu released, on a worker (wait); on the event
-// loop it is errWait. It is errClientClosed if c closed meanwhile. c.mu
-// held.
+// loop it is errWait. It is errClientClosed if c closed, or the server
+// disconnected it, meanwhile. c.mu held.
 func (c *session) unlocked(wait bool, f func() error) error {
 	if !wait {
 		return errWait
@@ -567,7 +588,7 @@ func (c *session) unlocked(wait bool, f func() error) error {
 	c.mu.Unlock()
 	err := f()
 	c.mu.Lock()
-	if c.state.Load() == stateClosed {
+	if c.state.Load() == stateClosed || c.closing {
 		return errClientClosed
 	}
 	return err

@@ -29,10 +29,16 @@ import (
 // behind, even one the loop could answer. (An unsubscribe queued so
 // leaves the engine topic at once, on the loop, and the rest in order: a
 // publication on its way to the loop does not reach the client after it
-// sent the unsubscribe.) The queue is the client's
+// sent the unsubscribe. An /api/subscribe to that channel meanwhile,
+// which comes after it, does the rest of it at once and subscribes the
+// client anew: the queued unsubscribe then only answers.) A message that breaks the protocol disconnects
+// the client (3501) behind its queued commands, once they are answered
+// (badRequest), as Centrifugo runs a client's commands in order and
+// stops at the bad one. The queue is the client's
 // sessionExt.cmds, allocated when its first command is queued and freed
 // when its last is done: an idle client holds nothing for it. It holds
-// at most maxQueued(cfg) commands; a client that sends more is
+// at most maxQueued(cfg) commands, of maxQueuedBytes(cfg) in all behind
+// the running one; a client that sends more is
 // disconnected with 3013 "too many requests" (Centrifugo's code for a
 // client sending too many commands; it reconnects): an error reply would
 // overtake the replies of the commands before it.
@@ -45,10 +51,14 @@ import (
 // node has no worker. A worker runs a command under c.mu but releases it
 // around each broker call, so c's event loop (OnMessage, OnClose) never
 // waits for the broker either; no channel or shard lock is held across a
-// broker call (subscribe). A client that closes meanwhile (OnClose drops
-// its queue) is dropped from the run list when a worker reaches it, and a
-// command waiting on the broker for it ends there, undoing what it had
-// acquired. Shutdown waits for the workers (until its context ends).
+// broker call (subscribe). A client that the server disconnects
+// (session.disconnect: the API, Drain, Shutdown, token expiry, no pong, a
+// protocol error) or that closes (OnClose) has its queue dropped at that
+// moment: none of its queued commands runs after, it is dropped from the
+// run list when a worker reaches it, and a command waiting on the broker
+// for it ends there, undoing what it had acquired (a broker call already
+// made, such as a publish, is not undone, but its reply is not sent).
+// Shutdown waits for the workers (until its context ends).
 
 // maxWorkers caps the goroutines running queued commands. Each waits
 // mostly on the broker (a JetStream round trip, 50–100 µs on loopback):
@@ -61,6 +71,16 @@ const maxWorkers = 64
 // resubscription after a reconnect (one subscribe per channel, up to the
 // channel limit), and a batch behind it.
 func maxQueued(cfg *Config) int { return cfg.Client.ChannelLimit + cfg.Client.MaxBatchSize }
+
+// maxQueuedBytes bounds the commands a client has queued behind the
+// running one, by their encoded size: 1 MiB, or 4 commands of
+// max_command_size when that is larger. A full resubscription after a
+// reconnect (channel_limit subscribes of a few hundred bytes each, with
+// their tokens: 128 KiB or less by default) fits many times over, as do
+// 16 publishes of the default 64 KiB; a thousand clients flooding a
+// broker that does not answer make the node hold about 1 GiB, not the
+// 14 GiB that maxQueued commands of max_command_size each would be.
+func maxQueuedBytes(cfg *Config) int { return max(1<<20, 4*cfg.Client.MaxCommandSize) }
 
 // workers is the node's pool of command runners.
 type workers struct {
@@ -77,12 +97,12 @@ func (c *session) queued() bool { return c.x != nil && len(c.x.cmds) > 0 }
 // c.mu held.
 func (n *Node) run(c *session, cmd *protocol.Command) bool {
 	if c.queued() {
-		if len(c.x.cmds) >= maxQueued(&n.cfg) {
-			c.x.cmds = nil
-			c.trimExt()
+		size := cmd.SizeCF()
+		if len(c.x.cmds) >= maxQueued(&n.cfg) || c.x.size+size > maxQueuedBytes(&n.cfg) {
 			c.disconnect(disconnectTooMany)
 			return false
 		}
+		c.x.size += size
 		if u := cmd.Unsubscribe; u != nil && c.subscribed(u.Channel) >= 0 {
 			// The client leaves the engine topic now, on its loop, as an
 			// unsubscribe run there does: no publication, even one on its
@@ -116,6 +136,37 @@ func (n *Node) run(c *session, cmd *protocol.Command) bool {
 		return false
 	}
 	return true
+}
+
+// badRequestCmd, queued, disconnects its client with 3501 "bad
+// request" when a worker reaches it.
+var badRequestCmd = new(protocol.Command)
+
+// badRequest disconnects c with 3501 "bad request" for a message that
+// breaks the protocol, after c's queued commands, as Centrifugo, which
+// runs a client's commands in order and stops at the bad one: the
+// replies of the commands before it go first. A client whose
+// disconnect is so queued runs no later command (OnMessage). c.mu held.
+func (n *Node) badRequest(c *session) {
+	if !c.queued() {
+		c.disconnect(disconnectBadRequest)
+		return
+	}
+	c.x.cmds = append(c.x.cmds, badRequestCmd)
+}
+
+// unsubscribeQueued reports whether c has an unsubscribe from channel
+// name queued. c.mu held.
+func (c *session) unsubscribeQueued(name string) bool {
+	if c.x == nil {
+		return false
+	}
+	for _, cmd := range c.x.cmds {
+		if u := cmd.Unsubscribe; u != nil && u.Channel == name {
+			return true
+		}
+	}
+	return false
 }
 
 // schedule gives c to a worker, or to the run list when all are busy.
@@ -160,24 +211,28 @@ func (n *Node) runOne(c *session) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.queued() {
-		return false // closed: OnClose dropped the queue
+		return false // closed or disconnected: the queue was dropped
 	}
 	cmd, counted := c.x.cmds[0], c.x.counted
+	if cmd == badRequestCmd {
+		c.disconnect(disconnectBadRequest) // drops the queue
+		return false
+	}
 	c.x.counted = false
 	err := n.handle(c, cmd, true, counted)
 	if !c.queued() {
-		return false // closed meanwhile
+		return false // closed or disconnected meanwhile
 	}
 	if d, ok := err.(disconnect); ok {
-		c.disconnect(d)
-		c.x.cmds = nil // the connection is closing: nothing more runs
-		c.trimExt()
+		c.disconnect(d) // drops the queue: nothing more runs
 		return false
 	}
 	c.x.cmds[0] = nil
 	c.x.cmds = c.x.cmds[1:]
-	if len(c.x.cmds) == 0 {
-		c.x.cmds = nil
+	if len(c.x.cmds) > 0 {
+		c.x.size -= c.x.cmds[0].SizeCF() // it is running now
+	} else {
+		c.x.cmds, c.x.size = nil, 0
 		c.trimExt()
 		return false
 	}

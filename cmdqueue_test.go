@@ -1,6 +1,7 @@
 package wsgate
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"runtime"
@@ -378,6 +379,41 @@ func benchClientPublish(b *testing.B, o NodeOptions) {
 	for range b.N {
 		if r := g.call(&protocol.Command{Publish: &protocol.PublishRequest{Channel: "chat:b", Data: data}}); r.Publish == nil {
 			b.Fatalf("publish: %+v", r)
+		}
+	}
+}
+
+// TestCmdqQueueBytesWithinBound: a client may queue commands up to
+// maxQueuedBytes behind the running one: all are answered, in order.
+func TestCmdqQueueBytesWithinBound(t *testing.T) {
+	b := newGatedBroker()
+	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b})
+	t.Cleanup(b.release)
+	g := dialNode(t, n.addr, false)
+	g.connect(token(t, jwt.MapClaims{"sub": "u"}))
+	b.shut()
+	g.send(&protocol.Command{Publish: &protocol.PublishRequest{Channel: "slow:p", Data: []byte(`{}`)}})
+	waitUntil(t, "the publish waiting", func() bool { return b.nwaiting() == 1 })
+	data := []byte(`"` + string(bytes.Repeat([]byte("x"), n.cfg.Client.MaxCommandSize-200)) + `"`)
+	k := maxQueuedBytes(&n.cfg)/(len(data)+64) - 1
+	for range k {
+		g.send(&protocol.Command{Publish: &protocol.PublishRequest{Channel: "slow:q", Data: data}})
+	}
+	waitUntil(t, "every command queued", func() bool {
+		queued := 0
+		n.eachClient(func(c *session) {
+			c.mu.Lock()
+			if c.x != nil {
+				queued = len(c.x.cmds)
+			}
+			c.mu.Unlock()
+		})
+		return queued == k+1
+	})
+	b.release()
+	for i := range k + 1 {
+		if r := g.reply(); r.Id != uint32(i+2) || r.Error != nil || r.Publish == nil {
+			t.Fatalf("reply %d: %+v", i, r)
 		}
 	}
 }

@@ -1,13 +1,13 @@
 package wsgate
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,8 +94,8 @@ type channelShard struct {
 // channel is a channel with local subscribers. Its mutex orders
 // subscribes (position check, engine subscription, reply) against
 // publications (offset check, engine publish), which gives recovery
-// without gaps or duplicates. No broker call is made under it but a gap
-// fill (HandlePublication), and no broker call under its shard's mutex.
+// without gaps or duplicates. No broker call is made under it (a gap
+// fill releases it while it reads), nor under its shard's mutex.
 type channel struct {
 	name string
 	refs int // guarded by the shard's mutex
@@ -115,6 +115,12 @@ type channel struct {
 	// told that their position is lost (see lose): nothing is fanned out
 	// to them and nobody joins until they all are.
 	lost bool
+	// catching counts the recovering subscribes reading history; while
+	// it is not 0, recent holds the publications delivered (at most
+	// RecoveryMaxPublicationLimit, the newest), so that they need not
+	// read again what arrived during their read (subscribe).
+	catching int
+	recent   []*Publication
 }
 
 // NewNode checks the configuration and returns a node that is not yet
@@ -212,7 +218,15 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			<-n.done
 		}
 	})
-	n.eachClient(func(c *session) { c.disconnect(disconnectShutdown) })
+	var clients []*session
+	n.eachClient(func(c *session) { clients = append(clients, c) })
+	for _, c := range clients {
+		c.mu.Lock()
+		if c.state.Load() != stateClosed {
+			c.disconnect(disconnectShutdown)
+		}
+		c.mu.Unlock()
+	}
 	err := n.srv.Shutdown(ctx)
 	// Commands queued for the broker end with their clients: what runs
 	// still is a broker call already made.
@@ -247,9 +261,11 @@ const drainTick = 10 * time.Millisecond
 // what was queued for it before its close frame (Conn.Close queues the
 // frame behind it). Drain ends with Shutdown, which waits for the closing
 // handshakes until ctx ends. If ctx ends during the spread, the clients
-// left are disconnected at once. A client's commands still waiting for the
-// broker when it is disconnected are dropped unanswered (a command whose
-// broker call is under way ends with it); Shutdown waits for those calls.
+// left are disconnected at once. A client's commands still queued for the
+// broker when it is disconnected are dropped unanswered and never run; a
+// command whose broker call is under way ends with that call, unanswered
+// (the call itself, such as a publish, may still take effect). Shutdown
+// waits for those calls.
 func (n *Node) Drain(ctx context.Context, period time.Duration) error {
 	n.draining.Store(true)
 	n.srv.StopAccepting()
@@ -364,11 +380,14 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 	c.seen.Store(n.clock())
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state.Load() == stateClosed {
+	if c.state.Load() == stateClosed || c.closing {
 		return
 	}
+	if c.queued() && c.x.cmds[len(c.x.cmds)-1] == badRequestCmd {
+		return // a protocol error waits behind the queued commands
+	}
 	if (c.proto == protoJSON) != (op == codec.OpText) {
-		c.disconnect(disconnectBadRequest)
+		n.badRequest(c)
 		return
 	}
 	// The whole message is decoded first: a batch over MaxBatchSize is
@@ -376,12 +395,14 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 	// all run, as in Centrifugo.
 	cmds, last, err := n.decode(c.proto, p)
 	if len(cmds) > n.cfg.Client.MaxBatchSize {
-		c.disconnect(disconnectBadRequest)
+		n.badRequest(c)
 		return
 	}
-	owned := c.proto == protoProtobuf // Protobuf decoding copies
-	for i := 0; i < len(cmds); i++ {
-		if s := cmds[i].Subscribe; s != nil {
+	// Queued commands outlive p, which is valid only until OnMessage
+	// returns: both decoders copy every string and byte slice out of it
+	// (TestDecodeCopies).
+	for _, cmd := range cmds {
+		if s := cmd.Subscribe; s != nil {
 			if o := n.cfg.options(s.Channel); o != nil && o.ConflationTag != "" {
 				// Event-loop only, so here, also for a subscribe that
 				// is queued: the connection's slow policy becomes
@@ -389,20 +410,12 @@ func (e *engine) OnMessage(conn *loop.Conn, op codec.OpCode, p []byte) {
 				c.conn.SetSlowPolicy(loop.SlowConflate)
 			}
 		}
-		if !n.run(c, cmds[i]) {
+		if !n.run(c, cmd) {
 			return
-		}
-		if !owned && c.queued() {
-			// cmds[i], just queued, and those after it outlive p: the
-			// JSON decoder leaves their strings pointing into it. They
-			// are decoded again from a copy.
-			cmds, _, _ = n.decode(c.proto, bytes.Clone(p))
-			c.x.cmds[len(c.x.cmds)-1] = cmds[i]
-			owned = true
 		}
 	}
 	if !isEOF(err) || !last {
-		c.disconnect(disconnectBadRequest)
+		n.badRequest(c)
 	}
 }
 
@@ -674,10 +687,22 @@ func (n *Node) HandlePublication(name string, pub *Publication, sp StreamPositio
 		// drop some): they are delivered from history first. When history
 		// no longer holds them, or the stream's epoch changed, the
 		// subscribers' position is lost and they are told so.
-		if (ch.init && !same) || (pub.Offset > ch.top+1 && !n.fill(ch, pub.Offset-1)) {
+		if same && pub.Offset > ch.top+1 {
+			// ch.mu is released while history is read: another
+			// publication may have been handled meanwhile.
+			n.fill(ch, pub.Offset-1)
+			if same = ch.init && sp.Epoch == ch.epoch; same && pub.Offset <= ch.top {
+				return
+			}
+		}
+		if ch.init && !same {
+			ch.recent = nil // of the old epoch
+		}
+		if (ch.init && !same) || pub.Offset > ch.top+1 {
 			n.lose(ch)
 		}
 		ch.init, ch.top, ch.epoch = true, pub.Offset, sp.Epoch
+		n.record(ch, pub)
 	}
 	if !ch.lost {
 		n.fanOut(ch, pub)
@@ -782,24 +807,49 @@ func (n *Node) tellLost() {
 var errPositionLost = errors.New("wsgate: channel subscribers being resubscribed")
 
 // fill delivers the publications after ch.top up to offset to from
-// history, and reports whether it delivered them all. ch.mu held.
-func (n *Node) fill(ch *channel, to uint64) bool {
+// history. ch.mu is released during the read (an event loop that
+// subscribes a client to ch takes it, and must not wait for the broker):
+// what is read is delivered in order from ch.top as it is then, skipping
+// what was delivered meanwhile, and nothing if the epoch changed. ch.mu
+// held.
+func (n *Node) fill(ch *channel, to uint64) {
+	from, epoch := ch.top, ch.epoch
+	ch.mu.Unlock()
 	pubs, _, err := n.broker.History(ch.name, HistoryOptions{
-		Since: &StreamPosition{Offset: ch.top, Epoch: ch.epoch}, Limit: int(to - ch.top), TTL: time.Duration(ch.opts.HistoryTTL)})
+		Since: &StreamPosition{Offset: from, Epoch: epoch}, Limit: int(to - from), TTL: time.Duration(ch.opts.HistoryTTL)})
+	ch.mu.Lock()
 	if err != nil {
-		n.log.Warn("publications lost before delivery", "channel", ch.name, "after", ch.top, "to", to, "err", err)
-		return false
+		n.log.Warn("publications lost before delivery", "channel", ch.name, "after", from, "to", to, "err", err)
+		return
+	}
+	if ch.epoch != epoch {
+		return
 	}
 	for _, p := range pubs {
+		if p.Offset <= ch.top {
+			continue
+		}
 		if p.Offset != ch.top+1 || p.Offset > to {
 			break
 		}
 		ch.top = p.Offset
+		n.record(ch, p)
 		if !ch.lost {
 			n.fanOut(ch, p)
 		}
 	}
-	return ch.top == to
+}
+
+// record keeps pub, just delivered, in ch.recent while recovering
+// subscribes read history. ch.mu held.
+func (n *Node) record(ch *channel, pub *Publication) {
+	if ch.catching == 0 {
+		return
+	}
+	if len(ch.recent) >= n.cfg.Client.RecoveryMaxPublicationLimit {
+		ch.recent = slices.Delete(ch.recent, 0, 1)
+	}
+	ch.recent = append(ch.recent, pub)
 }
 
 // fanOut encodes pub once per format with subscribers, prepares it once

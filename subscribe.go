@@ -20,7 +20,10 @@ type joining struct {
 	ch   *channel
 	pubs []*Publication // read for recovery: those after req.Offset, in order
 	gone bool           // the read found req's position unrecoverable
-	res  *protocol.SubscribeResult
+	// catching: j counts in ch.catching, and the channel records what
+	// it delivers for j meanwhile (channel.recent).
+	catching bool
+	res      *protocol.SubscribeResult
 }
 
 // errClientClosed ends a subscribe whose client closed while it waited
@@ -32,12 +35,16 @@ var errClientClosed = errors.New("wsgate: client closed")
 // the SDK tries again).
 var errChannelBusy = errors.New("wsgate: channel moved on during every recovery read")
 
-// maxReadRounds bounds the history reads of one subscribe: each reads
-// only what the channel delivered during the previous one.
+// maxReadRounds bounds the history reads of one subscribe. The first
+// read brings the publications up to the channel's offset when it
+// began; those the channel delivers meanwhile are recorded for the
+// subscribe (channel.recent), so it needs no second read unless more
+// than RecoveryMaxPublicationLimit arrived during the first.
 const maxReadRounds = 8
 
 // subscribe subscribes c to the channels of js at once: each is
-// acquired, its recovery read from history, and then, under the
+// acquired, its recovery read from history (what the channel delivers
+// during the read is recorded for it: catchUp), and then, under the
 // channels' locks (taken in name order) and c.mu, each is checked, its
 // result set, the engine subscriptions made and write called, so that no
 // publication falls between the recovered ones and the live ones, nor
@@ -49,6 +56,16 @@ const maxReadRounds = 8
 func (n *Node) subscribe(c *session, js []*joining, wait bool, valid func() error, write func()) (err error) {
 	slices.SortFunc(js, func(a, b *joining) int { return cmp.Compare(a.name, b.name) })
 	defer func() {
+		for _, j := range js {
+			if j.catching {
+				j.ch.mu.Lock()
+				if j.ch.catching--; j.ch.catching == 0 {
+					j.ch.recent = nil
+				}
+				j.ch.mu.Unlock()
+				j.catching = false
+			}
+		}
 		if err != nil {
 			for _, j := range js {
 				if j.ch != nil {
@@ -77,8 +94,13 @@ func (n *Node) subscribe(c *session, js []*joining, wait bool, valid func() erro
 			if j.ch.lost {
 				err = errPositionLost
 			}
+			catchUp(j)
 			if n.needsRead(j) {
 				reads = append(reads, j)
+				if !j.catching && wait {
+					j.catching = true
+					j.ch.catching++
+				}
 			}
 		}
 		if err == nil && len(reads) == 0 {
@@ -132,6 +154,22 @@ func (n *Node) needsRead(j *joining) bool {
 		return false
 	}
 	return r.Offset+uint64(len(j.pubs)) < ch.top
+}
+
+// catchUp takes from ch.recent the publications after those j has.
+// ch.mu held.
+func catchUp(j *joining) {
+	ch := j.ch
+	if !j.catching || j.gone || j.req.Epoch != ch.epoch {
+		return
+	}
+	have := j.req.Offset + uint64(len(j.pubs))
+	for _, p := range ch.recent {
+		if p.Offset == have+1 {
+			j.pubs = append(j.pubs, p)
+			have++
+		}
+	}
 }
 
 // read reads from history the publications after those j has; a
