@@ -68,12 +68,13 @@ var demoPage string
 // gatewayGCPercent is the gateway's GOGC when the environment sets none.
 // Measured with 10,000 clients connecting with a JWT and subscribing to
 // one channel, then 20 API publishes/s of 256 B (wsbench gateway
-// scenario, 2 cores shared with other work, load 9-11): RSS per
-// subscribed client 1,460-1,659 B at GOGC=100, 997-1,119 at 20, 1,008-
-// 1,057 at 10 (about 100 B of it is code paged in by the first clients,
-// paid once); server CPU per connect 115-147 µs at 100, 120-152 at 20;
-// CPU per delivery 3.56-3.75 µs at 100, 3.20-3.80 at 20. Below 20 the
-// heap is mostly live connection state and nothing more is saved.
+// scenario, 2 cores shared with other work, load 1-11): RSS per
+// subscribed client 1,578-1,659 B at GOGC=100, 1,029-1,179 at 20 (wsbench
+// compare; 925-1,062 against the command directly), 1,008-1,057 at 10
+// (about 100 B of it is code paged in by the first clients, paid once);
+// server CPU per connect 115-147 µs at 100, 120-152 at 20; CPU per
+// delivery 3.52-3.75 µs at 100, 2.96-4.62 at 20. Below 20 the heap is
+// mostly live connection state and nothing more is saved.
 const gatewayGCPercent = 20
 
 func main() {
