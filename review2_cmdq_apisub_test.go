@@ -1,6 +1,7 @@
 package wsgate
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/centrifugal/protocol"
@@ -60,4 +61,55 @@ func TestReview2CmdqAPISubscribeBeforeQueuedResubscribe(t *testing.T) {
 	if s := sub.Subscribe; !s.Recovered || len(s.Publications) != 3 {
 		t.Fatalf("want 3 recovered publications, got %+v", s)
 	}
+}
+
+// TestReview2CmdqAPISubscribeAfterTwoQueuedUnsubscribes: behind a
+// publish waiting for the broker, a subscribed client queues unsubscribe,
+// subscribe, unsubscribe of one channel; then /api/subscribe (success)
+// subscribes it to that channel. Run in order, the API call comes last:
+// the client must end up subscribed (the fix's keep flag covers one
+// queued unsubscribe only).
+func TestReview2CmdqAPISubscribeAfterTwoQueuedUnsubscribes(t *testing.T) {
+	b := newGatedBroker()
+	cfg := slowConfig()
+	cfg.Client.CommandRateLimit = -1
+	n := startNodeWith(t, cfg, NodeOptions{Broker: b})
+	t.Cleanup(b.release)
+	const ch = "chat:r3"
+	g := dialNode(t, n.addr, false)
+	cr := g.connect(token(t, jwt.MapClaims{"sub": "u"}))
+	if r := g.subscribe(&protocol.SubscribeRequest{Channel: ch}); r.Error != nil {
+		t.Fatalf("subscribe: %+v", r)
+	}
+	b.shut()
+	g.send(
+		&protocol.Command{Publish: &protocol.PublishRequest{Channel: "slow:p", Data: []byte(`{}`)}},
+		&protocol.Command{Unsubscribe: &protocol.UnsubscribeRequest{Channel: ch}},
+		&protocol.Command{Subscribe: &protocol.SubscribeRequest{Channel: ch}},
+		&protocol.Command{Unsubscribe: &protocol.UnsubscribeRequest{Channel: ch}},
+	)
+	last := g.id
+	waitUntil(t, "the publish waiting", func() bool { return b.nwaiting() == 1 })
+	if m := n.apiCall(t, "subscribe", map[string]any{"channel": ch, "client": cr.Client}); m["error"] != nil {
+		t.Fatalf("api subscribe: %v", m)
+	}
+	b.release()
+	var errs []string
+	for {
+		r := g.reply()
+		if r.Error != nil {
+			errs = append(errs, fmt.Sprintf("id %d: %v", r.Id, r.Error))
+		}
+		if r.Id == last {
+			break
+		}
+	}
+	n.publishAPI(t, ch, `{"after":1}`)
+	g.call(&protocol.Command{Ping: &protocol.PingRequest{}})
+	for _, q := range g.queue {
+		if q.Push != nil && q.Push.Pub != nil {
+			return
+		}
+	}
+	t.Fatalf("after /api/subscribe (success), called after the client's commands, the client is not subscribed; errors to its commands: %v", errs)
 }
