@@ -519,7 +519,7 @@ func (n *Node) apiUnsubscribe(body []byte) (any, *apiError) {
 			return nil
 		})
 		c.mu.Unlock()
-		if err != nil {
+		if err != nil && !apiSkipped(err) {
 			return nil, n.apiErr(err)
 		}
 	}
