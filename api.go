@@ -509,14 +509,26 @@ func (n *Node) apiUnsubscribe(body []byte) (any, *apiError) {
 	}
 	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
 		c.mu.Lock()
-		if c.state.Load() == stateConnected && n.unsubscribe(c, r.Channel, leaveQueued) {
-			c.write(&protocol.Reply{Push: &protocol.Push{Channel: r.Channel,
-				Unsubscribe: &protocol.Unsubscribe{Code: 2000, Reason: "server unsubscribe"}}})
-		}
+		// Behind the client's queued commands, if any: a subscribe to
+		// the channel that the client sent before is undone.
+		err := n.apiRun(c, func() error {
+			if c.state.Load() == stateConnected && n.unsubscribe(c, r.Channel, leaveQueued) {
+				c.write(&protocol.Reply{Push: &protocol.Push{Channel: r.Channel,
+					Unsubscribe: &protocol.Unsubscribe{Code: 2000, Reason: "server unsubscribe"}}})
+			}
+			return nil
+		})
 		c.mu.Unlock()
+		if err != nil && !apiSkipped(err) {
+			return nil, n.apiErr(err)
+		}
 	}
 	return struct{}{}, nil
 }
+
+// apiSkipped reports whether err only means that a client was passed
+// over (closed, or not subscribable), which an API call does not report.
+func apiSkipped(err error) bool { return err == errSkip || err == errClientClosed }
 
 // errSkip passes over a client that /api/subscribe does not subscribe
 // (closed, subscribed already, at its channel limit).
@@ -548,44 +560,44 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 	}
 	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
 		c.mu.Lock()
-		valid := func() error {
-			if c.state.Load() != stateConnected || c.closing || c.subscribed(r.Channel) >= 0 || c.nsubs() >= n.cfg.Client.ChannelLimit {
-				return errSkip
-			}
-			return nil
-		}
-		if i := c.subscribed(r.Channel); i >= 0 && !c.subAt(i).keep && c.unsubscribeQueued(r.Channel) {
-			// The client's unsubscribe from the channel came first but
-			// waits in its queue: it is done now (its reply stays
-			// queued), so that this call subscribes the client anew
-			// and the queued unsubscribe leaves that subscription.
-			n.unsubscribe(c, r.Channel, leaveQueued)
-		}
-		if valid() == nil {
-			// The push subscribe, then the recovered publications as
-			// pushes, written under the channel's lock. The broker is
-			// called with c.mu released (subscribe's wait).
-			j := &joining{name: r.Channel, opts: opts, req: sreq, server: true}
-			err := n.subscribe(c, []*joining{j}, true, valid, func() {
-				res := j.res
-				sp := &protocol.Subscribe{Recoverable: res.Recoverable, Epoch: res.Epoch, Offset: res.Offset, Positioned: res.Positioned}
-				if len(res.Publications) > 0 {
-					sp.Offset = res.Publications[0].Offset - 1
-				}
-				c.write(&protocol.Reply{Push: &protocol.Push{Channel: r.Channel, Subscribe: sp}})
-				for _, p := range res.Publications {
-					c.write(&protocol.Reply{Push: &protocol.Push{Channel: r.Channel, Pub: p}})
-				}
-			})
-			if err != nil && err != errSkip && err != errClientClosed {
-				c.mu.Unlock()
-				return nil, n.apiErr(err)
-			}
-			if err == nil && c.unsubscribeQueued(r.Channel) {
-				c.subAt(c.subscribed(r.Channel)).keep = true
-			}
-		}
+		// Behind the client's queued commands, if any: after an
+		// unsubscribe from the channel, or a subscribe to it, that the
+		// client sent before.
+		err := n.apiRun(c, func() error { return n.apiSubscribeClient(c, r.Channel, opts, sreq) })
 		c.mu.Unlock()
+		if err != nil && !apiSkipped(err) {
+			return nil, n.apiErr(err)
+		}
 	}
 	return struct{}{}, nil
+}
+
+// apiSubscribeClient subscribes c to the channel name for
+// /api/subscribe: errSkip when c is closing, subscribed to it already or
+// at its channel limit. c.mu held.
+func (n *Node) apiSubscribeClient(c *session, name string, opts *ChannelOptions, sreq *protocol.SubscribeRequest) error {
+	valid := func() error {
+		if c.state.Load() != stateConnected || c.closing || c.subscribed(name) >= 0 || c.nsubs() >= n.cfg.Client.ChannelLimit {
+			return errSkip
+		}
+		return nil
+	}
+	if err := valid(); err != nil {
+		return err
+	}
+	// The push subscribe, then the recovered publications as pushes,
+	// written under the channel's lock. The broker is called with c.mu
+	// released (subscribe's wait).
+	j := &joining{name: name, opts: opts, req: sreq, server: true}
+	return n.subscribe(c, []*joining{j}, true, valid, func() {
+		res := j.res
+		sp := &protocol.Subscribe{Recoverable: res.Recoverable, Epoch: res.Epoch, Offset: res.Offset, Positioned: res.Positioned}
+		if len(res.Publications) > 0 {
+			sp.Offset = res.Publications[0].Offset - 1
+		}
+		c.write(&protocol.Reply{Push: &protocol.Push{Channel: name, Subscribe: sp}})
+		for _, p := range res.Publications {
+			c.write(&protocol.Reply{Push: &protocol.Push{Channel: name, Pub: p}})
+		}
+	})
 }

@@ -64,7 +64,9 @@ type sessionExt struct {
 	// first is running (see cmdqueue.go). counted: the first was counted
 	// against the command rate limit already, on the event loop.
 	// size is the bytes of cmds after the first (maxQueuedBytes).
+	// calls are the API calls queued in cmds (apiCallCmd), oldest first.
 	cmds    []*protocol.Command
+	calls   []func() error
 	size    int
 	counted bool
 }
@@ -76,9 +78,6 @@ type sub struct {
 	ch     *channel
 	exp    uint32 // subscription token expiry, Unix s (0: none)
 	server bool   // server-side: made by the connection token or the API
-	// keep: made by the API while an unsubscribe of the channel was
-	// queued (apiSubscribe); that unsubscribe, run after, leaves it.
-	keep bool
 }
 
 // nsubs returns the number of c's subscriptions. c.mu held.
@@ -236,7 +235,7 @@ func (c *session) write(r *protocol.Reply) { c.writeRaw(encodeReply(c.proto, r))
 func (c *session) disconnect(d disconnect) {
 	c.closing = true
 	if c.x != nil {
-		c.x.cmds, c.x.size, c.x.counted = nil, 0, false
+		c.x.cmds, c.x.calls, c.x.size, c.x.counted = nil, nil, 0, false
 		c.trimExt()
 	}
 	_ = c.conn.Close(codec.StatusCode(d.Code), d.Reason)
@@ -553,12 +552,6 @@ func (n *Node) clientUnsubscribe(c *session, id uint32, req *protocol.Unsubscrib
 	how := leaveOnLoop // on c's event loop (OnMessage)
 	if wait {
 		how = leaveQueued // on a worker, behind a queued command
-		if i := c.subscribed(req.Channel); i >= 0 && c.subAt(i).keep {
-			// /api/subscribe, called after this unsubscribe was
-			// queued, did its work and made the subscription anew.
-			c.subAt(i).keep = false
-			return &protocol.Reply{Id: id, Unsubscribe: &protocol.UnsubscribeResult{}}, nil
-		}
 	}
 	n.unsubscribe(c, req.Channel, how)
 	return &protocol.Reply{Id: id, Unsubscribe: &protocol.UnsubscribeResult{}}, nil

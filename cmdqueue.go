@@ -2,6 +2,7 @@ package wsgate
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -29,19 +30,23 @@ import (
 // behind, even one the loop could answer. (An unsubscribe queued so
 // leaves the engine topic at once, on the loop, and the rest in order: a
 // publication on its way to the loop does not reach the client after it
-// sent the unsubscribe. An /api/subscribe to that channel meanwhile,
-// which comes after it, does the rest of it at once and subscribes the
-// client anew: the queued unsubscribe then only answers.) A message that breaks the protocol disconnects
-// the client (3501) behind its queued commands, once they are answered
+// sent the unsubscribe.) An /api/subscribe or /api/unsubscribe of a
+// client with queued commands comes after them: it is queued behind them
+// too (apiRun, apiCallCmd), so that it finds the client as its commands
+// leave it (an unsubscribe and a recovering subscribe of the channel,
+// sent before, both succeed, and the API call then finds it subscribed),
+// and the request is answered at once (a client's queue can wait long
+// on the broker). A message that breaks the protocol disconnects the
+// client (3501) behind its queued commands, once they are answered
 // (badRequest), as Centrifugo runs a client's commands in order and
-// stops at the bad one. The queue is the client's
-// sessionExt.cmds, allocated when its first command is queued and freed
-// when its last is done: an idle client holds nothing for it. It holds
-// at most maxQueued(cfg) commands, of maxQueuedBytes(cfg) in all behind
-// the running one; a client that sends more is
-// disconnected with 3013 "too many requests" (Centrifugo's code for a
-// client sending too many commands; it reconnects): an error reply would
-// overtake the replies of the commands before it.
+// stops at the bad one. The queue is the client's sessionExt.cmds,
+// allocated when its first command is queued and freed when its last is
+// done: an idle client holds nothing for it. It holds at most
+// maxQueued(cfg) commands, of maxQueuedBytes(cfg) in all behind the
+// running one; a client that sends more is disconnected with 3013 "too
+// many requests" (Centrifugo's code for a client sending too many
+// commands; it reconnects): an error reply would overtake the replies of
+// the commands before it. An API call that finds the queue full fails.
 //
 // A client with queued commands is run by a worker: one goroutine per
 // such client, at most maxWorkers at once; beyond, clients wait in the
@@ -155,18 +160,33 @@ func (n *Node) badRequest(c *session) {
 	c.x.cmds = append(c.x.cmds, badRequestCmd)
 }
 
-// unsubscribeQueued reports whether c has an unsubscribe from channel
-// name queued. c.mu held.
-func (c *session) unsubscribeQueued(name string) bool {
-	if c.x == nil {
-		return false
+// apiCallCmd marks, in a client's queue, an API call queued behind its
+// commands; c.x.calls holds those calls in the same order.
+var apiCallCmd = new(protocol.Command)
+
+// errQueueFull fails an API call for a client whose queue is full.
+var errQueueFull = errors.New("wsgate: client's command queue is full")
+
+// apiRun runs f for c now, when c has no command queued; else it queues
+// f behind c's commands, so that it runs after them, as the API request
+// comes after them, and the request is answered at once (run so, f's
+// error other than a skip is logged). A client whose queue is full
+// (maxQueued) fails the call with errQueueFull: the queue stays bounded.
+// c.mu held; f runs with c.mu held and may release it around broker
+// calls.
+func (n *Node) apiRun(c *session, f func() error) error {
+	if !c.queued() {
+		return f()
 	}
-	for _, cmd := range c.x.cmds {
-		if u := cmd.Unsubscribe; u != nil && u.Channel == name {
-			return true
-		}
+	if c.x.cmds[len(c.x.cmds)-1] == badRequestCmd {
+		return errClientClosed // disconnected once its queue is done
 	}
-	return false
+	if len(c.x.cmds) >= maxQueued(&n.cfg) {
+		return errQueueFull
+	}
+	c.x.cmds = append(c.x.cmds, apiCallCmd)
+	c.x.calls = append(c.x.calls, f)
+	return nil
 }
 
 // schedule gives c to a worker, or to the run list when all are busy.
@@ -219,7 +239,17 @@ func (n *Node) runOne(c *session) bool {
 		return false
 	}
 	c.x.counted = false
-	err := n.handle(c, cmd, true, counted)
+	var err error
+	if cmd == apiCallCmd {
+		f := c.x.calls[0]
+		c.x.calls[0] = nil
+		c.x.calls = c.x.calls[1:]
+		if err := f(); err != nil && !apiSkipped(err) {
+			n.log.Warn("queued api call", "client", c.id(n), "err", err)
+		}
+	} else {
+		err = n.handle(c, cmd, true, counted)
+	}
 	if !c.queued() {
 		return false // closed or disconnected meanwhile
 	}
@@ -232,7 +262,7 @@ func (n *Node) runOne(c *session) bool {
 	if len(c.x.cmds) > 0 {
 		c.x.size -= c.x.cmds[0].SizeCF() // it is running now
 	} else {
-		c.x.cmds, c.x.size = nil, 0
+		c.x.cmds, c.x.calls, c.x.size = nil, nil, 0
 		c.trimExt()
 		return false
 	}

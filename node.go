@@ -691,7 +691,10 @@ func (n *Node) HandlePublication(name string, pub *Publication, sp StreamPositio
 			// ch.mu is released while history is read: another
 			// publication may have been handled meanwhile.
 			n.fill(ch, pub.Offset-1)
-			if same = ch.init && sp.Epoch == ch.epoch; same && pub.Offset <= ch.top {
+			if ch.epoch != sp.Epoch || pub.Offset <= ch.top {
+				// A publication of a new epoch moved the stream on
+				// (pub, of the old one, is dropped), or pub was
+				// delivered already.
 				return
 			}
 		}
