@@ -61,7 +61,7 @@ type reviewHandler struct {
 	conns chan *Conn
 }
 
-func (h reviewHandler) OnOpen(c *Conn)          { h.conns <- c }
+func (h reviewHandler) OnOpen(c *Conn)           { h.conns <- c }
 func (h reviewHandler) OnClose(c *Conn, _ error) {}
 func (h reviewHandler) OnMessage(c *Conn, _ codec.OpCode, p []byte) {
 	switch {
@@ -356,5 +356,6 @@ func TestReviewShareMix(t *testing.T) {
 		})
 	}
 }
+
 var reviewPauses = 3
 var reviewReadTimeout = 10 * time.Second
