@@ -355,6 +355,20 @@ func TestReviewShareMix(t *testing.T) {
 			runReviewMix(t, seed, o, 4*time.Second)
 		})
 	}
+	t.Run("level5-hist15-thresh64-disconnect", func(t *testing.T) {
+		o := Options{NumLoops: 2, SlowPolicy: SlowDisconnect, HighWaterBytes: 64 << 10,
+			SocketSendBuffer: 8 << 10,
+			Deflate: &deflate.Config{ServerContextTakeover: true, Level: 5, HistoryBits: 15, Threshold: 64,
+				HistoryIdle: 300 * time.Millisecond}}
+		runReviewMix(t, 3, o, 4*time.Second)
+	})
+	t.Run("hist8-frag125", func(t *testing.T) {
+		o := Options{NumLoops: 1, SlowPolicy: SlowDropNewest, HighWaterBytes: 16 << 10,
+			SocketSendBuffer: 4 << 10, FragmentSize: 125,
+			Deflate: &deflate.Config{ServerContextTakeover: true, HistoryBits: 8,
+				HistoryIdle: 200 * time.Millisecond}}
+		runReviewMix(t, 4, o, 4*time.Second)
+	})
 }
 
 var reviewPauses = 3
