@@ -5,7 +5,6 @@ package loop
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -335,7 +334,6 @@ func g2next(r *rand.Rand) []byte {
 	return fmt.Appendf(nil, `{"w":%d,"v":"%s"}`, r.IntN(1e6), strings.Repeat("ab", r.IntN(200)))
 }
 
-var _ = errors.New
 
 // TestReviewShareMix: a random mix of publications to three topics,
 // broadcasts, the same PreparedMessage published to two topics,
