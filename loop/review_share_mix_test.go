@@ -334,7 +334,6 @@ func g2next(r *rand.Rand) []byte {
 	return fmt.Appendf(nil, `{"w":%d,"v":"%s"}`, r.IntN(1e6), strings.Repeat("ab", r.IntN(200)))
 }
 
-
 // TestReviewShareMix: a random mix of publications to three topics,
 // broadcasts, the same PreparedMessage published to two topics,
 // subscription changes, policy switches (drop-newest, drop-oldest,
