@@ -100,11 +100,14 @@ import (
 // one topic with none of the other in between.
 //
 // Memory: a stream holds one History per loop, topic and class; a tracked
-// connection holds no History, only its deflateState (released with it
-// after Config.HistoryIdle without messages, which makes it untracked: it
-// rejoins after a run). A stream's History is released after HistoryIdle
-// without messages; its members stay members (an empty History makes
-// every window match).
+// connection holds no History, only its deflateState. After
+// Config.HistoryIdle without messages a connection becomes untracked
+// (releaseIdle; the deflateState itself is kept only for client context
+// takeover): it then refers to no stream, so a stream whose topic is gone
+// is freed once its last tracked connection has been idle that long, and
+// the connection has no History deadline left. It rejoins after a run. A
+// stream's History is released after HistoryIdle without messages; its
+// members stay members (an empty History makes every window match).
 type stream struct {
 	p    deflate.Params // the class: takeover, ServerMaxWindowBits, HistoryBits
 	hist deflate.History
