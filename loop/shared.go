@@ -150,7 +150,7 @@ func (st *stream) prepare(ls *loopState, pm *PreparedMessage) {
 	}
 	st.seq = ls.seq
 	st.pos0, st.len0, st.add = st.pos, st.hist.Len(), 0
-	st.seed = st.seed[:0]
+	st.frames, st.seed = keepBuf(st.frames), keepBuf(st.seed)
 	st.used = ls.wheel.now
 	min := 0
 	if cfg := ls.srv.opts.Deflate; cfg != nil && cfg.Threshold > 0 {
@@ -165,6 +165,21 @@ func (st *stream) prepare(ls *loopState, pm *PreparedMessage) {
 		st.frames = appendMessage(st.frames[:0], pm.op, codec.Rsv1, z.B, ls.srv.opts.FragmentSize)
 	}
 	zbufPool.Put(z)
+}
+
+// streamBufKeep is the largest capacity a stream's frame buffers keep from
+// one message to the next: enough for every tick, so that a steady stream
+// allocates nothing, while one large message is not held until the stream
+// goes idle.
+const streamBufKeep = 16 << 10
+
+// keepBuf returns b emptied, or nil when its capacity is over
+// streamBufKeep.
+func keepBuf(b []byte) []byte {
+	if cap(b) > streamBufKeep {
+		return nil
+	}
+	return b[:0]
 }
 
 // choose returns the frames for c (steps 2 and 3) and whether they are
