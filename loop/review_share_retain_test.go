@@ -132,7 +132,7 @@ func TestStreamSteadyTicksNoAlloc(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("a steady stream of ticks allocates %v times per tick", allocs)
 	}
-	if kept > 2*streamBufKeep {
+	if kept > 32<<10 {
 		t.Errorf("frame buffers keep %d bytes after one large message", kept)
 	}
 }
