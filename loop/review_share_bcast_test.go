@@ -54,12 +54,21 @@ func TestReviewShareBroadcastPerStream(t *testing.T) {
 			t.Fatalf("client %d: %d bytes, %v", i, len(p), err)
 		}
 	}
-	var compressions, held int
+	// A stream compressed the broadcast with its History when it holds
+	// frames for it. (add > 0 alone no longer tells: a topic's stream now
+	// adds a broadcast to its History without compressing it, sending its
+	// connections the broadcast's compression without history.) Entered
+	// counts the streams that did add it, so that their members stay
+	// members.
+	var compressions, entered, held int
 	onLoops(s, func(ls *loopState) {
 		count := func(tp *topic) {
 			for _, st := range tp.streams {
 				if st.seq == ls.seq && st.add > 0 {
-					compressions++
+					entered++
+					if len(st.frames) > 0 {
+						compressions++
+					}
 				}
 				held += cap(st.frames) + cap(st.seed)
 			}
@@ -73,5 +82,42 @@ func TestReviewShareBroadcastPerStream(t *testing.T) {
 		len(big), n, compressions, held)
 	if compressions > 1 {
 		t.Errorf("one broadcast compressed %d times for %d connections of one class on one loop; want 1", compressions, n)
+	}
+	if entered != n {
+		t.Errorf("the broadcast entered %d streams' History; want %d", entered, n)
+	}
+	// Each connection is still a member of its topic's stream: the next
+	// message of its topic is its stream's frame, compressed with the
+	// History that now ends with the broadcast, and the client inflates
+	// it with its own window.
+	var next [][]byte
+	for i := range n {
+		p := g.next(fmt.Sprintf(`"after":%d,`, i))
+		next = append(next, p)
+		pm, _ := s.Prepare(codec.OpText, p, "")
+		if err := s.Publish(fmt.Sprintf("user:%d", i), pm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, ic := range ics {
+		if _, p, _, err := ic.next(10 * time.Second); err != nil || string(p) != string(next[i]) {
+			t.Fatalf("client %d after the broadcast: %q, %v", i, p, err)
+		}
+	}
+	members := 0
+	onLoops(s, func(ls *loopState) {
+		for _, tp := range ls.topics {
+			for _, c := range tp.subs {
+				if d := c.dfl(); d != nil && len(tp.streams) == 1 && d.sh == tp.streams[0] {
+					st := d.sh
+					if d.at == st.pos && st.pos-d.from >= int64(st.hist.Len()) && st.hist.Len() > 0 {
+						members++
+					}
+				}
+			}
+		}
+	})
+	if members != n {
+		t.Errorf("after the broadcast and a tick, %d of %d connections are members of their stream", members, n)
 	}
 }

@@ -115,12 +115,12 @@ func TestStreamSteadyTicksNoAlloc(t *testing.T) {
 		i := 0
 		tick := func() {
 			ls.seq++
-			st.prepare(ls, ticks[i%len(ticks)])
+			st.prepare(ls, ticks[i%len(ticks)], false)
 			st.choose(ls, c, ticks[i%len(ticks)])
 			i++
 		}
 		ls.seq++
-		st.prepare(ls, bigPM)
+		st.prepare(ls, bigPM, false)
 		tick() // drops the large buffer
 		for range 8 {
 			tick()

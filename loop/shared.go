@@ -86,8 +86,16 @@ import (
 // A Broadcast reaches every connection of the loop, so it is a message of
 // every stream that tracks a connection: delivered to a tracked
 // connection it goes through the steps above with the connection's stream
-// as S (each such stream compresses it once, on its first tracked
-// connection). Its tracked connections that miss it drop out at step 5.
+// as S, except that a topic's stream does not compress it (that would be
+// one compression per stream, and with one private topic per user one
+// per connection). Instead step 1 is shallow: if the broadcast's
+// compression without history for the class pays (made once per loop and
+// class, PreparedMessage.compressed), S adds m to its History (add =
+// len(m)) and every connection of S, member or not, is sent that frame;
+// inflating it appends m to the window whatever the window held, as the
+// add appended m to S's History, so members stay members (steps 2 and 3
+// give the same frame). If it does not pay, m goes uncompressed to all
+// and add == 0. Its tracked connections that miss it drop out at step 5.
 // A connection tracked by no stream takes the loop's broadcast stream for
 // its class as S (loopState.broadcasts, a topic without subscribers), so
 // that connections that only get broadcasts share a history too.
@@ -143,8 +151,21 @@ func (t *topic) stream(p deflate.Params) *stream {
 	return st
 }
 
-// prepare compresses pm once for the current delivery (step 1).
-func (st *stream) prepare(ls *loopState, pm *PreparedMessage) {
+// has reports whether st is one of t's streams.
+func (t *topic) has(st *stream) bool {
+	for _, s := range t.streams {
+		if s == st {
+			return true
+		}
+	}
+	return false
+}
+
+// prepare compresses pm once for the current delivery (step 1). With
+// shallow (a broadcast reaching a topic's stream) it does not compress:
+// pm goes to every connection of the stream as its compression without
+// history, and enters the History as that frame enters each window.
+func (st *stream) prepare(ls *loopState, pm *PreparedMessage, shallow bool) {
 	if st.seq == ls.seq {
 		return
 	}
@@ -152,6 +173,14 @@ func (st *stream) prepare(ls *loopState, pm *PreparedMessage) {
 	st.pos0, st.len0, st.add = st.pos, st.hist.Len(), 0
 	st.frames, st.seed = keepBuf(st.frames), keepBuf(st.seed)
 	st.used = ls.wheel.now
+	if shallow {
+		if pm.compressed(ls.srv, st.p.ServerMaxWindowBits) != nil {
+			st.add = len(pm.payload)
+			st.pos += int64(st.add)
+			st.hist.Add(pm.payload, st.p)
+		}
+		return
+	}
 	min := 0
 	if cfg := ls.srv.opts.Deflate; cfg != nil && cfg.Threshold > 0 {
 		min = cfg.Threshold
@@ -183,12 +212,13 @@ func keepBuf(b []byte) []byte {
 }
 
 // choose returns the frames for c (steps 2 and 3) and whether they are
-// compressed.
+// compressed. After a shallow prepare every connection gets pm's
+// compression without history.
 func (st *stream) choose(ls *loopState, c *Conn, pm *PreparedMessage) ([]byte, bool) {
 	if st.add == 0 {
 		return pm.plain, false
 	}
-	if d := c.dfl(); d != nil && d.sh == st && d.at == st.pos0 && st.pos0-d.from >= int64(st.len0) {
+	if d := c.dfl(); len(st.frames) > 0 && d != nil && d.sh == st && d.at == st.pos0 && st.pos0-d.from >= int64(st.len0) {
 		return st.frames, true
 	}
 	if len(st.seed) == 0 {
