@@ -126,7 +126,7 @@ type stream struct {
 	pos0   int64  // pos before it
 	len0   int    // hist.Len() before it
 	add    int    // bytes it added to hist: len(msg) or 0
-	frames []byte // compressed with history, framed (add > 0)
+	frames []byte // compressed with history, framed (add > 0; empty after a shallow prepare)
 	seed   []byte // compressed without history or stored, framed (add > 0); made on first need
 	used   uint32 // tick of the last message
 }
