@@ -187,13 +187,16 @@ func historyIdle(cfg *deflate.Config) time.Duration {
 // releaseIdle frees the send History of a connection that has not sent a
 // compressed message for idle ticks; its next message simply starts without
 // history (output that refers to no history decodes whatever the peer's
-// window holds). The receive History (client takeover) is never released.
+// window holds). A connection tracked by a stream leaves it: it holds no
+// reference to the stream's History then, and has no History deadline
+// left. The receive History (client takeover) is never released.
 func (c *Conn) releaseIdle(now, idle uint32) {
 	m := c.more()
 	if m == nil || m.dfl == nil || now-m.dfl.used < idle {
 		return
 	}
 	m.dfl.send.Release()
+	m.dfl.sh = nil
 	if !c.dparams.ClientContextTakeover {
 		m.dfl = nil
 		c.dropExt()

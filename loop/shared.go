@@ -86,8 +86,16 @@ import (
 // A Broadcast reaches every connection of the loop, so it is a message of
 // every stream that tracks a connection: delivered to a tracked
 // connection it goes through the steps above with the connection's stream
-// as S (each such stream compresses it once, on its first tracked
-// connection). Its tracked connections that miss it drop out at step 5.
+// as S, except that a topic's stream does not compress it (that would be
+// one compression per stream, and with one private topic per user one
+// per connection). Instead step 1 is shallow: if the broadcast's
+// compression without history for the class pays (made once per loop and
+// class, PreparedMessage.compressed), S adds m to its History (add =
+// len(m)) and every connection of S, member or not, is sent that frame;
+// inflating it appends m to the window whatever the window held, as the
+// add appended m to S's History, so members stay members (steps 2 and 3
+// give the same frame). If it does not pay, m goes uncompressed to all
+// and add == 0. Its tracked connections that miss it drop out at step 5.
 // A connection tracked by no stream takes the loop's broadcast stream for
 // its class as S (loopState.broadcasts, a topic without subscribers), so
 // that connections that only get broadcasts share a history too.
@@ -100,11 +108,14 @@ import (
 // one topic with none of the other in between.
 //
 // Memory: a stream holds one History per loop, topic and class; a tracked
-// connection holds no History, only its deflateState (released with it
-// after Config.HistoryIdle without messages, which makes it untracked: it
-// rejoins after a run). A stream's History is released after HistoryIdle
-// without messages; its members stay members (an empty History makes
-// every window match).
+// connection holds no History, only its deflateState. After
+// Config.HistoryIdle without messages a connection becomes untracked
+// (releaseIdle; the deflateState itself is kept only for client context
+// takeover): it then refers to no stream, so a stream whose topic is gone
+// is freed once its last tracked connection has been idle that long, and
+// the connection has no History deadline left. It rejoins after a run. A
+// stream's History is released after HistoryIdle without messages; its
+// members stay members (an empty History makes every window match).
 type stream struct {
 	p    deflate.Params // the class: takeover, ServerMaxWindowBits, HistoryBits
 	hist deflate.History
@@ -115,7 +126,7 @@ type stream struct {
 	pos0   int64  // pos before it
 	len0   int    // hist.Len() before it
 	add    int    // bytes it added to hist: len(msg) or 0
-	frames []byte // compressed with history, framed (add > 0)
+	frames []byte // compressed with history, framed (add > 0; empty after a shallow prepare)
 	seed   []byte // compressed without history or stored, framed (add > 0); made on first need
 	used   uint32 // tick of the last message
 }
@@ -140,15 +151,36 @@ func (t *topic) stream(p deflate.Params) *stream {
 	return st
 }
 
-// prepare compresses pm once for the current delivery (step 1).
-func (st *stream) prepare(ls *loopState, pm *PreparedMessage) {
+// has reports whether st is one of t's streams.
+func (t *topic) has(st *stream) bool {
+	for _, s := range t.streams {
+		if s == st {
+			return true
+		}
+	}
+	return false
+}
+
+// prepare compresses pm once for the current delivery (step 1). With
+// shallow (a broadcast reaching a topic's stream) it does not compress:
+// pm goes to every connection of the stream as its compression without
+// history, and enters the History as that frame enters each window.
+func (st *stream) prepare(ls *loopState, pm *PreparedMessage, shallow bool) {
 	if st.seq == ls.seq {
 		return
 	}
 	st.seq = ls.seq
 	st.pos0, st.len0, st.add = st.pos, st.hist.Len(), 0
-	st.seed = st.seed[:0]
+	st.frames, st.seed = keepBuf(st.frames), keepBuf(st.seed)
 	st.used = ls.wheel.now
+	if shallow {
+		if pm.compressed(ls.srv, st.p.ServerMaxWindowBits) != nil {
+			st.add = len(pm.payload)
+			st.pos += int64(st.add)
+			st.hist.Add(pm.payload, st.p)
+		}
+		return
+	}
 	min := 0
 	if cfg := ls.srv.opts.Deflate; cfg != nil && cfg.Threshold > 0 {
 		min = cfg.Threshold
@@ -164,13 +196,29 @@ func (st *stream) prepare(ls *loopState, pm *PreparedMessage) {
 	zbufPool.Put(z)
 }
 
+// streamBufKeep is the largest capacity a stream's frame buffers keep from
+// one message to the next: enough for every tick, so that a steady stream
+// allocates nothing, while one large message is not held until the stream
+// goes idle.
+const streamBufKeep = 16 << 10
+
+// keepBuf returns b emptied, or nil when its capacity is over
+// streamBufKeep.
+func keepBuf(b []byte) []byte {
+	if cap(b) > streamBufKeep {
+		return nil
+	}
+	return b[:0]
+}
+
 // choose returns the frames for c (steps 2 and 3) and whether they are
-// compressed.
+// compressed. After a shallow prepare every connection gets pm's
+// compression without history.
 func (st *stream) choose(ls *loopState, c *Conn, pm *PreparedMessage) ([]byte, bool) {
 	if st.add == 0 {
 		return pm.plain, false
 	}
-	if d := c.dfl(); d != nil && d.sh == st && d.at == st.pos0 && st.pos0-d.from >= int64(st.len0) {
+	if d := c.dfl(); len(st.frames) > 0 && d != nil && d.sh == st && d.at == st.pos0 && st.pos0-d.from >= int64(st.len0) {
 		return st.frames, true
 	}
 	if len(st.seed) == 0 {

@@ -409,6 +409,7 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage, t *topic) {
 	var st *stream // the stream whose frames c is given (see stream)
 	if c.rflags&rDeflate != 0 && c.dparams.ServerContextTakeover {
 		d := c.dfl()
+		shallow := false
 		switch {
 		case !shareable(policy):
 			c.untrack(false)
@@ -416,11 +417,12 @@ func (ls *loopState) deliver(c *Conn, pm *PreparedMessage, t *topic) {
 			st = t.stream(c.dparams)
 		case d != nil && d.sh != nil:
 			st = d.sh // a broadcast: see stream
+			shallow = !ls.broadcasts.has(st)
 		default:
 			st = ls.broadcasts.stream(c.dparams)
 		}
 		if st != nil {
-			st.prepare(ls, pm)
+			st.prepare(ls, pm, shallow)
 			frames, compressed = st.choose(ls, c, pm)
 		}
 	}
