@@ -73,7 +73,7 @@ var demoPage string
 // compare; 925-1,062 against the command directly), 1,008-1,057 at 10
 // (about 100 B of it is code paged in by the first clients, paid once);
 // server CPU per connect 115-147 µs at 100, 120-152 at 20; CPU per
-// delivery 3.52-3.75 µs at 100, 2.96-4.62 at 20. Below 20 the heap is
+// delivery 3.30-4.04 µs at 100, 3.20-4.62 at 20. Below 20 the heap is
 // mostly live connection state and nothing more is saved.
 const gatewayGCPercent = 20
 
