@@ -37,15 +37,7 @@ func dialWS(t testing.TB, addr string, rcvbuf int) *wsClient {
 func dialWSRequest(t testing.TB, addr, req string, rcvbuf int) *wsClient {
 	t.Helper()
 	c, br := dialSend(t, addr, req, rcvbuf)
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("upgrade: %v", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-	}
+	readUpgradeHeader(t, br)
 	return &wsClient{c: c, br: br}
 }
 

@@ -67,20 +67,10 @@ func dialZ(t testing.TB, addr, ext string, rcvbuf int) *zClient {
 	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 101 ") {
 		t.Fatalf("upgrade: %q %v", status, err)
 	}
-	for {
-		line, err := z.br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("upgrade: %v", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-		name, val, _ := strings.Cut(line, ":")
-		if !strings.EqualFold(name, "Sec-WebSocket-Extensions") {
-			continue
-		}
+	val, ok := readUpgradeHeader(t, z.br)
+	if ok {
 		z.deflate, z.takeover = true, true
-		for _, p := range strings.Split(strings.TrimSpace(val), ";") {
+		for _, p := range strings.Split(val, ";") {
 			k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
 			switch k {
 			case "server_no_context_takeover":

@@ -85,19 +85,7 @@ func dialInflateBuf(t *testing.T, addr, offer string, rcvbuf int) *inflateClient
 	t.Helper()
 	c, br := dialSend(t, addr, withExtOffer(upgradeRequest, offer), rcvbuf)
 	ic := &inflateClient{c: c, br: br, window: 1 << 15}
-	var ext string
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("upgrade: %v", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Extensions") {
-			ext = strings.TrimSpace(v)
-		}
-	}
+	ext, _ := readUpgradeHeader(t, br)
 	ic.ext = ext
 	if ext != "" {
 		ic.takeover = !strings.Contains(ext, "server_no_context_takeover")

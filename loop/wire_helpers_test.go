@@ -77,3 +77,22 @@ func readFrame(br *bufio.Reader) (codec.Header, []byte, int, error) {
 	}
 	return h, p, n, nil
 }
+
+// readUpgradeHeader reads the header lines of an upgrade answer from br up
+// to the blank line that ends them and returns the value of its
+// Sec-WebSocket-Extensions line, ok telling whether there was one.
+func readUpgradeHeader(t testing.TB, br *bufio.Reader) (ext string, ok bool) {
+	t.Helper()
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("upgrade: %v", err)
+		}
+		if line == "\r\n" {
+			return ext, ok
+		}
+		if k, v, found := strings.Cut(line, ":"); found && strings.EqualFold(k, "Sec-WebSocket-Extensions") {
+			ext, ok = strings.TrimSpace(v), true
+		}
+	}
+}
