@@ -44,14 +44,11 @@ func reviewResub(t *testing.T, pb bool) {
 		}
 		last = p.Offset
 	}
-	b.shut()
-	g.send(
-		&protocol.Command{Publish: &protocol.PublishRequest{Channel: "slow:p", Data: []byte(`{}`)}},
+	g.queueBehindSlowPublish(t, b,
 		&protocol.Command{Unsubscribe: &protocol.UnsubscribeRequest{Channel: ch}},
 		&protocol.Command{Subscribe: &protocol.SubscribeRequest{Channel: ch, Recover: true, Epoch: epoch, Offset: last}},
 	)
 	idPub := g.id - 2
-	waitUntil(t, "the publish waiting", func() bool { return b.nwaiting() == 1 })
 	time.Sleep(30 * time.Millisecond) // publications go on meanwhile
 	b.release()
 	// In-flight pushes before the unsubscribe reply are ignored (the
