@@ -20,12 +20,9 @@ func TestCmdqAPIUnsubscribeAfterQueuedSubscribe(t *testing.T) {
 	const ch = "chat:u"
 	g := dialNode(t, n.addr, false)
 	cr := g.connect(token(t, jwt.MapClaims{"sub": "u"}))
-	b.shut()
-	g.send(
-		&protocol.Command{Publish: &protocol.PublishRequest{Channel: "slow:p", Data: []byte(`{}`)}},
+	g.queueBehindSlowPublish(t, b,
 		&protocol.Command{Subscribe: &protocol.SubscribeRequest{Channel: ch}},
 	)
-	waitUntil(t, "the publish waiting", func() bool { return b.nwaiting() == 1 })
 	if m := n.apiCall(t, "unsubscribe", map[string]any{"channel": ch, "client": cr.Client}); m["error"] != nil {
 		t.Fatalf("api unsubscribe: %v", m)
 	}

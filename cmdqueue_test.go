@@ -417,3 +417,13 @@ func TestCmdqQueueBytesWithinBound(t *testing.T) {
 		}
 	}
 }
+
+// queueBehindSlowPublish shuts b, sends a publish to slow:p (which then
+// waits in b) followed by cmds, and waits until the publish waits, so that
+// cmds are queued behind it.
+func (g *gwClient) queueBehindSlowPublish(t *testing.T, b *gatedBroker, cmds ...*protocol.Command) {
+	t.Helper()
+	b.shut()
+	g.send(append([]*protocol.Command{{Publish: &protocol.PublishRequest{Channel: "slow:p", Data: []byte(`{}`)}}}, cmds...)...)
+	waitUntil(t, "the publish waiting", func() bool { return b.nwaiting() == 1 })
+}

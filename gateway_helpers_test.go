@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -457,4 +459,30 @@ func freeLoopback(t testing.TB) string {
 // a small socket send buffer and a low high-water mark.
 func loopOptionsForSlow() loop.Options {
 	return loop.Options{SocketSendBuffer: 4096, MaxPendingBytes: 1 << 20, HighWaterBytes: 16 << 10}
+}
+
+// publishLoop publishes {"x":1} to ch through the API, pausing pause
+// after each publication, until stop is called (stop waits for the
+// publisher to end); top holds the offset of the last publication that
+// succeeded.
+func (n *gwNode) publishLoop(ch string, pause time.Duration) (top *atomic.Uint64, stop func()) {
+	top = new(atomic.Uint64)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if sp, err := n.publish(pubAPI, ch, []byte(`{"x":1}`), PublishOptions{}); err == nil {
+				top.Store(sp.Offset)
+			}
+			time.Sleep(pause)
+		}
+	}()
+	return top, func() { close(done); wg.Wait() }
 }

@@ -33,14 +33,11 @@ func TestReview2CmdqAPISubscribeBeforeQueuedResubscribe(t *testing.T) {
 		t.Fatalf("subscribe: %+v", r)
 	}
 	epoch, last := r.Subscribe.Epoch, r.Subscribe.Offset
-	b.shut()
-	g.send(
-		&protocol.Command{Publish: &protocol.PublishRequest{Channel: "slow:p", Data: []byte(`{}`)}},
+	g.queueBehindSlowPublish(t, b,
 		&protocol.Command{Unsubscribe: &protocol.UnsubscribeRequest{Channel: ch}},
 		&protocol.Command{Subscribe: &protocol.SubscribeRequest{Channel: ch, Recover: true, Epoch: epoch, Offset: last}},
 	)
 	idSub := g.id
-	waitUntil(t, "the publish waiting", func() bool { return b.nwaiting() == 1 })
 	for range 3 {
 		n.publishAPI(t, ch, `{"missed":1}`)
 	}
@@ -81,15 +78,12 @@ func TestReview2CmdqAPISubscribeAfterTwoQueuedUnsubscribes(t *testing.T) {
 	if r := g.subscribe(&protocol.SubscribeRequest{Channel: ch}); r.Error != nil {
 		t.Fatalf("subscribe: %+v", r)
 	}
-	b.shut()
-	g.send(
-		&protocol.Command{Publish: &protocol.PublishRequest{Channel: "slow:p", Data: []byte(`{}`)}},
+	g.queueBehindSlowPublish(t, b,
 		&protocol.Command{Unsubscribe: &protocol.UnsubscribeRequest{Channel: ch}},
 		&protocol.Command{Subscribe: &protocol.SubscribeRequest{Channel: ch}},
 		&protocol.Command{Unsubscribe: &protocol.UnsubscribeRequest{Channel: ch}},
 	)
 	last := g.id
-	waitUntil(t, "the publish waiting", func() bool { return b.nwaiting() == 1 })
 	if m := n.apiCall(t, "subscribe", map[string]any{"channel": ch, "client": cr.Client}); m["error"] != nil {
 		t.Fatalf("api subscribe: %v", m)
 	}

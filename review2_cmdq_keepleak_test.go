@@ -43,13 +43,10 @@ func review2KeepLeak(t *testing.T) bool {
 	}
 	// Rate window: the subscribe counted 1; the publish (on the loop) 2;
 	// the queued unsubscribe is refused.
-	b.shut()
-	g.send(
-		&protocol.Command{Publish: &protocol.PublishRequest{Channel: "slow:p", Data: []byte(`{}`)}},
+	g.queueBehindSlowPublish(t, b,
 		&protocol.Command{Unsubscribe: &protocol.UnsubscribeRequest{Channel: ch}},
 	)
 	idUnsub := g.id
-	waitUntil(t, "the publish waiting", func() bool { return b.nwaiting() == 1 })
 	if m := n.apiCall(t, "subscribe", map[string]any{"channel": ch, "client": cr.Client}); m["error"] != nil {
 		t.Fatalf("api subscribe: %v", m)
 	}
@@ -67,13 +64,10 @@ func review2KeepLeak(t *testing.T) bool {
 		return false
 	}
 	time.Sleep(1100 * time.Millisecond) // a new rate window
-	b.shut()
-	g.send(
-		&protocol.Command{Publish: &protocol.PublishRequest{Channel: "slow:p", Data: []byte(`{}`)}},
+	g.queueBehindSlowPublish(t, b,
 		&protocol.Command{Unsubscribe: &protocol.UnsubscribeRequest{Channel: ch}},
 	)
 	idUnsub = g.id
-	waitUntil(t, "the publish waiting", func() bool { return b.nwaiting() == 1 })
 	b.release()
 	for {
 		r := g.reply()

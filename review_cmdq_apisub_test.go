@@ -24,12 +24,9 @@ func TestReviewCmdqAPISubscribeAfterQueuedUnsubscribe(t *testing.T) {
 	if r := g.subscribe(&protocol.SubscribeRequest{Channel: ch}); r.Error != nil {
 		t.Fatalf("subscribe: %+v", r)
 	}
-	b.shut()
-	g.send(
-		&protocol.Command{Publish: &protocol.PublishRequest{Channel: "slow:p", Data: []byte(`{}`)}},
+	g.queueBehindSlowPublish(t, b,
 		&protocol.Command{Unsubscribe: &protocol.UnsubscribeRequest{Channel: ch}},
 	)
-	waitUntil(t, "the publish waiting", func() bool { return b.nwaiting() == 1 })
 	if m := n.apiCall(t, "subscribe", map[string]any{"channel": ch, "client": cr.Client}); m["error"] != nil {
 		t.Fatalf("api subscribe: %v", m)
 	}

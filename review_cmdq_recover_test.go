@@ -1,8 +1,6 @@
 package wsgate
 
 import (
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,26 +45,8 @@ func TestReviewCmdqRecoverBusyChannel(t *testing.T) {
 	if r := keep.subscribe(&protocol.SubscribeRequest{Channel: ch}); r.Error != nil {
 		t.Fatalf("subscribe: %+v", r)
 	}
-	var top atomic.Uint64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			sp, err := n.publish(pubAPI, ch, []byte(`{"x":1}`), PublishOptions{})
-			if err == nil {
-				top.Store(sp.Offset)
-			}
-			time.Sleep(50 * time.Microsecond)
-		}
-	}()
-	defer func() { close(stop); wg.Wait() }()
+	top, stop := n.publishLoop(ch, 50*time.Microsecond)
+	defer stop()
 	waitUntil(t, "publications flowing", func() bool { return top.Load() > 20 })
 	t0, s0 := time.Now(), top.Load()
 	time.Sleep(200 * time.Millisecond)

@@ -2,8 +2,6 @@ package wsgate
 
 import (
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,25 +35,8 @@ func reviewResub(t *testing.T, pb bool) {
 		t.Fatalf("subscribe: %+v", r)
 	}
 	epoch, last := r.Subscribe.Epoch, r.Subscribe.Offset
-	var top atomic.Uint64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if sp, err := n.publish(pubAPI, ch, []byte(`{"x":1}`), PublishOptions{}); err == nil {
-				top.Store(sp.Offset)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	defer func() { close(stop); wg.Wait() }()
+	_, stop := n.publishLoop(ch, time.Millisecond)
+	defer stop()
 	for range 10 {
 		p := g.pub(ch)
 		if p.Offset != last+1 {
@@ -63,14 +44,11 @@ func reviewResub(t *testing.T, pb bool) {
 		}
 		last = p.Offset
 	}
-	b.shut()
-	g.send(
-		&protocol.Command{Publish: &protocol.PublishRequest{Channel: "slow:p", Data: []byte(`{}`)}},
+	g.queueBehindSlowPublish(t, b,
 		&protocol.Command{Unsubscribe: &protocol.UnsubscribeRequest{Channel: ch}},
 		&protocol.Command{Subscribe: &protocol.SubscribeRequest{Channel: ch, Recover: true, Epoch: epoch, Offset: last}},
 	)
 	idPub := g.id - 2
-	waitUntil(t, "the publish waiting", func() bool { return b.nwaiting() == 1 })
 	time.Sleep(30 * time.Millisecond) // publications go on meanwhile
 	b.release()
 	// In-flight pushes before the unsubscribe reply are ignored (the

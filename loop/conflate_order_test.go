@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,26 +30,8 @@ func (w *wsClient) nextRaw(timeout time.Duration) (rawMsg, error) {
 	w.c.SetReadDeadline(time.Now().Add(timeout))
 	var m rawMsg
 	for {
-		var hb [codec.MaxHeaderSize]byte
-		n := 2
-		if _, err := io.ReadFull(w.br, hb[:2]); err != nil {
-			return m, err
-		}
-		switch hb[1] & 0x7f {
-		case 126:
-			n += 2
-		case 127:
-			n += 8
-		}
-		if _, err := io.ReadFull(w.br, hb[2:n]); err != nil {
-			return m, err
-		}
-		h, _, err := codec.ParseHeader(hb[:n])
+		h, p, _, err := readFrame(w.br)
 		if err != nil {
-			return m, err
-		}
-		p := make([]byte, h.Length)
-		if _, err := io.ReadFull(w.br, p); err != nil {
 			return m, err
 		}
 		if h.OpCode.IsControl() {

@@ -8,11 +8,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,33 +36,8 @@ func dialWS(t testing.TB, addr string, rcvbuf int) *wsClient {
 // dialWSRequest is dialWS with the upgrade request req.
 func dialWSRequest(t testing.TB, addr, req string, rcvbuf int) *wsClient {
 	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second}
-	if rcvbuf > 0 {
-		d.Control = func(_, _ string, rc syscall.RawConn) error {
-			return rc.Control(func(fd uintptr) {
-				_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
-			})
-		}
-	}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("upgrade: %v", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-	}
+	c, br := dialSend(t, addr, req, rcvbuf)
+	readUpgradeHeader(t, br)
 	return &wsClient{c: c, br: br}
 }
 
@@ -75,26 +48,8 @@ func (w *wsClient) next(timeout time.Duration) (codec.OpCode, []byte, error) {
 	var msg []byte
 	var op codec.OpCode
 	for {
-		var hb [codec.MaxHeaderSize]byte
-		n := 2
-		if _, err := io.ReadFull(w.br, hb[:2]); err != nil {
-			return 0, nil, err
-		}
-		switch hb[1] & 0x7f {
-		case 126:
-			n += 2
-		case 127:
-			n += 8
-		}
-		if _, err := io.ReadFull(w.br, hb[2:n]); err != nil {
-			return 0, nil, err
-		}
-		h, _, err := codec.ParseHeader(hb[:n])
+		h, p, _, err := readFrame(w.br)
 		if err != nil {
-			return 0, nil, err
-		}
-		p := make([]byte, h.Length)
-		if _, err := io.ReadFull(w.br, p); err != nil {
 			return 0, nil, err
 		}
 		if h.OpCode.IsControl() {

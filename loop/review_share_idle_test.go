@@ -17,15 +17,7 @@ import (
 // on every tick (before shared streams, its deadline after the release
 // of its History was the ping interval, 30 s away).
 func TestReviewShareIdleTrackedClientTakeover(t *testing.T) {
-	h := openRec{conns: make(chan *Conn, 1)}
-	o := Options{NumLoops: 1, Deflate: &deflate.Config{ServerContextTakeover: true, ClientContextTakeover: true,
-		HistoryIdle: 200 * time.Millisecond}}
-	s, addr := startServer(t, h, o, nil)
-	ic := dialInflate(t, addr, "permessage-deflate; client_max_window_bits")
-	c := <-h.conns
-	if err := s.Subscribe(c, "t"); err != nil {
-		t.Fatal(err)
-	}
+	s, ic, c := startIdleTakeover(t, "t")
 	g := newTickGen(9)
 	var want [][]byte
 	for i := range 20 {
@@ -69,15 +61,7 @@ func TestReviewShareIdleTrackedClientTakeover(t *testing.T) {
 // History may be held for it (before shared streams, its own send
 // History was released after HistoryIdle).
 func TestReviewShareOrphanStreamHistory(t *testing.T) {
-	h := openRec{conns: make(chan *Conn, 1)}
-	o := Options{NumLoops: 1, Deflate: &deflate.Config{ServerContextTakeover: true, ClientContextTakeover: true,
-		HistoryIdle: 200 * time.Millisecond}}
-	s, addr := startServer(t, h, o, nil)
-	ic := dialInflate(t, addr, "permessage-deflate; client_max_window_bits")
-	c := <-h.conns
-	if err := s.Subscribe(c, "user:1"); err != nil {
-		t.Fatal(err)
-	}
+	s, ic, c := startIdleTakeover(t, "user:1")
 	g := newTickGen(10)
 	for i := range 40 {
 		pm, _ := s.Prepare(codec.OpText, g.next(fmt.Sprintf(`"seq":%d,`, i)), "")
@@ -106,4 +90,21 @@ func TestReviewShareOrphanStreamHistory(t *testing.T) {
 	if held > 0 {
 		t.Errorf("after 7 HistoryIdle periods without messages, %d bytes of History are held for the connection", held)
 	}
+}
+
+// startIdleTakeover starts a one-loop server with context takeover both
+// ways and a HistoryIdle of 200 ms, and connects a client offering
+// client_max_window_bits, subscribed to topic.
+func startIdleTakeover(t *testing.T, topic string) (*Server, *inflateClient, *Conn) {
+	t.Helper()
+	h := openRec{conns: make(chan *Conn, 1)}
+	o := Options{NumLoops: 1, Deflate: &deflate.Config{ServerContextTakeover: true, ClientContextTakeover: true,
+		HistoryIdle: 200 * time.Millisecond}}
+	s, addr := startServer(t, h, o, nil)
+	ic := dialInflate(t, addr, "permessage-deflate; client_max_window_bits")
+	c := <-h.conns
+	if err := s.Subscribe(c, topic); err != nil {
+		t.Fatal(err)
+	}
+	return s, ic, c
 }

@@ -3,17 +3,13 @@
 package loop
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -78,56 +74,6 @@ func (h reviewHandler) OnMessage(c *Conn, _ codec.OpCode, p []byte) {
 	}
 }
 
-// dialReview is dialInflate with an optional small SO_RCVBUF.
-func dialReview(t *testing.T, addr, offer string, rcvbuf int) *inflateClient {
-	t.Helper()
-	req := upgradeRequest
-	if offer != "" {
-		req = strings.Replace(req, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: "+offer+"\r\n\r\n", 1)
-	}
-	d := net.Dialer{Timeout: 5 * time.Second}
-	if rcvbuf > 0 {
-		d.Control = func(_, _ string, rc syscall.RawConn) error {
-			return rc.Control(func(fd uintptr) {
-				_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
-			})
-		}
-	}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	ic := &inflateClient{c: c, br: br, window: 1 << 15}
-	var ext string
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("upgrade: %v", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Extensions") {
-			ext = strings.TrimSpace(v)
-		}
-	}
-	if ext != "" {
-		ic.takeover = !strings.Contains(ext, "server_no_context_takeover")
-		if i := strings.Index(ext, "server_max_window_bits="); i >= 0 {
-			var bits int
-			fmt.Sscanf(ext[i+len("server_max_window_bits="):], "%d", &bits)
-			ic.window = 1 << bits
-		}
-	}
-	return ic
-}
-
 type reviewClient struct {
 	name  string
 	ic    *inflateClient
@@ -168,7 +114,7 @@ func runReviewMix(t *testing.T, seed uint64, o Options, dur time.Duration) {
 		if slow {
 			rcv = 4096
 		}
-		rc := &reviewClient{name: fmt.Sprintf("c%d[%s]slow=%v", i, offer, slow), ic: dialReview(t, addr, offer, rcv), slow: slow}
+		rc := &reviewClient{name: fmt.Sprintf("c%d[%s]slow=%v", i, offer, slow), ic: dialInflateBuf(t, addr, offer, rcv), slow: slow}
 		rc.conn = <-h.conns
 		for _, tp := range topics {
 			if r.IntN(2) == 0 || tp == "a" && i%3 == 0 {

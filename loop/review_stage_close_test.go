@@ -169,20 +169,7 @@ func TestReviewStageShutdownAfterStaged(t *testing.T) {
 	s, addr := startRec(t, h, Options{PingInterval: -1, IdleTimeout: -1,
 		Deflate: &deflate.Config{ServerContextTakeover: true, HistoryIdle: time.Minute}})
 	const n = 20
-	var rs []*stageReader
-	for i := range n {
-		offer := ""
-		if i%2 == 1 {
-			offer = "permessage-deflate"
-		}
-		z := dialZ(t, addr, offer, 0)
-		waitFor(t, "open", func() bool { return h.conn(i) != nil })
-		if err := s.Subscribe(h.conn(i), "t"); err != nil {
-			t.Fatal(err)
-		}
-		rs = append(rs, startStageReader(z))
-	}
-	waitFor(t, "subscriptions", func() bool { return s.Stats().Subscriptions == n })
+	rs, _ := subscribeStageReaders(t, s, h, addr, altOffers(n), func(int) string { return "t" })
 	pm, _ := s.Prepare(codec.OpText, stageMsg("S", 3000), "")
 	release := holdLoop(t, firstLoop(s))
 	if err := s.Publish("t", pm); err != nil {

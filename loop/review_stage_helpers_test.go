@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -62,46 +61,16 @@ func (m zMsg) String() string {
 // and records what the server agreed to.
 func dialZ(t testing.TB, addr, ext string, rcvbuf int) *zClient {
 	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second}
-	if rcvbuf > 0 {
-		d.Control = func(_, _ string, rc syscall.RawConn) error {
-			return rc.Control(func(fd uintptr) {
-				_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
-			})
-		}
-	}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	req := upgradeRequest
-	if ext != "" {
-		req = strings.Replace(req, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: "+ext+"\r\n\r\n", 1)
-	}
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	z := &zClient{c: c, br: bufio.NewReader(c), bits: 15}
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c, br := dialSend(t, addr, withExtOffer(upgradeRequest, ext), rcvbuf)
+	z := &zClient{c: c, br: br, bits: 15}
 	status, err := z.br.ReadString('\n')
 	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 101 ") {
 		t.Fatalf("upgrade: %q %v", status, err)
 	}
-	for {
-		line, err := z.br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("upgrade: %v", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-		name, val, _ := strings.Cut(line, ":")
-		if !strings.EqualFold(name, "Sec-WebSocket-Extensions") {
-			continue
-		}
+	val, ok := readUpgradeHeader(t, z.br)
+	if ok {
 		z.deflate, z.takeover = true, true
-		for _, p := range strings.Split(strings.TrimSpace(val), ";") {
+		for _, p := range strings.Split(val, ";") {
 			k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
 			switch k {
 			case "server_no_context_takeover":
@@ -146,30 +115,12 @@ func (z *zClient) next(timeout time.Duration) (zMsg, error) {
 	var m zMsg
 	inMsg := false
 	for {
-		var hb [codec.MaxHeaderSize]byte
-		n := 2
-		if _, err := io.ReadFull(z.br, hb[:2]); err != nil {
-			return m, err
-		}
-		switch hb[1] & 0x7f {
-		case 126:
-			n += 2
-		case 127:
-			n += 8
-		}
-		if _, err := io.ReadFull(z.br, hb[2:n]); err != nil {
-			return m, err
-		}
-		h, _, err := codec.ParseHeader(hb[:n])
+		h, p, _, err := readFrame(z.br)
 		if err != nil {
 			return m, err
 		}
 		if h.Masked {
 			return m, fmt.Errorf("masked server frame")
-		}
-		p := make([]byte, h.Length)
-		if _, err := io.ReadFull(z.br, p); err != nil {
-			return m, err
 		}
 		if h.OpCode.IsControl() {
 			if h.Rsv != 0 || !h.Fin {

@@ -24,20 +24,7 @@ func TestReviewStageNoRetention(t *testing.T) {
 	h := &recHandler{}
 	s, addr := startRec(t, h, Options{PingInterval: -1, IdleTimeout: -1,
 		Deflate: &deflate.Config{ServerContextTakeover: true, HistoryIdle: time.Minute}})
-	var rs []*stageReader
-	for i := range 4 {
-		offer := ""
-		if i%2 == 1 {
-			offer = "permessage-deflate"
-		}
-		z := dialZ(t, addr, offer, 0)
-		waitFor(t, "open", func() bool { return h.conn(i) != nil })
-		if err := s.Subscribe(h.conn(i), "t"); err != nil {
-			t.Fatal(err)
-		}
-		rs = append(rs, startStageReader(z))
-	}
-	waitFor(t, "subscriptions", func() bool { return s.Stats().Subscriptions == 4 })
+	rs, _ := subscribeStageReaders(t, s, h, addr, altOffers(4), func(int) string { return "t" })
 	var refs []weak.Pointer[PreparedMessage]
 	for round := range 5 {
 		pm, err := s.Prepare(codec.OpText, stageMsg("R"+strconv.Itoa(round), 2000), "")
@@ -166,19 +153,7 @@ func TestReviewStageConcurrentSources(t *testing.T) {
 		Deflate: &deflate.Config{ServerContextTakeover: true, Threshold: -1, HistoryIdle: time.Minute}})
 	offers := []string{"", "permessage-deflate", "permessage-deflate; server_no_context_takeover",
 		"permessage-deflate; server_max_window_bits=10", "", "permessage-deflate"}
-	n := len(offers)
-	var rs []*stageReader
-	var conns []*Conn
-	for i, o := range offers {
-		z := dialZ(t, addr, o, 0)
-		waitFor(t, "open", func() bool { return h.conn(i) != nil })
-		conns = append(conns, h.conn(i))
-		if err := s.Subscribe(h.conn(i), "t"+strconv.Itoa(i%2)); err != nil {
-			t.Fatal(err)
-		}
-		rs = append(rs, startStageReader(z))
-	}
-	waitFor(t, "subscriptions", func() bool { return s.Stats().Subscriptions == int64(n) })
+	rs, conns := subscribeStageReaders(t, s, h, addr, offers, func(i int) string { return "t" + strconv.Itoa(i%2) })
 	const rounds = 300
 	var pms []*PreparedMessage
 	for j, size := range []int{60, 900, 5000} {

@@ -311,3 +311,34 @@ func stageModel(t *testing.T, threshold int, seed uint64) {
 	}
 	assertStagedCleared(t, s)
 }
+
+// altOffers returns n extension offers, none and permessage-deflate in
+// turn.
+func altOffers(n int) []string {
+	offers := make([]string, n)
+	for i := 1; i < n; i += 2 {
+		offers[i] = "permessage-deflate"
+	}
+	return offers
+}
+
+// subscribeStageReaders dials a client per offer to addr (h having seen
+// no connection before), subscribes the i-th to topic(i), starts a
+// stageReader on each and waits for all the subscriptions.
+func subscribeStageReaders(t *testing.T, s *Server, h *recHandler, addr string, offers []string,
+	topic func(i int) string) ([]*stageReader, []*Conn) {
+	t.Helper()
+	var rs []*stageReader
+	var conns []*Conn
+	for i, o := range offers {
+		z := dialZ(t, addr, o, 0)
+		waitFor(t, "open", func() bool { return h.conn(i) != nil })
+		conns = append(conns, h.conn(i))
+		if err := s.Subscribe(h.conn(i), topic(i)); err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, startStageReader(z))
+	}
+	waitFor(t, "subscriptions", func() bool { return s.Stats().Subscriptions == int64(len(offers)) })
+	return rs, conns
+}

@@ -64,44 +64,29 @@ type inflateClient struct {
 	takeover bool
 	window   int
 	hist     []byte
-	wire     int // bytes of the frames read
+	wire     int    // bytes of the frames read
+	ext      string // the server's Sec-WebSocket-Extensions answer
 }
 
 // dialInflate upgrades with offer as the permessage-deflate offer ("" for
 // none) and checks the answer.
 func dialInflate(t *testing.T, addr, offer string) *inflateClient {
 	t.Helper()
-	req := upgradeRequest
-	if offer != "" {
-		req = strings.Replace(req, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: "+offer+"\r\n\r\n", 1)
+	ic := dialInflateBuf(t, addr, offer, 0)
+	if (ic.ext != "") != (offer != "") {
+		t.Fatalf("offer %q answered %q", offer, ic.ext)
 	}
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	return ic
+}
+
+// dialInflateBuf upgrades with offer as the permessage-deflate offer (""
+// for none) without checking the answer; rcvbuf > 0 sets SO_RCVBUF.
+func dialInflateBuf(t *testing.T, addr, offer string, rcvbuf int) *inflateClient {
+	t.Helper()
+	c, br := dialSend(t, addr, withExtOffer(upgradeRequest, offer), rcvbuf)
 	ic := &inflateClient{c: c, br: br, window: 1 << 15}
-	var ext string
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("upgrade: %v", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Extensions") {
-			ext = strings.TrimSpace(v)
-		}
-	}
-	if (ext != "") != (offer != "") {
-		t.Fatalf("offer %q answered %q", offer, ext)
-	}
+	ext, _ := readUpgradeHeader(t, br)
+	ic.ext = ext
 	if ext != "" {
 		ic.takeover = !strings.Contains(ext, "server_no_context_takeover")
 		var bits int
@@ -121,26 +106,8 @@ func (ic *inflateClient) next(timeout time.Duration) (codec.OpCode, []byte, bool
 	var op codec.OpCode
 	var rsv1 bool
 	for {
-		var hb [codec.MaxHeaderSize]byte
-		n := 2
-		if _, err := io.ReadFull(ic.br, hb[:2]); err != nil {
-			return 0, nil, false, err
-		}
-		switch hb[1] & 0x7f {
-		case 126:
-			n += 2
-		case 127:
-			n += 8
-		}
-		if _, err := io.ReadFull(ic.br, hb[2:n]); err != nil {
-			return 0, nil, false, err
-		}
-		h, _, err := codec.ParseHeader(hb[:n])
+		h, p, n, err := readFrame(ic.br)
 		if err != nil {
-			return 0, nil, false, err
-		}
-		p := make([]byte, h.Length)
-		if _, err := io.ReadFull(ic.br, p); err != nil {
 			return 0, nil, false, err
 		}
 		ic.wire += n + len(p)

@@ -44,6 +44,64 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
+// pageServer serves testdata/page at / from a net/http server on
+// 127.0.0.1, closed with the test; the first body the page posts to
+// /result (up to limit bytes) comes out of results.
+func pageServer(t *testing.T, page string, limit int64) (hs *httptest.Server, results <-chan []byte) {
+	t.Helper()
+	html, err := os.ReadFile(filepath.Join("testdata", page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := make(chan []byte, 1)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(html)
+	})
+	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, limit))
+		select {
+		case res <- body:
+		default:
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	hs = httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	return hs, res
+}
+
+// startChromium starts headless Chromium on pageURL with a fresh profile
+// and no network but 127.0.0.1. exited reports the browser's end; stop
+// kills it with its helpers and waits for it (also after exited was
+// read).
+func startChromium(t *testing.T, chromium, pageURL string) (exited <-chan error, stderr *lockedBuffer, stop func()) {
+	t.Helper()
+	cmd := exec.Command(chromium,
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+		"--disable-quic", "--no-first-run", "--no-default-browser-check",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-extensions", "--no-proxy-server", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+		"--user-data-dir="+t.TempDir(), pageURL)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its helpers are killed with it
+	stderr = new(lockedBuffer)
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	ex := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		ex <- cmd.Wait()
+		close(done)
+	}()
+	return ex, stderr, func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
 // browserTarget is one target's result, as the page reports it.
 type browserTarget struct {
 	Name        string   `json:"name"`
@@ -74,27 +132,7 @@ const browserMessages = 17
 func TestDeflateChromium(t *testing.T) {
 	t.Parallel()
 	chromium := chromiumPath(t)
-	page, err := os.ReadFile(filepath.Join("testdata", "deflate_page.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	results := make(chan []byte, 1)
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Write(page)
-	})
-	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		select {
-		case results <- body:
-		default:
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	hs := httptest.NewServer(mux) // 127.0.0.1
-	defer hs.Close()
+	hs, results := pageServer(t, "deflate_page.html", 1<<20)
 	origin := hs.URL
 
 	type target struct {
@@ -131,27 +169,8 @@ func TestDeflateChromium(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	profile := t.TempDir()
-	cmd := exec.Command(chromium,
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-		"--disable-quic", "--no-first-run", "--no-default-browser-check",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-extensions", "--no-proxy-server", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-		"--user-data-dir="+profile,
-		origin+"/?"+q.Encode())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its helpers are killed with it
-	var stderr lockedBuffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	launched := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-	}
+	exited, stderr, stop := startChromium(t, chromium, origin+"/?"+q.Encode())
 
 	var body []byte
 	select {

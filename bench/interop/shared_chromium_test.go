@@ -4,15 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,26 +21,7 @@ import (
 func TestSharedStreamChromium(t *testing.T) {
 	t.Parallel()
 	chromium := chromiumPath(t)
-	page, err := os.ReadFile(filepath.Join("testdata", "shared_page.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	results := make(chan []byte, 1)
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Write(page)
-	})
-	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(io.LimitReader(r.Body, 4<<20))
-		select {
-		case results <- body:
-		default:
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	hs := httptest.NewServer(mux)
-	defer hs.Close()
+	hs, results := pageServer(t, "shared_page.html", 4<<20)
 
 	h := newRecorder(t)
 	var ts *testServer
@@ -63,24 +37,8 @@ func TestSharedStreamChromium(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.Command(chromium,
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-		"--disable-quic", "--no-first-run", "--no-default-browser-check",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-extensions", "--no-proxy-server", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-		"--user-data-dir="+t.TempDir(), hs.URL+"/?"+q.Encode())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var stderr lockedBuffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-	}()
+	exited, stderr, stop := startChromium(t, chromium, hs.URL+"/?"+q.Encode())
+	defer stop()
 	for ts.Stats().Subscriptions < sockets {
 		select {
 		case err := <-exited:
