@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -359,8 +360,14 @@ func TestNATSRestart(t *testing.T) {
 	defer s.Shutdown()
 	waitFor(t, func() bool { return b.Conn().IsConnected() })
 	// b never published to "r" (no cached top): it finds the stream gone
-	// on its first read and makes it again.
-	_, fresh, err := b.History("r", wsgate.HistoryOptions{})
+	// on its first read and makes it again. Its link is up before the new
+	// server's JetStream answers: a read may time out until then (CI saw
+	// "context deadline exceeded" once under -race).
+	var fresh wsgate.StreamPosition
+	waitFor(t, func() bool {
+		_, fresh, err = b.History("r", wsgate.HistoryOptions{})
+		return !errors.Is(err, context.DeadlineExceeded)
+	})
 	if err != nil || fresh.Epoch == sp2.Epoch || fresh.Offset != 0 {
 		t.Fatalf("history after storage loss: %+v %v", fresh, err)
 	}
