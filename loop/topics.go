@@ -86,9 +86,10 @@ type topicRef struct {
 }
 
 // connExt holds what only some connections need, so that the others pay
-// one nil pointer for it: subscriptions and, behind more, what fewer
-// still need. A connection with subscriptions only holds this 32-byte
-// struct and its topicRefs.
+// one nil pointer for it: the topics after the first (Conn.t0) and,
+// behind more, what fewer still need. A connection with one topic has
+// none; one with more holds this 32-byte struct and a topicRef for each
+// of the others.
 type connExt struct {
 	topics []topicRef
 	more   *connMore
@@ -145,17 +146,19 @@ func (c *Conn) dropExt() {
 	}
 }
 
-// ref returns the index of t in c's topics, or -1.
-func (c *Conn) ref(t *topic) int {
-	if c.ext == nil {
-		return -1
+// ref returns c's topicRef of t, or nil.
+func (c *Conn) ref(t *topic) *topicRef {
+	if c.t0.t == t {
+		return &c.t0
 	}
-	for j, r := range c.ext.topics {
-		if r.t == t {
-			return j
+	if c.ext != nil {
+		for j := range c.ext.topics {
+			if r := &c.ext.topics[j]; r.t == t {
+				return r
+			}
 		}
 	}
-	return -1
+	return nil
 }
 
 // errNotBusy is enqueue's answer when it was asked to add only to a busy
@@ -239,30 +242,40 @@ func (ls *loopState) subscribe(c *Conn, name string) {
 			ls.topics = make(map[string]*topic)
 		}
 		ls.topics[name] = t
-	} else if c.ref(t) >= 0 {
+	} else if c.ref(t) != nil {
 		return
 	}
-	x := c.x()
-	x.topics = append(x.topics, topicRef{t: t, i: int32(len(t.subs))})
+	r := topicRef{t: t, i: int32(len(t.subs))}
+	if c.t0.t == nil {
+		c.t0 = r
+	} else {
+		x := c.x()
+		x.topics = append(x.topics, r)
+	}
 	t.subs = append(t.subs, c)
 	ls.stats.subs.Add(1)
 }
 
-// unsubscribe removes c from t, and t from c's list. Event-loop only.
+// unsubscribe removes c from t, and t from c's topics. Event-loop only.
 func (ls *loopState) unsubscribe(c *Conn, t *topic) {
-	j := c.ref(t)
-	if j < 0 {
+	r := c.ref(t)
+	if r == nil {
 		return
 	}
-	x := c.ext
-	i := x.topics[j].i
-	x.topics[j] = x.topics[len(x.topics)-1]
-	x.topics[len(x.topics)-1] = topicRef{}
-	x.topics = x.topics[:len(x.topics)-1]
+	i := r.i
+	// Fill r's place with c's last topic.
+	if x := c.ext; x != nil && len(x.topics) > 0 {
+		n := len(x.topics) - 1
+		*r = x.topics[n]
+		x.topics[n] = topicRef{}
+		x.topics = x.topics[:n]
+	} else {
+		c.t0 = topicRef{}
+	}
 	last := t.subs[len(t.subs)-1]
 	if last != c {
 		t.subs[i] = last
-		last.ext.topics[last.ref(t)].i = i
+		last.ref(t).i = i
 	}
 	t.subs[len(t.subs)-1] = nil
 	t.subs = t.subs[:len(t.subs)-1]
@@ -274,11 +287,8 @@ func (ls *loopState) unsubscribe(c *Conn, t *topic) {
 
 // unsubscribeAll is called when c closes. Event-loop only.
 func (ls *loopState) unsubscribeAll(c *Conn) {
-	if c.ext == nil {
-		return
-	}
-	for len(c.ext.topics) > 0 {
-		ls.unsubscribe(c, c.ext.topics[len(c.ext.topics)-1].t)
+	for c.t0.t != nil {
+		ls.unsubscribe(c, c.t0.t)
 	}
 }
 
