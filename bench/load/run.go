@@ -106,10 +106,19 @@ type Result struct {
 
 // ServerFigures are the server-side measurements.
 type ServerFigures struct {
-	Before         ServerStats  `json:"before"`
-	After          ServerStats  `json:"after"`
-	Baseline       *ServerStats `json:"baseline,omitempty"`      // gateway: before the first connection
-	Connected      *ServerStats `json:"connected,omitempty"`     // gateway: once every client subscribed
+	Before    ServerStats  `json:"before"`
+	After     ServerStats  `json:"after"`
+	Baseline  *ServerStats `json:"baseline,omitempty"`  // gateway: before the first connection
+	Connected *ServerStats `json:"connected,omitempty"` // gateway: once every client subscribed
+	// Step is, in the gateway scenario, the server once the first half
+	// of the clients subscribed (the others connect after it is read),
+	// and StepClients how many had. RSSPerAdded is the RSS growth from
+	// Step to Connected per client subscribed in between: the cost of
+	// one more client, without what the first clients paid once (code
+	// paged in, the runtime's own structures).
+	Step           *ServerStats `json:"step,omitempty"`
+	StepClients    int64        `json:"step_clients,omitempty"`
+	RSSPerAdded    float64      `json:"rss_per_added,omitempty"`
 	HeapPerConn    float64      `json:"heap_per_conn,omitempty"` // idle
 	RSSPerConn     float64      `json:"rss_per_conn,omitempty"`  // idle; gateway: per subscribed client
 	CPUSeconds     float64      `json:"cpu_seconds"`             // in the window (idle: while connecting and holding)
@@ -125,6 +134,8 @@ type workerProc struct {
 	readyCounters Counters // when the connect phase ended
 	readySamples  []string // and the errors until then
 	ready         bool
+	stepCounters  Counters // gateway: when the first half subscribed
+	stepped       bool
 	stopped       bool
 	result        *Event
 	fatal         string
@@ -151,6 +162,17 @@ type runner struct {
 	lastPub int64 // fanout: broadcasts published; gateway: the last offset; known after "stop"
 	epoch   int64 // unix ns, the time origin of message timestamps
 	pub     *apiPublisher
+	// step: the gateway clients connect in two halves, the server read
+	// between them (ServerFigures.Step).
+	step bool
+}
+
+// stepOf returns the Spec.Step of a worker with n connections.
+func (r *runner) stepOf(n int) int {
+	if !r.step {
+		return 0
+	}
+	return n / 2
 }
 
 // Run performs one scenario run: it starts worker processes, connects,
@@ -185,7 +207,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	now := time.Now()
-	r := &runner{cfg: cfg, target: t, events: make(chan workerEvent, 64), start: now, lastP: now, epoch: now.UnixNano()}
+	r := &runner{cfg: cfg, target: t, events: make(chan workerEvent, 64), start: now, lastP: now, epoch: now.UnixNano(),
+		step: cfg.Scenario == ScenarioGateway && cfg.Stats.Available() && cfg.Conns >= 2*cfg.Workers}
 	defer r.kill()
 	return r.run(ctx, timeout)
 }
@@ -292,6 +315,20 @@ func (r *runner) run(ctx context.Context, timeout time.Duration) (*Result, error
 		return nil, err
 	}
 	r.setPhase("connect")
+	var step *ServerStats
+	if r.step {
+		if err := r.pump(ctx, time.Time{}, func() bool {
+			return r.all(func(w *workerProc) bool { return w.stepped || w.ready })
+		}); err != nil {
+			return nil, fmt.Errorf("connect phase: %w", err)
+		}
+		st, err := cfg.Stats.Read(ctx, true)
+		if err != nil {
+			return nil, err
+		}
+		step = &st
+		r.send("more")
+	}
 	if err := r.pump(ctx, time.Time{}, func() bool { return r.all(func(w *workerProc) bool { return w.ready }) }); err != nil {
 		return nil, fmt.Errorf("connect phase: %w", err)
 	}
@@ -433,6 +470,15 @@ func (r *runner) run(ctx context.Context, timeout time.Duration) (*Result, error
 		case ScenarioGateway:
 			if n := res.Counters.Subscribed; n > 0 && connected != nil {
 				sf.RSSPerConn = (float64(connected.RSSBytes) - float64(base.RSSBytes)) / float64(n)
+				if step != nil {
+					for _, w := range r.workers {
+						sf.StepClients += w.stepCounters.Subscribed
+					}
+					sf.Step = step
+					if added := n - sf.StepClients; added > 0 {
+						sf.RSSPerAdded = (float64(connected.RSSBytes) - float64(step.RSSBytes)) / float64(added)
+					}
+				}
 			}
 			if n := res.Counters.WinRecv; n > 0 {
 				sf.CPUPerMsgUs = sf.CPUSeconds / float64(n) * 1e6
@@ -568,6 +614,7 @@ func (r *runner) spawn(timeout time.Duration) error {
 			Deflate:          cfg.Deflate,
 			Takeover:         cfg.Takeover,
 			Conns:            n,
+			Step:             r.stepOf(n),
 			Publisher:        cfg.Scenario == ScenarioFanout && i == 0,
 			Stalled:          stalled,
 			DialRate:         cfg.DialRate / float64(cfg.Workers),
@@ -717,6 +764,10 @@ func (r *runner) pump(ctx context.Context, deadline time.Time, done func() bool)
 				}
 			case we.ev.E == "progress":
 				w.last = we.ev.Counters
+			case we.ev.E == "step":
+				w.last = we.ev.Counters
+				w.stepCounters = we.ev.Counters
+				w.stepped = true
 			case we.ev.E == "ready":
 				w.last = we.ev.Counters
 				w.readyCounters = we.ev.Counters

@@ -48,13 +48,16 @@ func WorkerMain() {
 
 // Spec is a worker's share of a run, sent as the first line on its stdin.
 type Spec struct {
-	Scenario         string        `json:"scenario"`
-	URL              string        `json:"url"`
-	Headers          []string      `json:"headers,omitempty"`
-	Subprotocol      string        `json:"subprotocol,omitempty"`
-	Deflate          bool          `json:"deflate,omitempty"`
-	Takeover         bool          `json:"takeover,omitempty"` // with Deflate: offer server context takeover
-	Conns            int           `json:"conns"`              // connections (storm: concurrent connections)
+	Scenario    string   `json:"scenario"`
+	URL         string   `json:"url"`
+	Headers     []string `json:"headers,omitempty"`
+	Subprotocol string   `json:"subprotocol,omitempty"`
+	Deflate     bool     `json:"deflate,omitempty"`
+	Takeover    bool     `json:"takeover,omitempty"` // with Deflate: offer server context takeover
+	Conns       int      `json:"conns"`              // connections (storm: concurrent connections)
+	// Step (gateway): connect and subscribe this many first, report
+	// "step" and wait for "more" before the others; 0: all at once.
+	Step             int           `json:"step,omitempty"`
 	Publisher        bool          `json:"publisher,omitempty"`
 	Stalled          int           `json:"stalled,omitempty"` // fanout: subscribers that never read (see stalled.go)
 	Sources          []string      `json:"sources,omitempty"` // local addresses to dial from, round robin
@@ -245,14 +248,31 @@ func runWorker(in io.Reader, out io.Writer) int {
 	}()
 
 	// Connect phase (storm connects on "run").
-	if w.spec.Scenario != ScenarioStorm {
-		w.connectAll(ctx)
-	}
-	if w.spec.Scenario == ScenarioFanout {
-		w.stallAll(ctx)
-	}
-	if w.spec.Scenario == ScenarioGateway {
+	switch w.spec.Scenario {
+	case ScenarioStorm:
+	case ScenarioGateway:
+		if k := w.spec.Step; k > 0 && k < w.spec.Conns {
+			w.connect(ctx, 0, k)
+			w.waitSubscribed(ctx, 30*time.Second)
+			w.emit(Event{E: "step", Counters: w.snapshot()})
+			select {
+			case cmd := <-cmds:
+				if cmd != "more" {
+					w.emit(Event{E: "fatal", Err: fmt.Sprintf("got %q after step; want more", cmd)})
+					return 2
+				}
+			case <-ctx.Done():
+			}
+			w.connect(ctx, k, w.spec.Conns)
+		} else {
+			w.connect(ctx, 0, w.spec.Conns)
+		}
 		w.waitSubscribed(ctx, 30*time.Second)
+	default:
+		w.connect(ctx, 0, w.spec.Conns)
+		if w.spec.Scenario == ScenarioFanout {
+			w.stallAll(ctx)
+		}
 	}
 	w.sampleMu.Lock()
 	samples := append([]string(nil), w.samples...)
@@ -538,29 +558,29 @@ func (w *worker) dial(k int, publisher bool) {
 	}
 }
 
-// connectAll opens the worker's connections (and the publisher first) at
-// the spec's rate, then waits until every handshake has succeeded or
-// failed.
-func (w *worker) connectAll(ctx context.Context) {
-	total := w.spec.Conns
-	if w.spec.Publisher {
+// connect opens the worker's connections from to to (and the publisher
+// first, with from 0) at the spec's rate, then waits until every
+// handshake so far has succeeded or failed.
+func (w *worker) connect(ctx context.Context, from, to int) {
+	if w.spec.Publisher && from == 0 {
 		w.dial(0, true)
 		w.waitSettled(ctx, 1)
 	}
 	var next atomic.Int64
+	next.Store(int64(from))
 	start := time.Now()
 	var wg sync.WaitGroup
-	for range min(w.spec.Dialers, max(total, 1)) {
+	for range min(w.spec.Dialers, max(to-from, 1)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				k := int(next.Add(1) - 1)
-				if k >= total || ctx.Err() != nil {
+				if k >= to || ctx.Err() != nil {
 					return
 				}
 				if r := w.spec.DialRate; r > 0 {
-					at := start.Add(time.Duration(float64(k) / r * float64(time.Second)))
+					at := start.Add(time.Duration(float64(k-from) / r * float64(time.Second)))
 					if d := time.Until(at); d > 0 {
 						select {
 						case <-time.After(d):
@@ -574,7 +594,7 @@ func (w *worker) connectAll(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
-	n := int64(total)
+	n := int64(to)
 	if w.spec.Publisher {
 		n++
 	}

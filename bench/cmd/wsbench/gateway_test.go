@@ -71,6 +71,8 @@ func TestGatewaySmoke(t *testing.T) {
 			}
 			if s := res.Server; s == nil || s.RSSPerConn <= 0 || s.CPUPerMsgUs <= 0 {
 				t.Errorf("server figures %+v; want RSS per client and CPU per delivery", s)
+			} else if s.Step == nil || s.StepClients != conns/2 || s.Step.RSSBytes <= s.Baseline.RSSBytes {
+				t.Errorf("server figures %+v, step %+v; want the server read once the first %d clients subscribed", s, s.Step, conns/2)
 			}
 			if !strings.Contains(out.String(), "concurrent, not batched") {
 				t.Errorf("summary does not say how publishing was done:\n%s", out.String())

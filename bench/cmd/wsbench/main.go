@@ -273,6 +273,10 @@ func printResult(w io.Writer, r *load.Result) {
 		if r.Scenario == load.ScenarioGateway && s.Connected != nil && s.Baseline != nil {
 			fmt.Fprintf(w, "server     RSS %s → %s with %d clients subscribed (%.0f B/client)\n",
 				fmtBytes(float64(s.Baseline.RSSBytes)), fmtBytes(float64(s.Connected.RSSBytes)), c.Subscribed, s.RSSPerConn)
+			if s.Step != nil {
+				fmt.Fprintf(w, "           %s with the first %d: %.0f B per client added after them\n",
+					fmtBytes(float64(s.Step.RSSBytes)), s.StepClients, s.RSSPerAdded)
+			}
 		}
 		if r.Scenario == load.ScenarioIdle {
 			fmt.Fprintf(w, "server     %d conns; heap %s → %s (%.0f B/conn), RSS %s → %s (%.0f B/conn)\n",

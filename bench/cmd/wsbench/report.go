@@ -24,6 +24,9 @@ var (
 	mRSSPerConn = metric{"RSS/conn", "B", "lower", func(r *load.Result) (float64, bool) {
 		return srv(r, func(s *load.ServerFigures) float64 { return s.RSSPerConn })
 	}, fmtInt}
+	mRSSPerAdded = metric{"RSS/added client", "B", "lower", func(r *load.Result) (float64, bool) {
+		return srv(r, func(s *load.ServerFigures) float64 { return s.RSSPerAdded })
+	}, fmtInt}
 	mHandshakes = metric{"handshakes/s", "", "higher", func(r *load.Result) (float64, bool) {
 		return r.HandshakesPerSec, r.HandshakesPerSec > 0
 	}, fmtInt}
@@ -130,7 +133,7 @@ func columns(scenario string, deflate bool) []metric {
 	case load.ScenarioStorm:
 		m = []metric{mHandshakes, mHSP99, mFailures, mCPUPerHandshake, mCores, mErrors}
 	case load.ScenarioGateway:
-		m = []metric{mDeliveries, mP50, mP99, mCPUPerDelivery, mCores, mRSSPerConn, mRSS, mErrors}
+		m = []metric{mDeliveries, mP50, mP99, mCPUPerDelivery, mCores, mRSSPerConn, mRSSPerAdded, mRSS, mErrors}
 	}
 	if deflate && scenario != load.ScenarioIdle && scenario != load.ScenarioStorm {
 		m = append(m, mCompressed, mWireRatio)
@@ -140,7 +143,7 @@ func columns(scenario string, deflate bool) []metric {
 
 // ratioed are the metrics that get a "×wsgate" column.
 var ratioed = map[string]bool{
-	"heap/conn": true, "RSS/conn": true, "msgs/s": true, "deliveries/s": true,
+	"heap/conn": true, "RSS/conn": true, "RSS/added client": true, "msgs/s": true, "deliveries/s": true,
 	"p99": true, "server CPU/msg": true, "server CPU/delivery": true,
 	"handshakes/s": true, "server CPU/handshake": true,
 }
@@ -323,7 +326,9 @@ func caseTitle(c benchCase, st compareSettings) string {
 	case load.ScenarioGateway:
 		return fmt.Sprintf("Gateway: %s clients connected with a JWT and subscribed to %s; %s HTTP API publishes/s of %s "+
 			"(up to 8 requests in flight, not batched); wsgate row: the library's raw broadcast (wsgate echo -broadcast) "+
-			"of %s messages, the size of the gateway's pushes; RSS/conn: per subscribed client",
+			"of %s messages, the size of the gateway's pushes; RSS/conn: RSS growth per subscribed client, from before "+
+			"the first connection to the last subscription; RSS/added client: the growth per client of the second half, "+
+			"which connects after the first half subscribed (what one more client costs, without what the first ones paid once)",
 			fmtInt(float64(st.FanoutSubs)), gatewayChannel, fmtFloat(st.FanoutRate), sizeName(c.Size), sizeName(gatewayPushSize(c.Size)))
 	}
 	return c.label()
