@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,7 +148,7 @@ func t0Model(t *testing.T, o Options, offers []string, seed uint64) {
 		slots[i] = dial(i)
 	}
 	var dead []*Conn
-	closes, firstOfMany, closeMany := 0, 0, 0
+	closes, firstOfMany, closeMany, idleDropped := 0, 0, 0, 0
 	seq := 0
 	newID := func(kind string) string {
 		seq++
@@ -315,7 +316,17 @@ func t0Model(t *testing.T, o Options, offers []string, seed uint64) {
 		default:
 			if o.Deflate != nil {
 				// Idle past HistoryIdle: the idle release may drop connExt.
-				time.Sleep(350 * time.Millisecond)
+				time.Sleep(400 * time.Millisecond)
+				var mu sync.Mutex
+				onLoops(s, func(ls *loopState) {
+					ls.wheel.each(func(c *Conn) {
+						if c.t0.t != nil && c.ext == nil && c.rflags&rDeflate != 0 {
+							mu.Lock()
+							idleDropped++
+							mu.Unlock()
+						}
+					})
+				})
 				logf("idle")
 			}
 		}
@@ -331,6 +342,7 @@ func t0Model(t *testing.T, o Options, offers []string, seed uint64) {
 		}
 	}
 	quiesce()
-	t.Logf("%d closes (%d with several topics), %d messages, %d removals of the first of several topics",
-		closes, closeMany, seq, firstOfMany)
+	t.Logf("%d closes (%d with several topics), %d messages, %d removals of the first of several topics; "+
+		"after idle periods, %d deflate connections on one topic without connExt",
+		closes, closeMany, seq, firstOfMany, idleDropped)
 }
