@@ -21,14 +21,13 @@ import (
 // server's close frame, answering it when the server closed first, and
 // then checks that nothing follows it.
 type t0Client struct {
-	z       *zClient
-	mu      sync.Mutex
-	got     []zMsg
-	closed  bool // the close frame was read
-	err     error
-	done    chan struct{}
-	echo    bool // answer the server's close frame
-	echoSet chan struct{}
+	z      *zClient
+	mu     sync.Mutex
+	got    []zMsg
+	closed bool // the close frame was read
+	err    error
+	done   chan struct{}
+	echo   bool // answer the server's close frame
 }
 
 func newT0Client(t testing.TB, addr, ext string) *t0Client {
