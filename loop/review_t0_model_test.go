@@ -98,8 +98,8 @@ func TestReviewT0Model(t *testing.T) {
 		opts   Options
 		offers []string
 	}{
-		{"plain", 3, Options{}, []string{""}},
-		{"deflate", 2, Options{Deflate: dfl()}, []string{"permessage-deflate", "", "permessage-deflate; server_max_window_bits=9",
+		{"plain", 2, Options{}, []string{""}},
+		{"deflate", 1, Options{Deflate: dfl()}, []string{"permessage-deflate", "", "permessage-deflate; server_max_window_bits=9",
 			"permessage-deflate; server_no_context_takeover", "permessage-deflate; client_max_window_bits"}},
 		{"conflate", 1, Options{Deflate: dfl(), SlowPolicy: SlowConflate}, []string{"permessage-deflate", ""}},
 		{"dropnewest", 1, Options{Deflate: dfl(), SlowPolicy: SlowDropNewest}, []string{"permessage-deflate", ""}},

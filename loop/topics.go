@@ -87,8 +87,8 @@ type topicRef struct {
 
 // connExt holds what only some connections need, so that the others pay
 // one nil pointer for it: the topics after the first (Conn.t0) and,
-// behind more, what fewer still need. A connection with one topic has
-// none; one with more holds this 32-byte struct and a topicRef for each
+// behind more, what fewer still need. A connection needs none for one
+// topic; for more, it holds this 32-byte struct and a topicRef for each
 // of the others.
 type connExt struct {
 	topics []topicRef
