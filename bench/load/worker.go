@@ -48,16 +48,14 @@ func WorkerMain() {
 
 // Spec is a worker's share of a run, sent as the first line on its stdin.
 type Spec struct {
-	Scenario    string   `json:"scenario"`
-	URL         string   `json:"url"`
-	Headers     []string `json:"headers,omitempty"`
-	Subprotocol string   `json:"subprotocol,omitempty"`
-	Deflate     bool     `json:"deflate,omitempty"`
-	Takeover    bool     `json:"takeover,omitempty"` // with Deflate: offer server context takeover
-	Conns       int      `json:"conns"`              // connections (storm: concurrent connections)
-	// Step (gateway): connect and subscribe this many first, report
-	// "step" and wait for "more" before the others; 0: all at once.
-	Step             int           `json:"step,omitempty"`
+	Scenario         string        `json:"scenario"`
+	URL              string        `json:"url"`
+	Headers          []string      `json:"headers,omitempty"`
+	Subprotocol      string        `json:"subprotocol,omitempty"`
+	Deflate          bool          `json:"deflate,omitempty"`
+	Takeover         bool          `json:"takeover,omitempty"` // with Deflate: offer server context takeover
+	Conns            int           `json:"conns"`              // connections (storm: concurrent connections)
+	Step             int           `json:"step,omitempty"`     // gateway: connect this many, report "step", wait for "more"; 0: all at once
 	Publisher        bool          `json:"publisher,omitempty"`
 	Stalled          int           `json:"stalled,omitempty"` // fanout: subscribers that never read (see stalled.go)
 	Sources          []string      `json:"sources,omitempty"` // local addresses to dial from, round robin
