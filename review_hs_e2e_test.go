@@ -34,6 +34,12 @@ func e2eAnswer(t *testing.T, addr, tok string) string {
 	t.Helper()
 	g := dialNode(t, addr, false)
 	g.send(&protocol.Command{Connect: &protocol.ConnectRequest{Token: tok}})
+	return e2eRead(t, g, tok)
+}
+
+// e2eRead reads g's answer to a connect, as e2eAnswer gives it.
+func e2eRead(t *testing.T, g *gwClient, tok string) string {
+	t.Helper()
 	for {
 		r, err := g.next()
 		var ce closedError
@@ -197,3 +203,45 @@ func TestReviewHSGatewayAnswers(t *testing.T) {
 }
 
 const base64URLAlpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+// TestReviewHSGatewayManyConnects opens many connections, then sends
+// each a connect with a token of its own (valid with a channel of its
+// own, expired, forged, of each hash) before reading any answer, so
+// that the gateway verifies them side by side: each connection gets its
+// own token's answer, its own channel included.
+func TestReviewHSGatewayManyConnects(t *testing.T) {
+	n := startNode(t, gwConfig())
+	key := []byte(gwSecret)
+	future := time.Now().Add(time.Hour).Unix()
+	hdrs := []string{`{"alg":"HS256","typ":"JWT"}`, `{"typ":"JWT","alg":"HS384"}`, `{"alg":"HS512"}`}
+	hashes := []crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512}
+	const conns = 150
+	gs := make([]*gwClient, conns)
+	want := make([]string, conns)
+	toks := make([]string, conns)
+	for i := range conns {
+		gs[i] = dialNode(t, n.addr, i%2 == 1)
+		h := i % 3
+		pad := strings.Repeat("p", (i%4)*1500) // some past the pooled buffers' bound
+		claims := fmt.Sprintf(`{"sub":"u%d","exp":%d,"channels":["chat:c%d"],"info":{"pad":%q}}`, i, future, i, pad)
+		k := key
+		want[i] = fmt.Sprintf("ok expires=true subs=[chat:c%d]", i)
+		switch i % 5 {
+		case 3:
+			claims = fmt.Sprintf(`{"sub":"u%d","exp":1,"info":{"pad":%q}}`, i, pad)
+			want[i] = "error 109 token expired"
+		case 4:
+			k = []byte("forged")
+			want[i] = "close 3500"
+		}
+		toks[i] = e2eTok(hdrs[h], claims, hashes[h], k, "")
+	}
+	for i, g := range gs {
+		g.send(&protocol.Command{Connect: &protocol.ConnectRequest{Token: toks[i]}})
+	}
+	for i, g := range gs {
+		if got := e2eRead(t, g, toks[i]); got != want[i] {
+			t.Errorf("connection %d: %q, want %q", i, got, want[i])
+		}
+	}
+}
