@@ -141,7 +141,7 @@ func (v *verifier) key(t *jwt.Token) (any, error) {
 // passed, errTokenInvalid for anything else wrong with it.
 func (v *verifier) verify(token string) (*claims, error) {
 	c := new(claims)
-	err, fast := v.verifyHS(token, c)
+	fast, err := v.verifyHS(token, c)
 	if !fast {
 		_, err = v.parser.ParseWithClaims(token, c, v.key)
 	}
@@ -210,15 +210,15 @@ func (st *hsState) decode(dst []byte, seg string) ([]byte, error) {
 // verifyHS verifies token into c if its header is one of hsHeaders and
 // an HMAC secret is configured; fast is false, and c untouched, for any
 // other token.
-func (v *verifier) verifyHS(token string, c *claims) (err error, fast bool) {
+func (v *verifier) verifyHS(token string, c *claims) (fast bool, err error) {
 	header, rest, _ := strings.Cut(token, ".")
 	i, ok := hsHeaders[header]
 	if !ok || len(v.hmac) == 0 {
-		return nil, false
+		return false, nil
 	}
 	payload, sig, ok := strings.Cut(rest, ".")
 	if !ok || strings.Contains(sig, ".") {
-		return jwt.ErrTokenMalformed, true
+		return true, jwt.ErrTokenMalformed
 	}
 	st := v.macs[i].Get().(*hsState)
 	defer func() {
@@ -228,20 +228,20 @@ func (v *verifier) verifyHS(token string, c *claims) (err error, fast bool) {
 		v.macs[i].Put(st)
 	}()
 	if st.out, err = st.decode(st.out, payload); err != nil {
-		return jwt.ErrTokenMalformed, true
+		return true, jwt.ErrTokenMalformed
 	}
 	if err := json.Unmarshal(st.out, c); err != nil {
-		return jwt.ErrTokenMalformed, true
+		return true, jwt.ErrTokenMalformed
 	}
 	s, err := st.decode(st.sig[:0], sig)
 	if err != nil {
-		return jwt.ErrTokenMalformed, true
+		return true, jwt.ErrTokenMalformed
 	}
 	st.mac.Reset()
 	st.in = append(st.in[:0], token[:len(header)+1+len(payload)]...)
 	st.mac.Write(st.in)
 	if !hmac.Equal(s, st.mac.Sum(st.sum[:0])) {
-		return jwt.ErrTokenSignatureInvalid, true
+		return true, jwt.ErrTokenSignatureInvalid
 	}
-	return v.validator.Validate(c), true
+	return true, v.validator.Validate(c)
 }

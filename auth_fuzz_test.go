@@ -62,7 +62,7 @@ func FuzzVerifyHS(f *testing.F) {
 		}
 		for _, v := range verifiers {
 			got := new(claims)
-			err, fast := v.verifyHS(string(tok), got)
+			fast, err := v.verifyHS(string(tok), got)
 			if !fast {
 				continue
 			}
