@@ -39,29 +39,14 @@ func e2eAnswer(t *testing.T, addr, tok string) string {
 
 // e2eRead reads g's answer to a connect, as e2eAnswer gives it.
 func e2eRead(t *testing.T, g *gwClient, tok string) string {
-	t.Helper()
-	for {
-		r, err := g.next()
-		var ce closedError
-		if errors.As(err, &ce) {
-			return fmt.Sprintf("close %d", ce.code)
-		}
-		if err != nil {
-			t.Fatalf("token %q: %v", tok, err)
-		}
-		switch {
-		case r.Id != 1:
-			continue
-		case r.Error != nil:
-			return fmt.Sprintf("error %d %s", r.Error.Code, r.Error.Message)
-		}
+	return e2eReply(t, g, tok, func(r *protocol.Reply) bool { return r.Id == 1 }, func(r *protocol.Reply) string {
 		var subs []string
 		for s := range r.Connect.Subs {
 			subs = append(subs, s)
 		}
 		slices.Sort(subs)
 		return fmt.Sprintf("ok expires=%v subs=%v", r.Connect.Expires, subs)
-	}
+	})
 }
 
 // e2eSubAnswer connects as user u and answers a subscribe to private:x
@@ -71,6 +56,14 @@ func e2eSubAnswer(t *testing.T, addr, tok string) string {
 	g := dialNode(t, addr, false)
 	g.connect(token(t, map[string]any{"sub": "u"}))
 	g.send(&protocol.Command{Subscribe: &protocol.SubscribeRequest{Channel: "private:x", Token: tok}})
+	return e2eReply(t, g, tok, func(r *protocol.Reply) bool { return r.Subscribe != nil || r.Error != nil },
+		func(r *protocol.Reply) string { return fmt.Sprintf("ok expires=%v", r.Subscribe.Expires) })
+}
+
+// e2eReply reads g's replies until the one mine picks and answers
+// "close CODE", "error CODE MESSAGE" or ok(reply).
+func e2eReply(t *testing.T, g *gwClient, tok string, mine func(*protocol.Reply) bool, ok func(*protocol.Reply) string) string {
+	t.Helper()
 	for {
 		r, err := g.next()
 		var ce closedError
@@ -81,12 +74,12 @@ func e2eSubAnswer(t *testing.T, addr, tok string) string {
 			t.Fatalf("token %q: %v", tok, err)
 		}
 		switch {
-		case r.Subscribe == nil && r.Error == nil:
+		case !mine(r):
 			continue
 		case r.Error != nil:
 			return fmt.Sprintf("error %d %s", r.Error.Code, r.Error.Message)
 		}
-		return fmt.Sprintf("ok expires=%v", r.Subscribe.Expires)
+		return ok(r)
 	}
 }
 

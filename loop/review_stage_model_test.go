@@ -5,7 +5,6 @@ package loop
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -43,14 +42,9 @@ func startStageReader(z *zClient) *stageReader {
 			if m.op == codec.OpClose {
 				// Answer, then nothing more may come but the end.
 				_, _ = z.c.Write(cf(true, codec.OpClose, m.p))
-				z.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				rest, err := io.ReadAll(z.br)
+				err := afterClose(z.c, z.br)
 				r.mu.Lock()
-				if len(rest) > 0 {
-					r.err = fmt.Errorf("%d bytes after the close frame (% x)", len(rest), rest[:min(len(rest), 16)])
-				} else if err != nil {
-					r.err = fmt.Errorf("after the close frame: %v", err)
-				}
+				r.err = err
 				r.mu.Unlock()
 				return
 			}

@@ -5,7 +5,6 @@ package loop
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"sort"
 	"strings"
@@ -62,14 +61,9 @@ func (r *t0Client) run() {
 		if echo {
 			_, _ = r.z.c.Write(cf(true, codec.OpClose, m.p))
 		}
-		r.z.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		rest, err := io.ReadAll(r.z.br)
+		err = afterClose(r.z.c, r.z.br)
 		r.mu.Lock()
-		if len(rest) > 0 {
-			r.err = fmt.Errorf("%d bytes after the close frame (% x)", len(rest), rest[:min(len(rest), 16)])
-		} else if err != nil {
-			r.err = fmt.Errorf("after the close frame: %v", err)
-		}
+		r.err = err
 		r.mu.Unlock()
 		return
 	}
@@ -250,5 +244,17 @@ func t0Check(t *testing.T, s *Server, subs map[*Conn][]string, dead []*Conn) {
 	}
 	if len(bad) > 0 {
 		t.FailNow()
+	}
+}
+
+// t0Publish publishes message id (see t0Payload) to topic tp.
+func t0Publish(t *testing.T, s *Server, tp, id string) {
+	t.Helper()
+	pm, err := s.Prepare(codec.OpText, t0Payload(id), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish(tp, pm); err != nil {
+		t.Fatal(err)
 	}
 }

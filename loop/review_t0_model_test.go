@@ -226,13 +226,7 @@ func t0Model(t *testing.T, o Options, offers []string, seed uint64) {
 		switch k := rng.IntN(100); {
 		case k < 30:
 			id := newID("m" + tp + "-")
-			pm, err := s.Prepare(codec.OpText, t0Payload(id), "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Publish(tp, pm); err != nil {
-				t.Fatal(err)
-			}
+			t0Publish(t, s, tp, id)
 			for _, x := range slots {
 				if x.has(tp) {
 					x.want = append(x.want, id)

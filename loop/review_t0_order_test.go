@@ -86,13 +86,7 @@ func t0EveryOrder(t *testing.T, offer string, o Options) {
 		for _, tp := range topics {
 			seq++
 			id := fmt.Sprintf("%s%d", tp, seq)
-			pm, err := s.Prepare(codec.OpText, t0Payload(id), "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Publish(tp, pm); err != nil {
-				t.Fatal(err)
-			}
+			t0Publish(t, s, tp, id)
 			for _, sl := range slots {
 				if sl != nil && sl.has(tp) {
 					sl.want = append(sl.want, id)

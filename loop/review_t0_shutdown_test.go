@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsgate/wsgate/codec"
 	"github.com/wsgate/wsgate/deflate"
 )
 
@@ -43,13 +42,7 @@ func TestReviewT0Shutdown(t *testing.T) {
 	for k := range 40 {
 		tp := topics[k%len(topics)]
 		id := fmt.Sprintf("%s%d", tp, k)
-		pm, err := s.Prepare(codec.OpText, t0Payload(id), "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Publish(tp, pm); err != nil {
-			t.Fatal(err)
-		}
+		t0Publish(t, s, tp, id)
 		for _, sl := range slots {
 			if sl.has(tp) {
 				sl.want = append(sl.want, id)

@@ -4,6 +4,7 @@ package loop
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -95,4 +96,18 @@ func readUpgradeHeader(t testing.TB, br *bufio.Reader) (ext string, ok bool) {
 			ext, ok = strings.TrimSpace(v), true
 		}
 	}
+}
+
+// afterClose reads what c sends after a close frame, for at most 10 s: an
+// error unless it is nothing before the end.
+func afterClose(c net.Conn, br *bufio.Reader) error {
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	rest, err := io.ReadAll(br)
+	switch {
+	case len(rest) > 0:
+		return fmt.Errorf("%d bytes after the close frame (% x)", len(rest), rest[:min(len(rest), 16)])
+	case err != nil:
+		return fmt.Errorf("after the close frame: %v", err)
+	}
+	return nil
 }
