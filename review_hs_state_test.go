@@ -18,7 +18,7 @@ func hsStateTokens(t *testing.T, r *hsRef) (toks []string, want []*claims, outs 
 	for i := range 60 {
 		alg := i % 3
 		h := hdrs[alg]
-		exp := 4102444800
+		exp := int64(4102444800)
 		if i%5 == 4 {
 			exp = 1
 		}
