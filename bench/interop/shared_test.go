@@ -24,7 +24,7 @@ import (
 func tick(i int) string {
 	sym := [...]string{"BTC-USD", "ETH-USD", "SOL-USD"}[i%3]
 	return fmt.Sprintf(`{"ch":"md.crypto","seq":%d,"type":"quote","s":"%s","bid":"%d.%02d","bq":"%d.%04d","ask":"%d.%02d","t":%d}`,
-		i, sym, 60000+i*7%300, i%100, i%9, i*37%10000, 60001+i*7%300, (i*3)%100, 1764925200123+i*41)
+		i, sym, 60000+i*7%300, i%100, i%9, i*37%10000, 60001+i*7%300, (i*3)%100, int64(1764925200123)+int64(i)*41)
 }
 
 // TestSharedStreamClients: subscribers that inflate with other libraries'
