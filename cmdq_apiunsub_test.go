@@ -14,9 +14,7 @@ import (
 // unsubscribed (told by a push) and a later publication does not reach
 // it.
 func TestCmdqAPIUnsubscribeAfterQueuedSubscribe(t *testing.T) {
-	b := newGatedBroker()
-	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, slowConfig(), NodeOptions{})
 	const ch = "chat:u"
 	g := dialNode(t, n.addr, false)
 	cr := g.connect(token(t, jwt.MapClaims{"sub": "u"}))

@@ -32,6 +32,17 @@ func newGatedBroker() *gatedBroker {
 	return &gatedBroker{MemoryBroker: NewMemoryBroker(0), open: open}
 }
 
+// startGatedNode starts a node on cfg with opts and a gatedBroker,
+// whose gate is opened at cleanup before the node shuts down.
+func startGatedNode(t testing.TB, cfg Config, opts NodeOptions) (*gwNode, *gatedBroker) {
+	t.Helper()
+	b := newGatedBroker()
+	opts.Broker = b
+	n := startNodeWith(t, cfg, opts)
+	t.Cleanup(b.release)
+	return n, b
+}
+
 // shut closes the gate.
 func (b *gatedBroker) shut() {
 	b.mu.Lock()
@@ -104,9 +115,7 @@ func slowConfig() Config {
 // the broker answers. Run on the event loop, the first subscribe held
 // the loop, and every client of it, until the broker answered.
 func TestBrokerWaitOffEventLoop(t *testing.T) {
-	b := newGatedBroker()
-	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b, Loop: loop.Options{NumLoops: 1}})
-	t.Cleanup(b.release) // before the node's Shutdown
+	n, b := startGatedNode(t, slowConfig(), NodeOptions{Loop: loop.Options{NumLoops: 1}})
 	// The live channel shares the slow one's shard: the shard's lock is
 	// not held while the broker creates the slow one.
 	hotCh := "hot"
@@ -183,11 +192,9 @@ func TestBrokerWaitOffEventLoop(t *testing.T) {
 // "too many requests"; the waiting command, once the broker answers,
 // leaves nothing behind (no channel, no worker).
 func TestBrokerWaitQueueBounded(t *testing.T) {
-	b := newGatedBroker()
 	cfg := slowConfig()
 	cfg.Client.CommandRateLimit = -1
-	n := startNodeWith(t, cfg, NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, cfg, NodeOptions{})
 	g := dialNode(t, n.addr, false)
 	g.connect(token(t, jwt.MapClaims{"sub": "s"}))
 	b.shut()
@@ -216,9 +223,7 @@ func TestBrokerWaitQueueBounded(t *testing.T) {
 // ends once the broker call it waited on returns: the command then
 // leaves no channel and no worker behind.
 func TestDrainWithQueuedCommands(t *testing.T) {
-	b := newGatedBroker()
-	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, slowConfig(), NodeOptions{})
 	g := dialNode(t, n.addr, false)
 	g.connect(token(t, jwt.MapClaims{"sub": "s"}))
 	b.shut()
@@ -325,9 +330,7 @@ func recoveryRacing(t *testing.T, o NodeOptions) {
 // broker that does not answer hold at most maxWorkers goroutines; the
 // others wait in the run list, and all are answered once it answers.
 func TestBrokerWaitWorkersBounded(t *testing.T) {
-	b := newGatedBroker()
-	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, slowConfig(), NodeOptions{})
 	const clients = maxWorkers + 36
 	gs := make([]*gwClient, clients)
 	for i := range gs {
@@ -386,9 +389,7 @@ func benchClientPublish(b *testing.B, o NodeOptions) {
 // TestCmdqQueueBytesWithinBound: a client may queue commands up to
 // maxQueuedBytes behind the running one: all are answered, in order.
 func TestCmdqQueueBytesWithinBound(t *testing.T) {
-	b := newGatedBroker()
-	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, slowConfig(), NodeOptions{})
 	g := dialNode(t, n.addr, false)
 	g.connect(token(t, jwt.MapClaims{"sub": "u"}))
 	b.shut()

@@ -19,11 +19,9 @@ import (
 // client's subscribe must not fail, and the missed publications must
 // reach it.
 func TestReview2CmdqAPISubscribeBeforeQueuedResubscribe(t *testing.T) {
-	b := newGatedBroker()
 	cfg := slowConfig()
 	cfg.Client.CommandRateLimit = -1
-	n := startNodeWith(t, cfg, NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, cfg, NodeOptions{})
 	const ch = "chat:r2"
 	n.publishAPI(t, ch, `{"n":0}`)
 	g := dialNode(t, n.addr, false)
@@ -67,11 +65,9 @@ func TestReview2CmdqAPISubscribeBeforeQueuedResubscribe(t *testing.T) {
 // the client must end up subscribed (the fix's keep flag covers one
 // queued unsubscribe only).
 func TestReview2CmdqAPISubscribeAfterTwoQueuedUnsubscribes(t *testing.T) {
-	b := newGatedBroker()
 	cfg := slowConfig()
 	cfg.Client.CommandRateLimit = -1
-	n := startNodeWith(t, cfg, NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, cfg, NodeOptions{})
 	const ch = "chat:r3"
 	g := dialNode(t, n.addr, false)
 	cr := g.connect(token(t, jwt.MapClaims{"sub": "u"}))

@@ -16,11 +16,9 @@ import (
 // are disconnected by /api/disconnect while the broker does not answer.
 // When it answers, no channel, engine topic, worker or client is left.
 func TestReview2CmdqClosingLeavesNothing(t *testing.T) {
-	b := newGatedBroker()
 	cfg := slowConfig()
 	cfg.Client.CommandRateLimit = -1
-	n := startNodeWith(t, cfg, NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, cfg, NodeOptions{})
 	// An existing channel with history, held by a subscriber that stays.
 	keep := dialNode(t, n.addr, false)
 	keep.connect(token(t, jwt.MapClaims{"sub": "keep"}))

@@ -18,11 +18,9 @@ import (
 // the close frame, so OnClose runs only at the close timeout: what is
 // checked is the disconnect itself.
 func TestReview2CmdqExpiryWhileQueued(t *testing.T) {
-	b := newGatedBroker()
 	cfg := slowConfig()
 	cfg.Client.ExpiredCloseDelay = Duration(time.Nanosecond)
-	n := startNodeWith(t, cfg, NodeOptions{Broker: b, Loop: loop.Options{CloseTimeout: 20 * time.Second}})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, cfg, NodeOptions{Loop: loop.Options{CloseTimeout: 20 * time.Second}})
 	base := n.NumChannels()
 	g := dialNode(t, n.addr, true)
 	g.connect(token(t, jwt.MapClaims{"sub": "u", "exp": time.Now().Add(2 * time.Second).Unix()}))

@@ -29,11 +29,9 @@ func TestReview2CmdqKeepLeaksPastRateLimitedUnsubscribe(t *testing.T) {
 // review2KeepLeak reports false when the setup did not happen (the first
 // queued unsubscribe was not rate limited).
 func review2KeepLeak(t *testing.T) bool {
-	b := newGatedBroker()
 	cfg := slowConfig()
 	cfg.Client.CommandRateLimit = 2
-	n := startNodeWith(t, cfg, NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, cfg, NodeOptions{})
 	const ch = "chat:k"
 	g := dialNode(t, n.addr, false)
 	cr := g.connect(token(t, jwt.MapClaims{"sub": "u"}))

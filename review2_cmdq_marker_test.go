@@ -17,9 +17,7 @@ import (
 // closed with 3501, and the ping (after the bad message) is not
 // answered; the node ends with no client and no channel.
 func TestReview2CmdqMarkerBehindQueuedConnect(t *testing.T) {
-	b := newGatedBroker()
-	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, slowConfig(), NodeOptions{})
 	base := n.NumChannels()
 	b.shut()
 	g := dialNode(t, n.addr, false)

@@ -15,9 +15,7 @@ import (
 // unsubscribe has not run, so it still counts as subscribed), then the
 // unsubscribe runs.
 func TestReviewCmdqAPISubscribeAfterQueuedUnsubscribe(t *testing.T) {
-	b := newGatedBroker()
-	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, slowConfig(), NodeOptions{})
 	const ch = "chat:s"
 	g := dialNode(t, n.addr, false)
 	cr := g.connect(token(t, jwt.MapClaims{"sub": "u"}))

@@ -24,9 +24,7 @@ func TestReviewCmdqBadTailDropsQueuedReplies(t *testing.T) {
 }
 
 func reviewBadTail(t *testing.T, pb bool) {
-	b := newGatedBroker()
-	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, slowConfig(), NodeOptions{})
 	g := dialNode(t, n.addr, pb)
 	g.connect(token(t, jwt.MapClaims{"sub": "u"}))
 	b.shut()

@@ -13,9 +13,7 @@ import (
 // publication comes in the connect reply, then live ones once each.
 func TestReviewCmdqQueuedConnect(t *testing.T) {
 	for _, pb := range []bool{false, true} {
-		b := newGatedBroker()
-		n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b})
-		t.Cleanup(b.release)
+		n, b := startGatedNode(t, slowConfig(), NodeOptions{})
 		off := n.publishAPI(t, "slow:srv", `{"n":0}`)
 		n.publishAPI(t, "slow:srv", `{"n":1}`)
 		epoch := n.apiCall(t, "history", map[string]any{"channel": "slow:srv"})["result"].(map[string]any)["epoch"].(string)

@@ -26,9 +26,7 @@ func (n *gwNode) historyLen(t *testing.T, channel string) int {
 // close frame (as a peer whose network went away), so OnClose only runs
 // at the close timeout.
 func reviewQueuedAfterDisconnect(t *testing.T, disc func(n *gwNode, g *gwClient)) int {
-	b := newGatedBroker()
-	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b, Loop: loop.Options{CloseTimeout: 20 * time.Second}})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, slowConfig(), NodeOptions{Loop: loop.Options{CloseTimeout: 20 * time.Second}})
 	g := dialNode(t, n.addr, false)
 	g.connect(token(t, jwt.MapClaims{"sub": "victim"}))
 	b.shut()

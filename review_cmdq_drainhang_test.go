@@ -13,9 +13,7 @@ import (
 // a broker that never answers returns once its context ends (with its
 // error), not when the broker answers.
 func TestReviewCmdqDrainBrokerNeverAnswers(t *testing.T) {
-	b := newGatedBroker()
-	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, slowConfig(), NodeOptions{})
 	for i := range 3 {
 		g := dialNode(t, n.addr, i == 1)
 		g.connect(token(t, jwt.MapClaims{"sub": "d"}))

@@ -22,10 +22,8 @@ import (
 // The bound asserted (4 MiB per client) is the reviewer's: the design
 // gives none in bytes.
 func TestReviewCmdqQueueBytes(t *testing.T) {
-	b := newGatedBroker()
 	cfg := slowConfig()
-	n := startNodeWith(t, cfg, NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, cfg, NodeOptions{})
 	const clients = 2
 	gs := make([]*gwClient, clients)
 	for i := range gs {

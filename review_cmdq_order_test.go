@@ -22,11 +22,9 @@ func TestReviewCmdqMixedBatchOrder(t *testing.T) {
 }
 
 func reviewMixedBatch(t *testing.T, pb bool) {
-	b := newGatedBroker()
 	cfg := slowConfig()
 	cfg.Client.CommandRateLimit = -1
-	n := startNodeWith(t, cfg, NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, cfg, NodeOptions{})
 	g := dialNode(t, n.addr, pb)
 	g.connect(token(t, jwt.MapClaims{"sub": "m"}))
 	if r := g.subscribe(&protocol.SubscribeRequest{Channel: "chat:live"}); r.Error != nil {

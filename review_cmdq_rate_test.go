@@ -24,11 +24,9 @@ func TestReviewCmdqRateCountedOnce(t *testing.T) {
 }
 
 func reviewRateOnce(t *testing.T) bool {
-	b := newGatedBroker()
 	cfg := slowConfig()
 	cfg.Client.CommandRateLimit = 6
-	n := startNodeWith(t, cfg, NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, cfg, NodeOptions{})
 	g := dialNode(t, n.addr, false)
 	g.connect(token(t, jwt.MapClaims{"sub": "r"}))
 	b.shut()

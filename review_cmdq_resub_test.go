@@ -21,11 +21,9 @@ func TestReviewCmdqQueuedUnsubscribeResubscribe(t *testing.T) {
 }
 
 func reviewResub(t *testing.T, pb bool) {
-	b := newGatedBroker()
 	cfg := slowConfig()
 	cfg.Client.CommandRateLimit = -1
-	n := startNodeWith(t, cfg, NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, cfg, NodeOptions{})
 	const ch = "chat:x"
 	n.publishAPI(t, ch, `{"n":0}`)
 	g := dialNode(t, n.addr, pb)

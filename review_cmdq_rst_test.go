@@ -17,9 +17,7 @@ import (
 // the broker answers, nothing is left: no worker, no channel, no
 // goroutine, no connection.
 func TestReviewCmdqPeerResetWhileQueued(t *testing.T) {
-	b := newGatedBroker()
-	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, slowConfig(), NodeOptions{})
 	off := n.publishAPI(t, "slow:r", `{"n":0}`)
 	n.publishAPI(t, "slow:r", `{"n":1}`)
 	epoch := n.apiCall(t, "history", map[string]any{"channel": "slow:r"})["result"].(map[string]any)["epoch"].(string)

@@ -21,11 +21,9 @@ import (
 // connections. Nothing deadlocks or panics, and once all are gone no
 // worker, channel or goroutine is left.
 func TestReviewCmdqStress(t *testing.T) {
-	b := newGatedBroker()
 	cfg := slowConfig()
 	cfg.Client.CommandRateLimit = -1
-	n := startNodeWith(t, cfg, NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n, b := startGatedNode(t, cfg, NodeOptions{})
 	runtime.GC()
 	before := runtime.NumGoroutine()
 	const clients = 24
