@@ -37,10 +37,32 @@ func newGatedBroker() *gatedBroker {
 func startGatedNode(t testing.TB, cfg Config, opts NodeOptions) (*gwNode, *gatedBroker) {
 	t.Helper()
 	b := newGatedBroker()
+	return startBehind(t, cfg, opts, b, b.release), b
+}
+
+// startBehind starts a node on cfg with opts and broker b; release, which
+// opens b's gate, runs at cleanup before the node shuts down.
+func startBehind(t testing.TB, cfg Config, opts NodeOptions, b Broker, release func()) *gwNode {
+	t.Helper()
 	opts.Broker = b
 	n := startNodeWith(t, cfg, opts)
-	t.Cleanup(b.release)
-	return n, b
+	t.Cleanup(release)
+	return n
+}
+
+// subscribeFirst subscribes g to ch and checks that a first publication
+// reaches it at offset 1; it returns the channel's epoch.
+func subscribeFirst(t *testing.T, n *gwNode, g *gwClient, ch string) string {
+	t.Helper()
+	r := g.subscribe(&protocol.SubscribeRequest{Channel: ch})
+	if r.Error != nil {
+		t.Fatalf("subscribe: %+v", r)
+	}
+	n.publishAPI(t, ch, `{"n":1}`)
+	if p := g.pub(ch); p.Offset != 1 {
+		t.Fatalf("first publication: offset %d", p.Offset)
+	}
+	return r.Subscribe.Epoch
 }
 
 // shut closes the gate.

@@ -3,7 +3,6 @@ package wsgate
 import (
 	"testing"
 
-	"github.com/centrifugal/protocol"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -20,20 +19,11 @@ import (
 // stays.)
 func TestReview2CmdqFillEpochReverted(t *testing.T) {
 	b := &reviewDropBroker{gatedBroker: newGatedBroker()}
-	n := startNodeWith(t, slowConfig(), NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n := startBehind(t, slowConfig(), NodeOptions{}, b, b.release)
 	const ch = "slow:ep"
 	a := dialNode(t, n.addr, false)
 	cr := a.connect(token(t, jwt.MapClaims{"sub": "a"}))
-	r := a.subscribe(&protocol.SubscribeRequest{Channel: ch})
-	if r.Error != nil {
-		t.Fatalf("subscribe: %+v", r)
-	}
-	oldEpoch := r.Subscribe.Epoch
-	n.publishAPI(t, ch, `{"n":1}`)
-	if p := a.pub(ch); p.Offset != 1 {
-		t.Fatalf("first publication: offset %d", p.Offset)
-	}
+	oldEpoch := subscribeFirst(t, n, a, ch)
 	b.drop.Store(true)
 	n.publishAPI(t, ch, `{"n":2}`) // lost on its way to the node
 	b.shut()

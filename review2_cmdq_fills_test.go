@@ -26,20 +26,11 @@ func review2TwoFills(t *testing.T, from uint64) {
 	b := &reviewDropBroker{gatedBroker: newGatedBroker()}
 	cfg := slowConfig()
 	cfg.Client.CommandRateLimit = -1
-	n := startNodeWith(t, cfg, NodeOptions{Broker: b})
-	t.Cleanup(b.release)
+	n := startBehind(t, cfg, NodeOptions{}, b, b.release)
 	const ch = "slow:fills"
 	a := dialNode(t, n.addr, false)
 	a.connect(token(t, jwt.MapClaims{"sub": "a"}))
-	r := a.subscribe(&protocol.SubscribeRequest{Channel: ch})
-	if r.Error != nil {
-		t.Fatalf("subscribe: %+v", r)
-	}
-	epoch := r.Subscribe.Epoch
-	n.publishAPI(t, ch, `{"n":1}`)
-	if p := a.pub(ch); p.Offset != 1 {
-		t.Fatalf("first publication: offset %d", p.Offset)
-	}
+	epoch := subscribeFirst(t, n, a, ch)
 	b.drop.Store(true)
 	n.publishAPI(t, ch, `{"n":2}`) // lost on its way to the node
 	b.drop.Store(true)

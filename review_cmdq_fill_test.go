@@ -48,8 +48,7 @@ func (b *reviewDropBroker) HandlePublication(channel string, pub *Publication, s
 func TestReviewCmdqGapFillHoldsEventLoop(t *testing.T) {
 	b := &reviewDropBroker{gatedBroker: newGatedBroker()}
 	cfg := slowConfig()
-	n := startNodeWith(t, cfg, NodeOptions{Broker: b, Loop: loop.Options{NumLoops: 1}})
-	t.Cleanup(b.release)
+	n := startBehind(t, cfg, NodeOptions{Loop: loop.Options{NumLoops: 1}}, b, b.release)
 	const ch = "slow:gap"
 	a := dialNode(t, n.addr, false)
 	a.connect(token(t, jwt.MapClaims{"sub": "a"}))
