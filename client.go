@@ -314,8 +314,6 @@ func (n *Node) handle(c *session, cmd *protocol.Command, wait, counted bool) (er
 	default:
 		return disconnectBadRequest
 	}
-	var d disconnect
-	var pe *replyError
 	switch {
 	case err == errWait:
 		return err
@@ -324,14 +322,29 @@ func (n *Node) handle(c *session, cmd *protocol.Command, wait, counted bool) (er
 		if rep != nil {
 			c.write(rep)
 		}
-	case errors.As(err, &d):
-		return d
-	case errors.As(err, &pe):
-		c.write(&protocol.Reply{Id: cmd.Id, Error: pe.proto()})
 	default:
-		n.log.Warn("command failed", "client", c.id(n), "err", err)
-		c.write(&protocol.Reply{Id: cmd.Id, Error: errInternal.proto()})
+		return n.failed(c, id, err)
 	}
+	return nil
+}
+
+// failed answers command id, which failed with err: a disconnect is
+// returned, to be made; a reply error is the command's reply; anything
+// else is logged and answered with an internal error. Apart from handle,
+// so that only a failing command pays for the error's variables on the
+// heap. c.mu held.
+func (n *Node) failed(c *session, id uint32, err error) error {
+	var d disconnect
+	if errors.As(err, &d) {
+		return d
+	}
+	var pe *replyError
+	if errors.As(err, &pe) {
+		c.write(&protocol.Reply{Id: id, Error: pe.proto()})
+		return nil
+	}
+	n.log.Warn("command failed", "client", c.id(n), "err", err)
+	c.write(&protocol.Reply{Id: id, Error: errInternal.proto()})
 	return nil
 }
 
