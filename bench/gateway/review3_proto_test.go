@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +126,141 @@ func TestReview3SendWithoutHandler(t *testing.T) {
 		rawExchange(t, tg, rawCase{connect: true, steps: []rawStep{
 			{send: `{"send":{"data":{"x":1}}}` + "\n" + `{"id":2,"unsubscribe":{"channel":"x"}}`, close: 3508},
 		}})
+	})
+}
+
+// review3Frame is a WebSocket message of a review case.
+type review3Frame struct {
+	binary bool
+	data   []byte
+}
+
+// review3Answer connects (with the Protobuf subprotocol when pb), sends
+// frames and returns the first reply after the connect's, or "close N"
+// when the server closes the connection first.
+func review3Answer(t *testing.T, tg *Target, pb bool, frames ...review3Frame) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	var opts *websocket.DialOptions
+	if pb {
+		opts = &websocket.DialOptions{Subprotocols: []string{"centrifuge-protobuf"}}
+	}
+	conn, _, err := websocket.Dial(ctx, tg.WS, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	token := tg.Token(Claims{Sub: "review3", Exp: time.Now().Add(time.Hour).Unix()})
+	connect := review3Frame{data: []byte(`{"id":1,"connect":{"token":"` + token + `"}}`)}
+	if pb {
+		// Command{id: 1, connect: ConnectRequest{token}}, prefixed with
+		// its length.
+		req := append(binary.AppendUvarint([]byte{0x0a}, uint64(len(token))), token...)
+		cmd := append(binary.AppendUvarint([]byte{0x08, 0x01, 0x22}, uint64(len(req))), req...)
+		connect = review3Frame{binary: true, data: append(binary.AppendUvarint(nil, uint64(len(cmd))), cmd...)}
+	}
+	var lines []string
+	next := func() (string, error) {
+		for len(lines) == 0 {
+			_, b, err := conn.Read(ctx)
+			if err != nil {
+				var ce websocket.CloseError
+				if errors.As(err, &ce) {
+					return fmt.Sprintf("close %d", ce.Code), nil
+				}
+				return "", err
+			}
+			if pb {
+				// Replies are split by their varint lengths; the
+				// answer is reported as the raw reply bytes.
+				for len(b) > 0 {
+					l, n := binary.Uvarint(b)
+					if n <= 0 || l > uint64(len(b)-n) {
+						return "", fmt.Errorf("bad protobuf reply framing %x", b)
+					}
+					lines = append(lines, string(b[n:n+int(l)]))
+					b = b[n+int(l):]
+				}
+				continue
+			}
+			lines = strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		}
+		l := lines[0]
+		lines = lines[1:]
+		return l, nil
+	}
+	for _, f := range append([]review3Frame{connect}, frames...) {
+		mt := websocket.MessageText
+		if f.binary {
+			mt = websocket.MessageBinary
+		}
+		if err := conn.Write(ctx, mt, f.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := next()
+	if err != nil || strings.HasPrefix(first, "close") {
+		t.Fatalf("connect: %q, %v", first, err)
+	}
+	got, err := next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// TestReview3CommandValidation: commands Centrifugo v6.9.1 refuses (or
+// accepts) where wsgate does the opposite or answers with another code.
+// Each case quotes Centrifugo's answer; wsgate's is in the comment.
+func TestReview3CommandValidation(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, tg *Target) {
+		text := func(s string) review3Frame { return review3Frame{data: []byte(s)} }
+		unsub := `{"id":2,"unsubscribe":{"channel":"x"}}`
+		cases := []struct {
+			name   string
+			pb     bool
+			frames []review3Frame
+			want   string // a substring of the answer
+		}{
+			// A pong without a server ping before it: Centrifugo closes
+			// with 3501 ("unnecessary pong"); wsgate ignores it and
+			// answers the next command.
+			{"pong before any ping", false, []review3Frame{text(`{}`), text(unsub)}, "close 3501"},
+			// A line "null": Centrifugo 3501; wsgate takes it for a pong.
+			{"null line", false, []review3Frame{text(`null`), text(unsub)}, "close 3501"},
+			// Protobuf: a zero-length command before any ping (a pong):
+			// Centrifugo 3501; wsgate ignores it.
+			{"protobuf zero-length command", true, []review3Frame{{binary: true, data: []byte{0}},
+				{binary: true, data: []byte{7, 0x08, 0x02, 0x32, 0x03, 0x0a, 0x01, 'x'}}}, "close 3501"},
+			// A binary message on a JSON connection: Centrifugo decodes it
+			// as JSON and answers {"id":2,"unsubscribe":{}}; wsgate closes
+			// with 3501.
+			{"binary message on a JSON connection", false, []review3Frame{{binary: true, data: []byte(unsub)}}, `{"id":2,"unsubscribe":{}}`},
+			// presence without a channel: Centrifugo 3501 (as every other
+			// command without one); wsgate {"id":2,"error":{"code":108}}.
+			{"presence without channel", false, []review3Frame{text(`{"id":2,"presence":{}}`)}, "close 3501"},
+			// presence in an unknown namespace: Centrifugo
+			// {"id":2,"error":{"code":102,"message":"unknown channel"}};
+			// wsgate 108 "not available".
+			{"presence unknown namespace", false, []review3Frame{text(`{"id":2,"presence":{"channel":"nosuchns:x"}}`)}, `"code":102`},
+			// A channel name with an escaped lone surrogate: Centrifugo
+			// {"id":2,"error":{"code":107,"message":"bad request"}} (not
+			// valid UTF-8); wsgate decodes it to U+FFFD and subscribes the
+			// client to "chat:\ufffdx", another channel's name.
+			{"lone surrogate in channel", false, []review3Frame{text(`{"id":2,"subscribe":{"channel":"chat:\udc00x"}}`)}, `"code":107`},
+			// Protobuf: a channel that is not UTF-8: Centrifugo
+			// {"id":2,"error":{"code":107,"message":"bad request"}} and
+			// the connection stays; wsgate closes with 3501.
+			{"protobuf channel not UTF-8", true, []review3Frame{{binary: true, data: []byte{12, 0x08, 0x02, 0x2a, 0x08, 0x0a, 0x06, 'c', 'h', 'a', 't', ':', 0xff}}}, "\x08\x6b\x12\x0bbad request"}, // Error{code: 107, message: "bad request"}
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				if got := review3Answer(t, tg, c.pb, c.frames...); !strings.Contains(got, c.want) {
+					t.Errorf("answer %q; want %q", got, c.want)
+				}
+			})
+		}
 	})
 }
