@@ -264,3 +264,37 @@ func TestReview3CommandValidation(t *testing.T) {
 		}
 	})
 }
+
+// TestReview3SubscriptionTokens: subscription token answers that differ
+// from Centrifugo v6.9.1 (rawExchange connects as user "raw").
+func TestReview3SubscriptionTokens(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, tg *Target) {
+		sub := func(id int, ch string, claims map[string]any) string {
+			return fmt.Sprintf(`{"id":%d,"subscribe":{"channel":%q,"token":%q}}`, id, ch, HS256(tg.Config.Secret, claims))
+		}
+		hour := time.Now().Add(time.Hour)
+		cases := []rawCase{
+			// A token not valid yet (nbf in the future): Centrifugo
+			// {"id":2,"error":{"code":109,"message":"token expired"}}, so
+			// the SDK fetches a new one; wsgate 103 "permission denied".
+			{name: "nbf in the future", connect: true, steps: []rawStep{{
+				send:  sub(2, "chat:"+channelName("", "nbf"), map[string]any{"sub": "raw", "nbf": hour.Unix(), "exp": hour.Unix()}),
+				reply: `{"id":2,"error":{"code":109,"message":"token expired"}}`,
+			}}},
+			// A token without a channel claim: Centrifugo {"id":2,"error":
+			// {"code":103,"message":"permission denied"}} and the
+			// connection stays; wsgate closes it with 3500 "invalid
+			// token", which the SDK does not reconnect after.
+			{name: "no channel claim", connect: true, steps: []rawStep{{
+				send:  sub(2, "chat:"+channelName("", "nochan"), map[string]any{"sub": "raw", "exp": hour.Unix()}),
+				reply: `{"id":2,"error":{"code":103,"message":"permission denied"}}`,
+			}}},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				rawExchange(t, tg, c)
+			})
+		}
+	})
+}
