@@ -78,13 +78,16 @@ func FuzzVerifyHS(f *testing.F) {
 	})
 }
 
-// outcome classes a verification error as verify does: 0 valid, 1
-// expired, 2 invalid.
+// outcome classes an error of golang-jwt's parser (validating or not)
+// as verify classes the token, in Centrifugo's order: 0 valid; 1
+// expired, when all that failed is a time check (exp, nbf); 2 invalid.
 func outcome(err error) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, jwt.ErrTokenExpired):
+	case (errors.Is(err, jwt.ErrTokenExpired) || errors.Is(err, jwt.ErrTokenNotValidYet)) &&
+		!errors.Is(err, jwt.ErrTokenInvalidAudience) && !errors.Is(err, jwt.ErrTokenInvalidIssuer) &&
+		!errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		return 1
 	}
 	return 2

@@ -174,6 +174,7 @@ var (
 	disconnectStale         = disconnect{3502, "stale"}
 	disconnectForceNoReconn = disconnect{3503, "force disconnect"}
 	disconnectChannelLimit  = disconnect{3505, "channel limit"}
+	disconnectNotAvailable  = disconnect{3508, "not available"}
 )
 
 // Error replies of the protocol.
@@ -264,8 +265,10 @@ func (n *Node) handle(c *session, cmd *protocol.Command, wait, counted bool) (er
 		}(time.Now())
 	}
 	if cmd.Send != nil {
-		// An asynchronous message: no reply, and no handler for it.
-		return nil
+		// An asynchronous message, for which wsgate has no handler: as
+		// Centrifugo without one, the client is told so by a disconnect
+		// (a message has no reply to carry an error).
+		return disconnectNotAvailable
 	}
 	if cmd.Id == 0 {
 		// An empty command is a pong (its arrival is recorded already).
@@ -307,9 +310,13 @@ func (n *Node) handle(c *session, cmd *protocol.Command, wait, counted bool) (er
 		rep, err = n.subRefresh(c, id, cmd.SubRefresh)
 	case cmd.Ping != nil:
 		rep = &protocol.Reply{Id: id, Ping: &protocol.PingResult{}}
-	case cmd.Presence != nil, cmd.PresenceStats != nil, cmd.Rpc != nil:
-		// Not implemented: answered as Centrifugo answers them where
-		// presence is off and no RPC proxy is configured.
+	case cmd.Presence != nil:
+		err = n.noPresence(cmd.Presence.Channel)
+	case cmd.PresenceStats != nil:
+		err = n.noPresence(cmd.PresenceStats.Channel)
+	case cmd.Rpc != nil:
+		// Not implemented: answered as Centrifugo answers it where no
+		// RPC proxy is configured.
 		err = errNotAvailable
 	default:
 		return disconnectBadRequest
@@ -349,6 +356,19 @@ func (n *Node) failed(c *session, id uint32, err error) error {
 }
 
 func (d disconnect) Error() string { return d.Reason }
+
+// noPresence answers presence and presence_stats, which wsgate does not
+// keep, as Centrifugo answers them where presence is off: a bad request
+// without a channel, 102 for a channel in no namespace, else 108.
+func (n *Node) noPresence(channel string) error {
+	switch {
+	case channel == "":
+		return disconnectBadRequest
+	case n.cfg.options(channel) == nil:
+		return errUnknownChannel
+	}
+	return errNotAvailable
+}
 
 // commandMethod returns the method of cmd (cmdConnect, …), or cmdNone.
 func commandMethod(cmd *protocol.Command) int {
@@ -398,6 +418,7 @@ func ttl(exp int64) uint32 {
 
 func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest, wait bool) (*protocol.Reply, error) {
 	var cl *claims
+	var info []byte
 	if req.Token != "" {
 		var err error
 		cl, err = n.conns.verify(req.Token)
@@ -408,6 +429,9 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest, wait
 			// A token with a channel claim is a subscription token: as
 			// Centrifugo, it is no connection token.
 			return nil, disconnectInvalidToken
+		}
+		if info, err = cl.info(); err != nil {
+			return nil, errInternal
 		}
 	} else if !n.cfg.Client.AllowAnonymousConnectWithoutToken {
 		return nil, disconnectBadRequest // as Centrifugo: no token is a bad request, not a bad token
@@ -428,12 +452,17 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest, wait
 	var js []*joining
 	if cl != nil {
 		for _, name := range cl.Channels {
-			if len(js) >= n.cfg.Client.ChannelLimit {
-				return nil, disconnectChannelLimit
+			// As Centrifugo: an empty name is skipped, and one in no
+			// namespace fails the connect (102).
+			if name == "" || slices.ContainsFunc(js, func(j *joining) bool { return j.name == name }) {
+				continue
 			}
 			opts := n.cfg.options(name)
-			if opts == nil || slices.ContainsFunc(js, func(j *joining) bool { return j.name == name }) {
-				continue
+			if opts == nil {
+				return nil, errUnknownChannel
+			}
+			if len(js) >= n.cfg.Client.ChannelLimit {
+				return nil, disconnectChannelLimit
 			}
 			if opts.ConflationTag != "" && !wait {
 				// The connection's slow policy becomes conflation by the
@@ -451,7 +480,7 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest, wait
 	connected := func() {
 		if cl != nil {
 			c.user = cl.Subject
-			c.setInfo(cl.info())
+			c.setInfo(info)
 			c.exp.Store(uint32(exp))
 		}
 		c.state.Store(stateConnected)
@@ -537,13 +566,13 @@ func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeReq
 		switch {
 		case errors.Is(err, errTokenExpired):
 			return nil, errTokenExpiredReply
-		case err != nil:
-			return nil, errPermissionDenied
+		case err != nil || cl.Channel == "":
+			return nil, errPermissionDenied // as Centrifugo: no disconnect
 		case cl.Channel != req.Channel || cl.Subject != c.user || (cl.Client != "" && cl.Client != c.id(n)):
 			return nil, disconnectInvalidToken
 		}
 		exp = uint32(cl.expiry())
-	} else if !opts.AllowSubscribeForClient || (c.user == "" && !opts.AllowSubscribeForAnonymous) {
+	} else if isPrivate(req.Channel) || !opts.AllowSubscribeForClient || (c.user == "" && !opts.AllowSubscribeForAnonymous) {
 		return nil, errPermissionDenied
 	}
 	// (A conflation channel's slow policy was set when the command
@@ -684,13 +713,17 @@ func (n *Node) refresh(c *session, id uint32, req *protocol.RefreshRequest) (*pr
 	case err != nil || cl.Channel != "" || cl.Subject != c.user:
 		return nil, disconnectInvalidToken
 	}
+	info, err := cl.info()
+	if err != nil {
+		return nil, errInternal
+	}
 	res := &protocol.RefreshResult{Client: c.id(n), Version: Version}
 	exp := cl.expiry()
 	c.exp.Store(uint32(exp))
 	if exp > 0 {
 		res.Expires, res.Ttl = true, ttl(exp)
 	}
-	if info := cl.info(); info != nil {
+	if info != nil {
 		c.setInfo(info)
 	}
 	return &protocol.Reply{Id: id, Refresh: res}, nil

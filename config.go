@@ -370,6 +370,7 @@ func (c Config) Check() error {
 // options returns the options of channel name, or nil when its namespace
 // does not exist.
 func (c *Config) options(name string) *ChannelOptions {
+	name = strings.TrimPrefix(name, privatePrefix)
 	i := strings.IndexByte(name, ':')
 	if i < 0 {
 		return &c.Channel.WithoutNamespace
@@ -382,3 +383,12 @@ func (c *Config) options(name string) *ChannelOptions {
 	}
 	return nil
 }
+
+// privatePrefix starts the name of a private channel, Centrifugo's
+// default private_prefix: a client subscribes to one only with a
+// subscription token, whatever its namespace allows. It is not part of
+// the namespace ("$ns:rest" is in namespace "ns").
+const privatePrefix = "$"
+
+// isPrivate reports whether channel name is private (privatePrefix).
+func isPrivate(name string) bool { return strings.HasPrefix(name, privatePrefix) }

@@ -64,8 +64,8 @@ func pemOf(t testing.TB, pub any) string {
 	return pemPublic(tt, pub)
 }
 
-// verify is verify as it was: (claims, outcome) with outcome 0 valid, 1
-// expired, 2 invalid.
+// verify is verify done by golang-jwt's validating parser: (claims,
+// outcome) with outcome 0 valid, 1 expired, 2 invalid (see outcome).
 func (r *hsRef) verify(token string) (*claims, int) {
 	var c claims
 	_, err := r.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {

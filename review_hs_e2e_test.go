@@ -136,7 +136,7 @@ func TestReviewHSGatewayAnswers(t *testing.T) {
 		{"line break in signature", body + "." + sig[:20] + "\n" + sig[20:], ok},
 		{"other last bits of signature", body + "." + sig[:len(sig)-1] + string(base64URLAlpha[last^1]), ok},
 		{"fourth segment", g256 + "." + sig, closed},
-		{"not yet valid", e2eTok(h256, fmt.Sprintf(`{"sub":"u","nbf":%d}`, future), crypto.SHA256, key, ""), closed},
+		{"not yet valid", e2eTok(h256, fmt.Sprintf(`{"sub":"u","nbf":%d}`, future), crypto.SHA256, key, ""), exp109}, // as Centrifugo
 		{"bad exp", e2eTok(h256, `{"sub":"u","exp":"soon"}`, crypto.SHA256, key, ""), closed},
 		{"array claims", e2eTok(h256, `[]`, crypto.SHA256, key, ""), closed},
 		{"subscription token", e2eTok(h256, `{"sub":"u","channel":"chat:a"}`, crypto.SHA256, key, ""), closed},
@@ -169,7 +169,7 @@ func TestReviewHSGatewayAnswers(t *testing.T) {
 		{"wrong audience", `{"sub":"u","aud":"x","iss":"iss"}`, closed},
 		{"no audience", `{"sub":"u","iss":"iss"}`, closed},
 		{"wrong issuer", `{"sub":"u","aud":"api","iss":"x"}`, closed},
-		{"wrong audience, expired", `{"sub":"u","aud":"x","iss":"x","exp":1}`, exp109},
+		{"wrong audience, expired", `{"sub":"u","aud":"x","iss":"x","exp":1}`, closed}, // as Centrifugo: audience before times
 	} {
 		if got := e2eAnswer(t, na.addr, e2eTok(h256, c.claims, crypto.SHA256, key, "")); got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
