@@ -35,6 +35,10 @@ func TestReview3APIAnswers(t *testing.T) {
 		{"unsubscribe without user", "unsubscribe", `{"channel":"chat:a"}`, 200, `{"result":{}}`},
 		{"unsubscribe without channel", "unsubscribe", `{"user":"u"}`, 200, `{"result":{}}`},
 		{"subscribe without user", "subscribe", `{"channel":"chat:a"}`, 200, `{"result":{}}`},
+		// Any code is taken (a connected client of the user gets close
+		// 1000 "x" from Centrifugo).
+		{"disconnect code 1000", "disconnect", `{"user":"nobody","disconnect":{"code":1000,"reason":"x"}}`,
+			200, `{"result":{}}`},
 		// limit is an int32.
 		{"history limit beyond int32", "history", `{"channel":"chat:h","limit":99999999999}`, 400, ""},
 		// A batch command without a method is "not found".
