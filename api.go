@@ -1,18 +1,23 @@
 package wsgate
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"path"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/centrifugal/protocol"
+
+	"github.com/wsgate/wsgate/codec"
 )
 
 // ErrUnknownChannel is returned by Node.Publish for a channel whose
@@ -68,10 +73,12 @@ func (n *Node) apiErr(err error) *apiError {
 
 // APIHandler serves the server HTTP API under /api/<method>: publish,
 // broadcast, history, history_remove, info, channels, disconnect,
-// unsubscribe, subscribe. Requests are POST with a JSON body; replies are
-// {"result": …} or {"error": {"code", "message"}}. A wrong or missing key
-// gets 401, a body that is not a valid request 400, an unknown method
-// 404.
+// unsubscribe, subscribe, batch; and at /api, the older single endpoint
+// (a command per line, {"method", "params"}). Requests are POST with a
+// JSON body; replies are {"result": …} or {"error": {"code", "message"}}.
+// The key is in X-API-Key, Authorization: apikey <key>, or the api_key
+// query parameter; a wrong or missing one gets 401, a body that is not a
+// valid request 400, an unknown method 404.
 func (n *Node) APIHandler() http.Handler {
 	mux := http.NewServeMux()
 	methods := map[string]func([]byte) (any, *apiError){
@@ -87,51 +94,110 @@ func (n *Node) APIHandler() http.Handler {
 			panic("wsgate: API method " + name + " has no place in Stats")
 		}
 		mux.HandleFunc("POST /api/"+name, func(w http.ResponseWriter, r *http.Request) {
-			defer func(start time.Time) {
-				n.stats.random().api[m].observe(time.Since(start))
-			}(time.Now())
-			if !n.apiAuthorized(r) {
-				http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			body, ok := n.apiRequest(w, r)
+			if !ok {
 				return
 			}
-			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<20))
-			if err != nil {
-				http.Error(w, "Bad Request", http.StatusBadRequest)
-				return
-			}
-			if len(strings.TrimSpace(string(body))) == 0 {
-				// As Centrifugo: a method's parameters are a JSON object,
-				// even when empty ({}).
-				http.Error(w, "Bad Request", http.StatusBadRequest)
-				return
-			}
-			res, aerr := f(body)
-			if b, ok := res.(batchResult); ok && aerr == nil {
-				// A batch reply is not wrapped in "result".
-				w.Header().Set("Content-Type", "application/json")
-				out, _ := json.Marshal(b)
-				_, _ = w.Write(out)
-				return
-			}
-			if aerr == errBadBody {
+			out, ok := n.apiAnswer(m, f, body)
+			if !ok {
 				http.Error(w, "Bad Request", http.StatusBadRequest)
 				return
 			}
 			w.Header().Set("Content-Type", "application/json")
-			var out []byte
-			if aerr != nil {
-				out, _ = json.Marshal(struct {
-					Error *apiError `json:"error"`
-				}{aerr})
-			} else {
-				out, _ = json.Marshal(struct {
-					Result any `json:"result"`
-				}{res})
-			}
 			_, _ = w.Write(out)
 		})
 	}
+	// The single endpoint of the API libraries written before Centrifugo
+	// v5 (cent, pycent, phpcent), which Centrifugo still serves: one
+	// command per line, {"method": …, "params": …}, answered by one reply
+	// per line. A line that is no command makes the request a bad one.
+	mux.HandleFunc("POST /api", func(w http.ResponseWriter, r *http.Request) {
+		body, ok := n.apiRequest(w, r)
+		if !ok {
+			return
+		}
+		var out [][]byte
+		for line := range bytes.Lines(body) {
+			if line = bytes.TrimSpace(line); len(line) == 0 {
+				continue
+			}
+			var c struct {
+				Method string          `json:"method"`
+				Params json.RawMessage `json:"params"`
+			}
+			if json.Unmarshal(line, &c) != nil {
+				http.Error(w, "Bad Request", http.StatusBadRequest)
+				return
+			}
+			f, m := methods[c.Method], slices.Index(apiMethods[:], c.Method)
+			if f == nil || c.Method == "batch" {
+				b, _ := json.Marshal(struct {
+					Error *apiError `json:"error"`
+				}{apiErrNotFound})
+				out = append(out, b)
+				continue
+			}
+			b, ok := n.apiAnswer(m, f, c.Params)
+			if !ok {
+				http.Error(w, "Bad Request", http.StatusBadRequest)
+				return
+			}
+			out = append(out, b)
+		}
+		if len(out) == 0 {
+			http.Error(w, "Bad Request", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(bytes.Join(out, []byte("\n")))
+	})
 	return mux
+}
+
+// apiRequest checks r's key and reads its body; when it fails, it has
+// answered (401, or 400 for a body that cannot be read).
+func (n *Node) apiRequest(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if !n.apiAuthorized(r) {
+		http.Error(w, "Unauthorized", http.StatusUnauthorized)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<20))
+	if err != nil {
+		http.Error(w, "Bad Request", http.StatusBadRequest)
+		return nil, false
+	}
+	return body, true
+}
+
+// apiAnswer runs method f (index m of apiMethods) on its parameters
+// body and returns its reply, {"result": …} or {"error": …} (a batch's is
+// not wrapped); ok is false for a body that is not the method's
+// parameters, which is answered with 400.
+func (n *Node) apiAnswer(m int, f func([]byte) (any, *apiError), body []byte) (out []byte, ok bool) {
+	defer func(start time.Time) {
+		n.stats.random().api[m].observe(time.Since(start))
+	}(time.Now())
+	if len(bytes.TrimSpace(body)) == 0 {
+		// As Centrifugo: a method's parameters are a JSON object, even
+		// when empty ({}).
+		return nil, false
+	}
+	res, aerr := f(body)
+	switch b, isBatch := res.(batchResult); {
+	case isBatch && aerr == nil:
+		out, _ = json.Marshal(b)
+	case aerr == errBadBody:
+		return nil, false
+	case aerr != nil:
+		out, _ = json.Marshal(struct {
+			Error *apiError `json:"error"`
+		}{aerr})
+	default:
+		out, _ = json.Marshal(struct {
+			Result any `json:"result"`
+		}{res})
+	}
+	return out, true
 }
 
 // apiErrNotFound answers a batch command wsgate does not implement.
@@ -157,7 +223,7 @@ func (n *Node) apiBatch(body []byte, methods map[string]func([]byte) (any, *apiE
 	out := batchResult{Replies: make([]map[string]any, len(r.Commands))}
 	for i, cmd := range r.Commands {
 		out.Replies[i] = map[string]any{"error": apiErrNotFound}
-		if len(cmd) != 1 {
+		if len(cmd) > 1 { // none is "not found", as Centrifugo
 			out.Replies[i]["error"] = apiErrBadRequest
 			continue
 		}
@@ -192,6 +258,9 @@ func (n *Node) apiAuthorized(r *http.Request) bool {
 		if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "apikey ") {
 			key = strings.TrimSpace(a[7:])
 		}
+	}
+	if key == "" {
+		key = r.URL.Query().Get("api_key") // as Centrifugo
 	}
 	return key != "" && subtle.ConstantTimeCompare([]byte(key), []byte(n.cfg.HTTPAPI.Key)) == 1
 }
@@ -240,7 +309,9 @@ func (n *Node) publish1(channel string, data []byte, r *apiPublishRequest) (*api
 	}
 	opts := PublishOptions{Tags: r.Tags, IdempotencyKey: r.IdempotencyKey}
 	if r.IdempotencyKey != "" {
-		opts.IdempotencyKey = channel + "\x00" + r.IdempotencyKey
+		// A key is the channel's: the channel's length first, so that no
+		// other channel and key make the same string.
+		opts.IdempotencyKey = strconv.Itoa(len(channel)) + ":" + channel + r.IdempotencyKey
 	}
 	var sp StreamPosition
 	var err error
@@ -259,9 +330,9 @@ func (n *Node) publish1(channel string, data []byte, r *apiPublishRequest) (*api
 }
 
 func (n *Node) apiPublish(body []byte) (any, *apiError) {
-	var r apiPublishRequest
-	if e := decode(body, &r); e != nil || r.Channels != nil {
-		return nil, errBadBody
+	var r apiPublishRequest // channels, broadcast's, is ignored
+	if e := decode(body, &r); e != nil {
+		return nil, e
 	}
 	data, e := r.payload()
 	if e != nil {
@@ -271,23 +342,25 @@ func (n *Node) apiPublish(body []byte) (any, *apiError) {
 }
 
 func (n *Node) apiBroadcast(body []byte) (any, *apiError) {
-	var r apiPublishRequest
-	if e := decode(body, &r); e != nil || r.Channel != "" {
-		return nil, errBadBody
-	}
-	data, e := r.payload()
-	if e != nil {
+	var r apiPublishRequest // channel, publish's, is ignored
+	if e := decode(body, &r); e != nil {
 		return nil, e
 	}
 	if len(r.Channels) == 0 {
 		return nil, apiErrBadRequest
 	}
+	// As Centrifugo, bad data is each channel's error.
+	data, derr := r.payload()
 	type resp struct {
 		Error  *apiError         `json:"error,omitempty"`
 		Result *apiPublishResult `json:"result,omitempty"`
 	}
 	out := make([]resp, len(r.Channels))
 	for i, ch := range r.Channels {
+		if derr != nil {
+			out[i].Error = derr
+			continue
+		}
 		out[i].Result, out[i].Error = n.publish1(ch, data, &r)
 	}
 	return map[string]any{"responses": out}, nil
@@ -320,7 +393,7 @@ func rawJSON(b []byte) json.RawMessage {
 func (n *Node) apiHistory(body []byte) (any, *apiError) {
 	var r struct {
 		Channel string `json:"channel"`
-		Limit   int    `json:"limit"`
+		Limit   int32  `json:"limit"` // as Centrifugo: beyond int32 is a bad body
 		Since   *struct {
 			Offset uint64 `json:"offset"`
 			Epoch  string `json:"epoch"`
@@ -340,11 +413,11 @@ func (n *Node) apiHistory(body []byte) (any, *apiError) {
 	if !o.history() {
 		return nil, apiErrNotAvailable
 	}
-	hopts := HistoryOptions{Limit: r.Limit, Reverse: r.Reverse, TTL: time.Duration(o.HistoryTTL)}
+	hopts := HistoryOptions{Limit: int(r.Limit), Reverse: r.Reverse, TTL: time.Duration(o.HistoryTTL)}
 	if r.Since != nil {
 		hopts.Since = &StreamPosition{Offset: r.Since.Offset, Epoch: r.Since.Epoch}
 	}
-	pubs, sp, err := n.broker.History(r.Channel, hopts)
+	pubs, sp, err := n.history(r.Channel, hopts)
 	if err != nil {
 		return nil, n.apiErr(err)
 	}
@@ -373,8 +446,12 @@ func (n *Node) apiHistoryRemove(body []byte) (any, *apiError) {
 	if r.Channel == "" {
 		return nil, apiErrBadRequest
 	}
-	if n.cfg.options(r.Channel) == nil {
+	o := n.cfg.options(r.Channel)
+	if o == nil {
 		return nil, apiErrUnknownChannel
+	}
+	if !o.history() {
+		return nil, apiErrNotAvailable // as Centrifugo, as history
 	}
 	if err := n.broker.RemoveHistory(r.Channel); err != nil {
 		return nil, n.apiErr(err)
@@ -436,7 +513,8 @@ func (n *Node) localChannels(body []byte) (channelsResult, *apiError) {
 	if e := decode(body, &r); e != nil {
 		return channelsResult{}, e
 	}
-	if _, err := path.Match(r.Pattern, ""); err != nil {
+	match, err := globRegexp(r.Pattern)
+	if err != nil {
 		return channelsResult{}, apiErrBadRequest
 	}
 	out := channelsResult{Channels: map[string]channelInfo{}}
@@ -449,13 +527,79 @@ func (n *Node) localChannels(body []byte) (channelsResult, *apiError) {
 			default:
 				continue // being created: nobody has joined yet
 			}
-			if ok, _ := path.Match(r.Pattern, name); r.Pattern == "" || ok {
+			if r.Pattern == "" || match.MatchString(name) {
 				out.Channels[name] = channelInfo{ch.refs}
 			}
 		}
 		sh.mu.Unlock()
 	}
 	return out, nil
+}
+
+// globRegexp compiles a channels pattern as Centrifugo reads it, a glob
+// without separators: * is any run of characters ("/" included), ? any
+// one, [abc], [a-z] and [!a-z] a class, {a,b} one of the alternatives
+// (each a pattern), and \ takes the next character as it is. As a regexp,
+// a match costs time linear in the name whatever the pattern.
+func globRegexp(p string) (*regexp.Regexp, error) {
+	errPattern := errors.New("wsgate: bad channels pattern")
+	var b strings.Builder
+	b.WriteString(`^(?s:`)
+	depth := 0
+	for i := 0; i < len(p); {
+		r, n := utf8.DecodeRuneInString(p[i:])
+		i += n
+		switch {
+		case r == '*':
+			b.WriteString(`.*`)
+		case r == '?':
+			b.WriteString(`.`)
+		case r == '{':
+			depth++
+			b.WriteString(`(?:`)
+		case r == '}' && depth > 0:
+			depth--
+			b.WriteString(`)`)
+		case r == ',' && depth > 0:
+			b.WriteString(`|`)
+		case r == '\\':
+			if i == len(p) {
+				return nil, errPattern
+			}
+			r, n = utf8.DecodeRuneInString(p[i:])
+			i += n
+			b.WriteString(regexp.QuoteMeta(string(r)))
+		case r == '[':
+			j := strings.IndexByte(p[i:], ']')
+			if j < 0 {
+				return nil, errPattern
+			}
+			class := p[i : i+j]
+			i += j + 1
+			b.WriteByte('[')
+			if c, ok := strings.CutPrefix(class, "!"); ok {
+				b.WriteByte('^')
+				class = c
+			}
+			if class == "" {
+				return nil, errPattern
+			}
+			for _, c := range class {
+				if strings.ContainsRune(`\^[]`, c) {
+					b.WriteByte('\\')
+				}
+				b.WriteRune(c)
+			}
+			b.WriteByte(']')
+		default:
+			b.WriteString(regexp.QuoteMeta(string(r)))
+		}
+	}
+	if depth != 0 {
+		return nil, errPattern
+	}
+	b.WriteString(`)$`)
+	return regexp.Compile(b.String())
 }
 
 func (n *Node) apiDisconnect(body []byte) (any, *apiError) {
@@ -471,15 +615,16 @@ func (n *Node) apiDisconnect(body []byte) (any, *apiError) {
 	if e := decode(body, &r); e != nil {
 		return nil, e
 	}
-	if r.User == "" && r.Client == "" {
-		return nil, apiErrBadRequest
-	}
 	d := disconnectForceNoReconn
 	if r.Disconnect != nil {
-		if r.Disconnect.Code < 3000 || r.Disconnect.Code > 4999 || len(r.Disconnect.Reason) > 123 {
+		// Any code a close frame may carry (Centrifugo takes any).
+		if r.Disconnect.Code > 0xffff || !codec.StatusCode(r.Disconnect.Code).ValidOnWire() || len(r.Disconnect.Reason) > 123 {
 			return nil, apiErrBadRequest
 		}
 		d = disconnect{r.Disconnect.Code, r.Disconnect.Reason}
+	}
+	if r.User == "" && r.Client == "" {
+		return struct{}{}, nil // nobody, as Centrifugo
 	}
 next:
 	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
@@ -504,8 +649,11 @@ func (n *Node) apiUnsubscribe(body []byte) (any, *apiError) {
 	if e := decode(body, &r); e != nil {
 		return nil, e
 	}
+	if r.Channel != "" && n.cfg.options(r.Channel) == nil {
+		return nil, apiErrUnknownChannel
+	}
 	if r.Channel == "" || (r.User == "" && r.Client == "") {
-		return nil, apiErrBadRequest
+		return struct{}{}, nil // nothing to do, as Centrifugo
 	}
 	for _, c := range n.clientsOf(r.User, r.Client, r.User == "") {
 		c.mu.Lock()
@@ -519,7 +667,7 @@ func (n *Node) apiUnsubscribe(body []byte) (any, *apiError) {
 			return nil
 		})
 		c.mu.Unlock()
-		if err != nil && !apiSkipped(err) {
+		if err != nil && !n.apiSkipped(c, err) {
 			return nil, n.apiErr(err)
 		}
 	}
@@ -528,7 +676,16 @@ func (n *Node) apiUnsubscribe(body []byte) (any, *apiError) {
 
 // apiSkipped reports whether err only means that a client was passed
 // over (closed, or not subscribable), which an API call does not report.
-func apiSkipped(err error) bool { return err == errSkip || err == errClientClosed }
+// A client whose command queue is full is passed over too, so that the
+// call still reaches the user's other connections (Centrifugo, with no
+// queue, reaches them all); it is logged.
+func (n *Node) apiSkipped(c *session, err error) bool {
+	if err == errQueueFull {
+		n.log.Warn("api call passed over a client whose command queue is full", "client", c.id(n))
+		return true
+	}
+	return err == errSkip || err == errClientClosed
+}
 
 // errSkip passes over a client that /api/subscribe does not subscribe
 // (closed, subscribed already, at its channel limit).
@@ -547,12 +704,15 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 	if e := decode(body, &r); e != nil {
 		return nil, e
 	}
-	if r.Channel == "" || (r.User == "" && r.Client == "") {
+	if r.Channel == "" {
 		return nil, apiErrBadRequest
 	}
 	opts := n.cfg.options(r.Channel)
 	if opts == nil {
 		return nil, apiErrUnknownChannel
+	}
+	if r.User == "" && r.Client == "" {
+		return struct{}{}, nil // nobody, as Centrifugo
 	}
 	sreq := &protocol.SubscribeRequest{Recoverable: true}
 	if r.RecoverSince != nil {
@@ -565,7 +725,7 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 		// client sent before.
 		err := n.apiRun(c, func() error { return n.apiSubscribeClient(c, r.Channel, opts, sreq) })
 		c.mu.Unlock()
-		if err != nil && !apiSkipped(err) {
+		if err != nil && !n.apiSkipped(c, err) {
 			return nil, n.apiErr(err)
 		}
 	}

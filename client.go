@@ -659,6 +659,45 @@ func (n *Node) clientPublish(c *session, id uint32, req *protocol.PublishRequest
 	return &protocol.Reply{Id: id, Publish: &protocol.PublishResult{}}, nil
 }
 
+// history answers a history request (the API's or a client's) as
+// Centrifugo does. With o.Since, the publications still held after that
+// position (o.Reverse: before it, newest first), at most o.Limit; a
+// position of another epoch is ErrUnrecoverablePosition, but one whose
+// successor is no longer held, or beyond the top, is not: the answer is
+// what is held (it may be none). The broker's since, made for recovery,
+// refuses those; then all the channel holds is read and filtered.
+func (n *Node) history(channel string, o HistoryOptions) ([]*Publication, StreamPosition, error) {
+	since := o.Since
+	if since == nil {
+		return n.broker.History(channel, o)
+	}
+	if !o.Reverse {
+		pubs, sp, err := n.broker.History(channel, o)
+		if !errors.Is(err, ErrUnrecoverablePosition) {
+			return pubs, sp, err
+		}
+	}
+	all := o
+	all.Since, all.Limit = nil, -1
+	pubs, sp, err := n.broker.History(channel, all)
+	if err != nil {
+		return nil, sp, err
+	}
+	if since.Epoch != "" && since.Epoch != sp.Epoch {
+		return nil, sp, ErrUnrecoverablePosition
+	}
+	pubs = slices.DeleteFunc(pubs, func(p *Publication) bool {
+		if o.Reverse {
+			return p.Offset >= since.Offset
+		}
+		return p.Offset <= since.Offset
+	})
+	if o.Limit >= 0 && len(pubs) > o.Limit {
+		pubs = pubs[:o.Limit]
+	}
+	return pubs, sp, nil
+}
+
 func (n *Node) clientHistory(c *session, id uint32, req *protocol.HistoryRequest, wait bool) (*protocol.Reply, error) {
 	if req.Channel == "" {
 		return nil, disconnectBadRequest
@@ -686,7 +725,7 @@ func (n *Node) clientHistory(c *session, id uint32, req *protocol.HistoryRequest
 	var pubs []*Publication
 	var sp StreamPosition
 	err := c.unlocked(wait, func() (err error) {
-		pubs, sp, err = n.broker.History(req.Channel, HistoryOptions{Since: since, Limit: limit, Reverse: req.Reverse, TTL: time.Duration(opts.HistoryTTL)})
+		pubs, sp, err = n.history(req.Channel, HistoryOptions{Since: since, Limit: limit, Reverse: req.Reverse, TTL: time.Duration(opts.HistoryTTL)})
 		return err
 	})
 	if errors.Is(err, ErrUnrecoverablePosition) {

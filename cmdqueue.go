@@ -46,7 +46,8 @@ import (
 // running one; a client that sends more is disconnected with 3013 "too
 // many requests" (Centrifugo's code for a client sending too many
 // commands; it reconnects): an error reply would overtake the replies of
-// the commands before it. An API call that finds the queue full fails.
+// the commands before it. An API call that finds the queue full passes
+// the client over (apiSkipped).
 //
 // A client with queued commands is run by a worker: one goroutine per
 // such client, at most maxWorkers at once; beyond, clients wait in the
@@ -164,14 +165,15 @@ func (n *Node) badRequest(c *session) {
 // commands; c.x.calls holds those calls in the same order.
 var apiCallCmd = new(protocol.Command)
 
-// errQueueFull fails an API call for a client whose queue is full.
+// errQueueFull is apiRun's answer for a client whose queue is full.
 var errQueueFull = errors.New("wsgate: client's command queue is full")
 
 // apiRun runs f for c now, when c has no command queued; else it queues
 // f behind c's commands, so that it runs after them, as the API request
 // comes after them, and the request is answered at once (run so, f's
 // error other than a skip is logged). A client whose queue is full
-// (maxQueued) fails the call with errQueueFull: the queue stays bounded.
+// (maxQueued) gets errQueueFull, and f does not run: the queue stays
+// bounded.
 // c.mu held; f runs with c.mu held and may release it around broker
 // calls.
 func (n *Node) apiRun(c *session, f func() error) error {
@@ -244,7 +246,7 @@ func (n *Node) runOne(c *session) bool {
 		f := c.x.calls[0]
 		c.x.calls[0] = nil
 		c.x.calls = c.x.calls[1:]
-		if err := f(); err != nil && !apiSkipped(err) {
+		if err := f(); err != nil && err != errSkip && err != errClientClosed {
 			n.log.Warn("queued api call", "client", c.id(n), "err", err)
 		}
 	} else {

@@ -372,8 +372,8 @@ func (c Config) Check() error {
 func (c *Config) options(name string) *ChannelOptions {
 	name = strings.TrimPrefix(name, privatePrefix)
 	i := strings.IndexByte(name, ':')
-	if i < 0 {
-		return &c.Channel.WithoutNamespace
+	if i <= 0 {
+		return &c.Channel.WithoutNamespace // ":x" too, as Centrifugo
 	}
 	ns := name[:i]
 	for j := range c.Channel.Namespaces {

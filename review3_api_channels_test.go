@@ -62,3 +62,45 @@ func TestReview3APIChannelsPattern(t *testing.T) {
 		}
 	}
 }
+
+// TestChannelsPatternSyntax: the pattern syntax of /api/channels, case by
+// case, and the patterns it refuses.
+func TestChannelsPatternSyntax(t *testing.T) {
+	for _, c := range []struct {
+		pattern string
+		yes, no []string
+	}{
+		{"*", []string{"", "a", "a/b:c"}, nil},
+		{"chat:?", []string{"chat:é", "chat:/"}, []string{"chat:", "chat:ab"}},
+		{`a\*b`, []string{"a*b"}, []string{"axb", "ab"}},
+		{`a\\b`, []string{`a\b`}, []string{"ab"}},
+		{"{a,{b,c}}x", []string{"ax", "bx", "cx"}, []string{"x", "abx", "dx"}},
+		{"{a,}x", []string{"ax", "x"}, []string{"bx"}},
+		{"[!a]", []string{"b", "é"}, []string{"a", ""}},
+		{"[a-c]z", []string{"bz"}, []string{"dz", "z"}},
+		{"a.b(c)+", []string{"a.b(c)+"}, []string{"axb(c)+", "a.bcc"}},
+		{"x}", []string{"x}"}, nil},
+		{"a,b", []string{"a,b"}, []string{"a"}},
+		{"[\\^]", []string{"^", `\`}, []string{"a"}},
+	} {
+		re, err := globRegexp(c.pattern)
+		if err != nil {
+			t.Fatalf("%q: %v", c.pattern, err)
+		}
+		for _, s := range c.yes {
+			if !re.MatchString(s) {
+				t.Errorf("%q does not match %q", c.pattern, s)
+			}
+		}
+		for _, s := range c.no {
+			if re.MatchString(s) {
+				t.Errorf("%q matches %q", c.pattern, s)
+			}
+		}
+	}
+	for _, p := range []string{"[", "[]", "[]a]", "[!]", "{a", "{a,{b}", `a\`, "[z-a]"} {
+		if _, err := globRegexp(p); err == nil {
+			t.Errorf("%q: no error", p)
+		}
+	}
+}

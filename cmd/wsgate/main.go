@@ -152,7 +152,9 @@ func main() {
 	log.Info("websocket listening", "addr", *addr, "path", wsgate.WebSocketPath)
 
 	mux := http.NewServeMux()
-	mux.Handle("/api/", n.APIHandler())
+	apiHandler := n.APIHandler()
+	mux.Handle("/api/", apiHandler)
+	mux.Handle("/api", apiHandler)
 	mux.Handle("GET /ready", pprof.ReadyHandler(n.Ready, ready))
 	_, wsPort, _ := net.SplitHostPort(*addr)
 	page := strings.ReplaceAll(demoPage, "{{WSPORT}}", wsPort)

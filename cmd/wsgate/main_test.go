@@ -41,21 +41,17 @@ func TestCLI(t *testing.T) {
 	ws, api := freeAddr(t), freeAddr(t)
 	start(t, bin, "api listening", "-addr", ws, "-api-addr", api, "-admin", "", "-token-hmac-secret", "s", "-api-key", "k")
 	post := func(key string) int {
-		req, _ := http.NewRequest("POST", "http://"+api+"/api/info", strings.NewReader(`{}`))
-		req.Header.Set("X-API-Key", key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
+		return postAPI(t, "http://"+api+"/api/info", key, `{}`)
 	}
 	if st := post("k"); st != 200 {
 		t.Fatalf("api with -api-key: %d", st)
 	}
 	if st := post("other"); st != 401 {
 		t.Fatalf("api with a wrong key: %d", st)
+	}
+	// The older single endpoint is served too (not redirected to /api/).
+	if st := postAPI(t, "http://"+api+"/api", "k", `{"method":"info","params":{}}`); st != 200 {
+		t.Fatalf("POST /api: %d", st)
 	}
 	// The WebSocket path upgrades.
 	c, err := net.Dial("tcp", ws)
@@ -132,4 +128,20 @@ func TestTestTokenOnlyForGeneratedSecret(t *testing.T) {
 	if l := strings.Join(start(t, bin, "admin listening", addrs()...), "\n"); !strings.Contains(l, "test token") {
 		t.Errorf("generated secret: no test token printed:\n%s", l)
 	}
+}
+
+// postAPI posts body to url with the API key and returns the status; a
+// redirect is not followed.
+func postAPI(t *testing.T, url, key, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("X-API-Key", key)
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }
