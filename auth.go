@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -50,15 +51,18 @@ func (c *claims) info() ([]byte, error) {
 }
 
 // expiry returns when what the token grants expires, Unix seconds (0:
-// never): expire_at if present, else exp.
+// never): expire_at if present, else exp. It is at most the last second
+// that sessions' uint32 seconds hold (2106-02-07), so that a later one
+// does not wrap to a time past.
 func (c *claims) expiry() int64 {
+	var exp int64
 	switch {
 	case c.ExpireAt != nil:
-		return max(*c.ExpireAt, 0)
-	case c.ExpiresAt == nil:
-		return 0
+		exp = max(*c.ExpireAt, 0)
+	case c.ExpiresAt != nil:
+		exp = c.ExpiresAt.Unix()
 	}
-	return c.ExpiresAt.Unix()
+	return min(exp, math.MaxUint32)
 }
 
 // verifier checks token signatures: HS256/384/512 with the HMAC secret,
