@@ -1,6 +1,7 @@
 package wsgate
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -92,11 +93,33 @@ func TestReview4ExpireAtBeyondUint32(t *testing.T) {
 	far := int64(1)<<32 + time.Now().Unix() + 100
 	g := dialNode(t, n.addr, false)
 	res := g.connect(token(t, jwt.MapClaims{"sub": "u", "expire_at": far}))
-	if !res.Expires || res.Ttl < 31536000 {
+	if !res.Expires || res.Ttl < 31536000-60 || res.Ttl > 31536000 {
 		t.Errorf("connect with expire_at %d: expires %v ttl %d; Centrifugo: ttl 31536000", far, res.Expires, res.Ttl)
 	}
 	r := g.call(&protocol.Command{Refresh: &protocol.RefreshRequest{Token: token(t, jwt.MapClaims{"sub": "u", "expire_at": far})}})
-	if r.Refresh == nil || r.Refresh.Ttl < 31536000 {
+	if r.Refresh == nil || r.Refresh.Ttl < 31536000-60 || r.Refresh.Ttl > 31536000 {
 		t.Errorf("refresh with expire_at %d: %+v; Centrifugo: ttl 31536000", far, r)
+	}
+}
+
+// TestReview4ExpFarFutureClosedAsExpired: exp 1e10 (year 2286), a valid
+// token, is stored as uint32(1e10), a time of 2014: the expiry check
+// closes the connection with 3005 "expired" at its next tick (here
+// client.expired_close_delay is 1 s). Centrifugo v6.9.1 keeps it
+// (connect answered {"expires":true,"ttl":31536000}).
+func TestReview4ExpFarFutureClosedAsExpired(t *testing.T) {
+	cfg := gwConfig()
+	cfg.Client.ExpiredCloseDelay = Duration(time.Second)
+	n := startNode(t, cfg)
+	g := dialNode(t, n.addr, false)
+	res := g.connect(token(t, jwt.MapClaims{"sub": "u", "exp": 1e10}))
+	// The check runs every second: 4 s is past its tick and the delay.
+	g.c.SetReadDeadline(time.Now().Add(4 * time.Second))
+	r, err := g.next()
+	var ce closedError
+	if errors.As(err, &ce) {
+		t.Errorf("connection with exp 1e10 (connect ttl %d) closed: %v; Centrifugo keeps it", res.Ttl, ce)
+	} else if err == nil {
+		t.Logf("reply %+v", r)
 	}
 }
