@@ -1,12 +1,14 @@
 package wsgate
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -110,46 +112,79 @@ func (n *Node) APIHandler() http.Handler {
 	// The single endpoint of the API libraries written before Centrifugo
 	// v5 (cent, pycent, phpcent), which Centrifugo still serves: one
 	// command per line, {"method": …, "params": …}, answered by one reply
-	// per line. A line that is no command makes the request a bad one.
+	// per line. As Centrifugo, a line that is no JSON object, or whose
+	// method is a string naming no method, makes the request a bad one;
+	// here that is found before any line runs. The replies are written as
+	// they come: the body bounds the lines, not their replies.
 	mux.HandleFunc("POST /api", func(w http.ResponseWriter, r *http.Request) {
 		body, ok := n.apiRequest(w, r)
 		if !ok {
 			return
 		}
-		var out [][]byte
+		// parse reads a line: m is its method's index in apiMethods (-1:
+		// the method is no string), ok is false for a bad line.
+		parse := func(line []byte) (m int, params json.RawMessage, ok bool) {
+			var c struct {
+				Method json.RawMessage `json:"method"`
+				Params json.RawMessage `json:"params"`
+			}
+			if json.Unmarshal(line, &c) != nil {
+				return 0, nil, false
+			}
+			if len(c.Params) == 0 {
+				c.Params = json.RawMessage(`{}`) // params may be left out
+			}
+			var name string // no method, or null: "", no method
+			if len(c.Method) > 0 && json.Unmarshal(c.Method, &name) != nil {
+				return -1, c.Params, true
+			}
+			name = strings.ToLower(name) // the case is ignored, as by Centrifugo
+			if methods[name] == nil || name == "batch" {
+				return 0, nil, false
+			}
+			return slices.Index(apiMethods[:], name), c.Params, true
+		}
+		// Every line is checked before any runs; they are parsed again
+		// to run, so that a request holds no more than its body.
+		lines := 0
 		for line := range bytes.Lines(body) {
 			if line = bytes.TrimSpace(line); len(line) == 0 {
 				continue
 			}
-			var c struct {
-				Method string          `json:"method"`
-				Params json.RawMessage `json:"params"`
-			}
-			if json.Unmarshal(line, &c) != nil {
+			if _, _, ok := parse(line); !ok {
 				http.Error(w, "Bad Request", http.StatusBadRequest)
 				return
 			}
-			f, m := methods[c.Method], slices.Index(apiMethods[:], c.Method)
-			if f == nil || c.Method == "batch" {
-				b, _ := json.Marshal(struct {
-					Error *apiError `json:"error"`
-				}{apiErrNotFound})
-				out = append(out, b)
-				continue
-			}
-			b, ok := n.apiAnswer(m, f, c.Params)
-			if !ok {
-				http.Error(w, "Bad Request", http.StatusBadRequest)
-				return
-			}
-			out = append(out, b)
+			lines++
 		}
-		if len(out) == 0 {
+		if lines == 0 {
 			http.Error(w, "Bad Request", http.StatusBadRequest)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(bytes.Join(out, []byte("\n")))
+		bw := bufio.NewWriter(w)
+		sep := false
+		for line := range bytes.Lines(body) {
+			if line = bytes.TrimSpace(line); len(line) == 0 {
+				continue
+			}
+			if sep {
+				_ = bw.WriteByte('\n')
+			}
+			sep = true
+			m, params, _ := parse(line)
+			out, ok := []byte(nil), false
+			if m >= 0 {
+				out, ok = n.apiAnswer(m, methods[apiMethods[m]], params)
+			}
+			if !ok { // a method that is no string, or parameters that are not the method's
+				out, _ = json.Marshal(struct {
+					Error *apiError `json:"error"`
+				}{apiErrBadRequest})
+			}
+			_, _ = bw.Write(out)
+		}
+		_ = bw.Flush()
 	})
 	return mux
 }
@@ -527,31 +562,49 @@ func (n *Node) localChannels(body []byte) (channelsResult, *apiError) {
 			default:
 				continue // being created: nobody has joined yet
 			}
-			if r.Pattern == "" || match.MatchString(name) {
-				out.Channels[name] = channelInfo{ch.refs}
-			}
+			out.Channels[name] = channelInfo{ch.refs}
 		}
 		sh.mu.Unlock()
+	}
+	// Matched with no lock held: the shards' subscribes and deliveries
+	// do not wait for the pattern.
+	if r.Pattern != "" {
+		maps.DeleteFunc(out.Channels, func(name string, _ channelInfo) bool { return !match.MatchString(name) })
 	}
 	return out, nil
 }
 
+// maxPatternLength bounds a channels pattern (Centrifugo has no bound):
+// matching costs the pattern's length times the name's.
+const maxPatternLength = 1 << 10
+
 // globRegexp compiles a channels pattern as Centrifugo reads it, a glob
 // without separators: * is any run of characters ("/" included), ? any
 // one, [abc], [a-z] and [!a-z] a class, {a,b} one of the alternatives
-// (each a pattern), and \ takes the next character as it is. As a regexp,
-// a match costs time linear in the name whatever the pattern.
+// (each a pattern), and \ takes the next character as it is. A run of *
+// is one. As a regexp, a match costs time linear in the name, times the
+// pattern's length (at most maxPatternLength).
 func globRegexp(p string) (*regexp.Regexp, error) {
 	errPattern := errors.New("wsgate: bad channels pattern")
+	if len(p) > maxPatternLength {
+		return nil, errPattern
+	}
 	var b strings.Builder
 	b.WriteString(`^(?s:`)
 	depth := 0
+	star := false // the last thing written is a *
 	for i := 0; i < len(p); {
 		r, n := utf8.DecodeRuneInString(p[i:])
 		i += n
+		if r == '*' {
+			if !star {
+				b.WriteString(`.*`)
+			}
+			star = true
+			continue
+		}
+		star = false
 		switch {
-		case r == '*':
-			b.WriteString(`.*`)
 		case r == '?':
 			b.WriteString(`.`)
 		case r == '{':
@@ -617,11 +670,22 @@ func (n *Node) apiDisconnect(body []byte) (any, *apiError) {
 	}
 	d := disconnectForceNoReconn
 	if r.Disconnect != nil {
-		// Any code a close frame may carry (Centrifugo takes any).
-		if r.Disconnect.Code > 0xffff || !codec.StatusCode(r.Disconnect.Code).ValidOnWire() || len(r.Disconnect.Reason) > 123 {
-			return nil, apiErrBadRequest
+		// Any code and reason, as Centrifugo takes them. A code that may
+		// not go in a close frame goes as 1011 (loop.Conn.Close; one
+		// past 16 bits too), and the reason is cut to what a close frame
+		// holds.
+		code := r.Disconnect.Code
+		if code > 0xffff {
+			code = uint32(codec.StatusInternalError)
 		}
-		d = disconnect{r.Disconnect.Code, r.Disconnect.Reason}
+		reason := r.Disconnect.Reason
+		if max := codec.MaxControlPayload - 2; len(reason) > max {
+			for max > 0 && !utf8.RuneStart(reason[max]) {
+				max--
+			}
+			reason = reason[:max]
+		}
+		d = disconnect{code, reason}
 	}
 	if r.User == "" && r.Client == "" {
 		return struct{}{}, nil // nobody, as Centrifugo

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -50,19 +49,28 @@ func (c *claims) info() ([]byte, error) {
 	return c.Info, nil
 }
 
-// expiry returns when what the token grants expires, Unix seconds (0:
-// never): expire_at if present, else exp. It is at most the last second
-// that sessions' uint32 seconds hold (2106-02-07), so that a later one
-// does not wrap to a time past.
-func (c *claims) expiry() int64 {
-	var exp int64
+// maxTTL caps how far ahead a token's grant expires, as Centrifugo caps
+// it (a year): further is likely a mistake, and sessions keep expiries
+// in uint32 seconds, which end in 2106.
+const maxTTL = 365 * 24 * 3600
+
+// expiry returns when what the token grants (a connection, a
+// subscription) expires, Unix seconds (0: never): expire_at if present,
+// else exp, at most maxTTL from now. lapsed reports an expire_at that
+// has passed (an exp that has is refused by verify): as Centrifugo, the
+// grant is refused then, with 110 "expired".
+func (c *claims) expiry() (exp int64, lapsed bool) {
 	switch {
 	case c.ExpireAt != nil:
 		exp = max(*c.ExpireAt, 0)
 	case c.ExpiresAt != nil:
 		exp = c.ExpiresAt.Unix()
 	}
-	return min(exp, math.MaxUint32)
+	if exp == 0 {
+		return 0, false
+	}
+	now := time.Now().Unix()
+	return min(exp, now+maxTTL), exp <= now
 }
 
 // verifier checks token signatures: HS256/384/512 with the HMAC secret,

@@ -187,6 +187,7 @@ var (
 	errBadRequest        = &replyError{107, "bad request", false}
 	errNotAvailable      = &replyError{108, "not available", false}
 	errTokenExpiredReply = &replyError{109, "token expired", false}
+	errExpired           = &replyError{110, "expired", false}
 	errTooManyRequests   = &replyError{111, "too many requests", true}
 	errUnrecoverable     = &replyError{112, "unrecoverable position", false}
 )
@@ -439,7 +440,11 @@ func (n *Node) connect(c *session, id uint32, req *protocol.ConnectRequest, wait
 	res := &protocol.ConnectResult{Client: c.id(n), Version: Version, Node: n.id}
 	var exp int64
 	if cl != nil {
-		if exp = cl.expiry(); exp > 0 {
+		var lapsed bool
+		if exp, lapsed = cl.expiry(); lapsed {
+			return nil, errExpired
+		}
+		if exp > 0 {
 			res.Expires, res.Ttl = true, ttl(exp)
 		}
 	}
@@ -571,7 +576,11 @@ func (n *Node) clientSubscribe(c *session, id uint32, req *protocol.SubscribeReq
 		case cl.Channel != req.Channel || cl.Subject != c.user || (cl.Client != "" && cl.Client != c.id(n)):
 			return nil, disconnectInvalidToken
 		}
-		exp = uint32(cl.expiry())
+		e, lapsed := cl.expiry()
+		if lapsed {
+			return nil, errExpired
+		}
+		exp = uint32(e)
 	} else if isPrivate(req.Channel) || !opts.AllowSubscribeForClient || (c.user == "" && !opts.AllowSubscribeForAnonymous) {
 		return nil, errPermissionDenied
 	}
@@ -686,6 +695,9 @@ func (n *Node) history(channel string, o HistoryOptions) ([]*Publication, Stream
 	if since.Epoch != "" && since.Epoch != sp.Epoch {
 		return nil, sp, ErrUnrecoverablePosition
 	}
+	if o.Reverse && since.Offset > sp.Offset+1 {
+		return nil, sp, nil // as Centrifugo: reading back from past the top finds none
+	}
 	pubs = slices.DeleteFunc(pubs, func(p *Publication) bool {
 		if o.Reverse {
 			return p.Offset >= since.Offset
@@ -756,8 +768,11 @@ func (n *Node) refresh(c *session, id uint32, req *protocol.RefreshRequest) (*pr
 	if err != nil {
 		return nil, errInternal
 	}
+	exp, lapsed := cl.expiry()
+	if lapsed {
+		return nil, errExpired
+	}
 	res := &protocol.RefreshResult{Client: c.id(n), Version: Version}
-	exp := cl.expiry()
 	c.exp.Store(uint32(exp))
 	if exp > 0 {
 		res.Expires, res.Ttl = true, ttl(exp)
@@ -783,7 +798,10 @@ func (n *Node) subRefresh(c *session, id uint32, req *protocol.SubRefreshRequest
 	case err != nil || cl.Channel != req.Channel || cl.Subject != c.user || (cl.Client != "" && cl.Client != c.id(n)):
 		return nil, disconnectInvalidToken
 	}
-	exp := cl.expiry()
+	exp, lapsed := cl.expiry()
+	if lapsed {
+		return nil, errExpired
+	}
 	c.subAt(i).exp = uint32(exp)
 	c.updateSubExp()
 	res := &protocol.SubRefreshResult{}

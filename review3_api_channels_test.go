@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/centrifugal/protocol"
@@ -102,5 +103,20 @@ func TestChannelsPatternSyntax(t *testing.T) {
 		if _, err := globRegexp(p); err == nil {
 			t.Errorf("%q: no error", p)
 		}
+	}
+}
+
+// TestChannelsPatternStars: a run of * compiles to one .*, and a pattern
+// past maxPatternLength is refused.
+func TestChannelsPatternStars(t *testing.T) {
+	re, err := globRegexp(strings.Repeat("*", maxPatternLength-4) + "a" + strings.Repeat("*", 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `^(?s:.*a.*)$`; re.String() != want {
+		t.Errorf("regexp %s, want %s", re, want)
+	}
+	if _, err := globRegexp(strings.Repeat("a", maxPatternLength+1)); err == nil {
+		t.Error("a pattern past maxPatternLength compiled")
 	}
 }

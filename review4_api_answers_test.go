@@ -1,10 +1,13 @@
 package wsgate
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // TestReview4APIDisconnectNobodyCodes: Centrifugo v6.9.1 takes any
@@ -52,5 +55,44 @@ func TestReview4APIHistoryReverseBeyondTop(t *testing.T) {
 	got, top, code = review3History(t, n, `{"channel":"rb","limit":-1,"since":{"offset":100,"epoch":"`+epoch+`"},"reverse":true}`)
 	if code != 0 || top != 5 || !reflect.DeepEqual(got, []uint64{}) {
 		t.Errorf("since 100 reverse: %v top %d error %d; Centrifugo: [] top 5", got, top, code)
+	}
+}
+
+// TestAPIDisconnectAnyCode: the codes and reasons the API takes reach
+// the client as a close frame may carry them: a 200-byte reason cut to
+// 123 bytes (not a Close that fails and leaves the client connected), a
+// code that may not be sent as 1011, 1005 ("no status") as a close frame
+// without a code (read here as 0).
+func TestAPIDisconnectAnyCode(t *testing.T) {
+	n := startNode(t, gwConfig())
+	for _, c := range []struct {
+		code, want uint32
+		reason     string
+	}{
+		{4000, 4000, strings.Repeat("é", 100)},
+		{1005, 0, ""},
+		{999, 1011, "x"},
+		{70000, 1011, "x"},
+	} {
+		g := dialNode(t, n.addr, false)
+		user := fmt.Sprint("d", c.code)
+		g.connect(token(t, jwt.MapClaims{"sub": user}))
+		body := fmt.Sprintf(`{"user":%q,"disconnect":{"code":%d,"reason":%q}}`, user, c.code, c.reason)
+		if status, out := n.apiRaw(t, "disconnect", gwAPIKey, body); status != 200 || string(out) != `{"result":{}}` {
+			t.Fatalf("disconnect: %d %s", status, out)
+		}
+		for {
+			_, err := g.next()
+			var ce closedError
+			if errors.As(err, &ce) {
+				if uint32(ce.code) != c.want || len(ce.reason) > 123 || !strings.HasPrefix(c.reason, ce.reason) {
+					t.Errorf("code %d: closed %d %q, want %d and a prefix of the reason", c.code, ce.code, ce.reason, c.want)
+				}
+				break
+			}
+			if err != nil {
+				t.Fatalf("code %d: %v", c.code, err)
+			}
+		}
 	}
 }
