@@ -76,7 +76,7 @@ func (n *Node) apiErr(err error) *apiError {
 // APIHandler serves the server HTTP API under /api/<method>: publish,
 // broadcast, history, history_remove, info, channels, disconnect,
 // unsubscribe, subscribe, batch; and at /api, the older single endpoint
-// (a command per line, {"method", "params"}). Requests are POST with a
+// ({"method", "params"} commands one after another). Requests are POST with a
 // JSON body; replies are {"result": …} or {"error": {"code", "message"}}.
 // The key is in X-API-Key, Authorization: apikey <key>, or the api_key
 // query parameter; a wrong or missing one gets 401, a body that is not a
@@ -110,69 +110,67 @@ func (n *Node) APIHandler() http.Handler {
 		})
 	}
 	// The single endpoint of the API libraries written before Centrifugo
-	// v5 (cent, pycent, phpcent), which Centrifugo still serves: one
-	// command per line, {"method": …, "params": …}, answered by one reply
-	// per line. As Centrifugo, a line that is no JSON object, or whose
-	// method is a string naming no method, makes the request a bad one;
-	// here that is found before any line runs. The replies are written as
-	// they come: the body bounds the lines, not their replies.
+	// v5 (cent, pycent, phpcent), which Centrifugo still serves: commands
+	// {"method": …, "params": …} one after the other (a line each, as
+	// those libraries write them), answered by one reply per line. As
+	// Centrifugo, a command that is no JSON object, or whose method is a
+	// string naming no method, makes the request a bad one; here that is
+	// found before any command runs (Centrifugo runs those before it).
+	// The replies are written as they come: the body bounds the
+	// commands, not their replies.
 	mux.HandleFunc("POST /api", func(w http.ResponseWriter, r *http.Request) {
 		body, ok := n.apiRequest(w, r)
 		if !ok {
 			return
 		}
-		// parse reads a line: m is its method's index in apiMethods (-1:
-		// the method is no string), ok is false for a bad line.
-		parse := func(line []byte) (m int, params json.RawMessage, ok bool) {
-			var c struct {
-				Method json.RawMessage `json:"method"`
-				Params json.RawMessage `json:"params"`
+		// each calls f with every command of the body in turn (its
+		// method's index in apiMethods, -1 for a method that is no
+		// string, and its parameters) and reports whether the body is a
+		// stream of commands: JSON objects, one after the other, as
+		// Centrifugo reads it (whatever is between them, a line break or
+		// not), each with a method.
+		each := func(f func(m int, params json.RawMessage)) bool {
+			dec := json.NewDecoder(bytes.NewReader(body))
+			for {
+				var c struct {
+					Method json.RawMessage `json:"method"`
+					Params json.RawMessage `json:"params"`
+				}
+				if err := dec.Decode(&c); err == io.EOF {
+					return true
+				} else if err != nil {
+					return false
+				}
+				if len(c.Params) == 0 {
+					c.Params = json.RawMessage(`{}`) // params may be left out
+				}
+				var name string // no method, or null: "", no method
+				if len(c.Method) > 0 && json.Unmarshal(c.Method, &name) != nil {
+					f(-1, c.Params)
+					continue
+				}
+				name = strings.ToLower(name) // the case is ignored, as by Centrifugo
+				if methods[name] == nil || name == "batch" {
+					return false
+				}
+				f(slices.Index(apiMethods[:], name), c.Params)
 			}
-			if json.Unmarshal(line, &c) != nil {
-				return 0, nil, false
-			}
-			if len(c.Params) == 0 {
-				c.Params = json.RawMessage(`{}`) // params may be left out
-			}
-			var name string // no method, or null: "", no method
-			if len(c.Method) > 0 && json.Unmarshal(c.Method, &name) != nil {
-				return -1, c.Params, true
-			}
-			name = strings.ToLower(name) // the case is ignored, as by Centrifugo
-			if methods[name] == nil || name == "batch" {
-				return 0, nil, false
-			}
-			return slices.Index(apiMethods[:], name), c.Params, true
 		}
-		// Every line is checked before any runs; they are parsed again
-		// to run, so that a request holds no more than its body.
-		lines := 0
-		for line := range bytes.Lines(body) {
-			if line = bytes.TrimSpace(line); len(line) == 0 {
-				continue
-			}
-			if _, _, ok := parse(line); !ok {
-				http.Error(w, "Bad Request", http.StatusBadRequest)
-				return
-			}
-			lines++
-		}
-		if lines == 0 {
+		// Every command is checked before any runs; the body is read
+		// again to run them, so that a request holds no more than it.
+		cmds := 0
+		if !each(func(int, json.RawMessage) { cmds++ }) || cmds == 0 {
 			http.Error(w, "Bad Request", http.StatusBadRequest)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		bw := bufio.NewWriter(w)
 		sep := false
-		for line := range bytes.Lines(body) {
-			if line = bytes.TrimSpace(line); len(line) == 0 {
-				continue
-			}
+		each(func(m int, params json.RawMessage) {
 			if sep {
 				_ = bw.WriteByte('\n')
 			}
 			sep = true
-			m, params, _ := parse(line)
 			out, ok := []byte(nil), false
 			if m >= 0 {
 				out, ok = n.apiAnswer(m, methods[apiMethods[m]], params)
@@ -183,7 +181,7 @@ func (n *Node) APIHandler() http.Handler {
 				}{apiErrBadRequest})
 			}
 			_, _ = bw.Write(out)
-		}
+		})
 		_ = bw.Flush()
 	})
 	return mux
