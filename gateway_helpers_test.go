@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -485,4 +486,24 @@ func (n *gwNode) publishLoop(ch string, pause time.Duration) (top *atomic.Uint64
 		}
 	}()
 	return top, func() { close(done); wg.Wait() }
+}
+
+// postLegacy posts body to the older single endpoint, POST /api, with
+// the API key, and returns the status and the answer (a redirect is not
+// followed).
+func (n *gwNode) postLegacy(t *testing.T, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", n.api+"/api", strings.NewReader(body))
+	req.Header.Set("X-API-Key", gwAPIKey)
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, out
 }

@@ -1,8 +1,6 @@
 package wsgate
 
 import (
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 )
@@ -36,16 +34,9 @@ func TestReview4LegacyAPIAnswers(t *testing.T) {
 		{`{"method":"","params":{}}`, 400, ""},
 		{`{"method":1,"params":{}}`, 200, `{"error":{"code":107`},
 	} {
-		req, _ := http.NewRequest("POST", n.api+"/api", strings.NewReader(c.body))
-		req.Header.Set("X-API-Key", gwAPIKey)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != c.status || !strings.HasPrefix(string(out), c.prefix) {
-			t.Errorf("POST /api %q: %d %.120s; Centrifugo: %d %s…", c.body, resp.StatusCode, out, c.status, c.prefix)
+		status, out := n.postLegacy(t, c.body)
+		if status != c.status || !strings.HasPrefix(string(out), c.prefix) {
+			t.Errorf("POST /api %q: %d %.120s; Centrifugo: %d %s…", c.body, status, out, c.status, c.prefix)
 		}
 	}
 }

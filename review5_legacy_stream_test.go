@@ -2,8 +2,6 @@ package wsgate
 
 import (
 	"bytes"
-	"io"
-	"net/http"
 	"testing"
 )
 
@@ -21,16 +19,9 @@ func TestReview5LegacyAPICommandsOnOneLine(t *testing.T) {
 	n := startNode(t, gwConfig())
 	cmd := `{"method":"publish","params":{"channel":"chat:one","data":{}}}`
 	for _, sep := range []string{" ", "", "\r"} {
-		req, _ := http.NewRequest("POST", n.api+"/api", bytes.NewReader([]byte(cmd+sep+cmd)))
-		req.Header.Set("X-API-Key", gwAPIKey)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || bytes.Count(out, []byte(`"result"`)) != 2 {
-			t.Errorf("two publishes separated by %q: %d %s; Centrifugo: 200 and two results", sep, resp.StatusCode, out)
+		status, out := n.postLegacy(t, cmd+sep+cmd)
+		if status != 200 || bytes.Count(out, []byte(`"result"`)) != 2 {
+			t.Errorf("two publishes separated by %q: %d %s; Centrifugo: 200 and two results", sep, status, out)
 		}
 	}
 }
