@@ -676,14 +676,7 @@ func (n *Node) apiDisconnect(body []byte) (any, *apiError) {
 		if code > 0xffff {
 			code = uint32(codec.StatusInternalError)
 		}
-		reason := r.Disconnect.Reason
-		if max := codec.MaxControlPayload - 2; len(reason) > max {
-			for max > 0 && !utf8.RuneStart(reason[max]) {
-				max--
-			}
-			reason = reason[:max]
-		}
-		d = disconnect{code, reason}
+		d = disconnect{code, codec.CutReason(r.Disconnect.Reason)}
 	}
 	if r.User == "" && r.Client == "" {
 		return struct{}{}, nil // nobody, as Centrifugo
@@ -729,7 +722,7 @@ func (n *Node) apiUnsubscribe(body []byte) (any, *apiError) {
 			return nil
 		})
 		c.mu.Unlock()
-		if err != nil && !n.apiSkipped(c, err) {
+		if err != nil && !apiSkipped(err) {
 			return nil, n.apiErr(err)
 		}
 	}
@@ -738,15 +731,11 @@ func (n *Node) apiUnsubscribe(body []byte) (any, *apiError) {
 
 // apiSkipped reports whether err only means that a client was passed
 // over (closed, or not subscribable), which an API call does not report.
-// A client whose command queue is full is passed over too, so that the
-// call still reaches the user's other connections (Centrifugo, with no
-// queue, reaches them all); it is logged.
-func (n *Node) apiSkipped(c *session, err error) bool {
-	if err == errQueueFull {
-		n.log.Warn("api call passed over a client whose command queue is full", "client", c.id(n))
-		return true
-	}
-	return err == errSkip || err == errClientClosed
+// A client whose command queue is full is passed over too (apiRun logs
+// it), so that the call still reaches the user's other connections
+// (Centrifugo, with no queue, reaches them all).
+func apiSkipped(err error) bool {
+	return err == errSkip || err == errClientClosed || err == errQueueFull
 }
 
 // errSkip passes over a client that /api/subscribe does not subscribe
@@ -787,7 +776,7 @@ func (n *Node) apiSubscribe(body []byte) (any, *apiError) {
 		// client sent before.
 		err := n.apiRun(c, func() error { return n.apiSubscribeClient(c, r.Channel, opts, sreq) })
 		c.mu.Unlock()
-		if err != nil && !n.apiSkipped(c, err) {
+		if err != nil && !apiSkipped(err) {
 			return nil, n.apiErr(err)
 		}
 	}

@@ -172,8 +172,8 @@ var errQueueFull = errors.New("wsgate: client's command queue is full")
 // f behind c's commands, so that it runs after them, as the API request
 // comes after them, and the request is answered at once (run so, f's
 // error other than a skip is logged). A client whose queue is full
-// (maxQueued) gets errQueueFull, and f does not run: the queue stays
-// bounded.
+// (maxQueued) gets errQueueFull, logged here, and f does not run: the
+// queue stays bounded.
 // c.mu held; f runs with c.mu held and may release it around broker
 // calls.
 func (n *Node) apiRun(c *session, f func() error) error {
@@ -184,6 +184,7 @@ func (n *Node) apiRun(c *session, f func() error) error {
 		return errClientClosed // disconnected once its queue is done
 	}
 	if len(c.x.cmds) >= maxQueued(&n.cfg) {
+		n.log.Warn("api call passed over a client whose command queue is full", "client", c.id(n))
 		return errQueueFull
 	}
 	c.x.cmds = append(c.x.cmds, apiCallCmd)
@@ -246,7 +247,7 @@ func (n *Node) runOne(c *session) bool {
 		f := c.x.calls[0]
 		c.x.calls[0] = nil
 		c.x.calls = c.x.calls[1:]
-		if err := f(); err != nil && err != errSkip && err != errClientClosed {
+		if err := f(); err != nil && !apiSkipped(err) {
 			n.log.Warn("queued api call", "client", c.id(n), "err", err)
 		}
 	} else {

@@ -124,6 +124,22 @@ func ParseClose(p []byte) (code StatusCode, reason []byte, err error) {
 	return code, reason, nil
 }
 
+// CutReason returns reason cut to the 123 bytes a close frame holds
+// after its code, at a UTF-8 boundary (at most 3 bytes before the
+// limit); a shorter reason is returned as it is.
+func CutReason(reason string) string {
+	if len(reason) <= maxCloseReason {
+		return reason
+	}
+	cut := maxCloseReason
+	// Back up to the first byte of the code point that would be split
+	// (at most 3 bytes for valid UTF-8).
+	for i := 0; i < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(reason[cut]); i++ {
+		cut--
+	}
+	return reason[:cut]
+}
+
 // AppendClose appends a close frame payload to dst: the code big-endian,
 // then the reason, and returns the extended slice. The result is always a
 // payload ParseClose accepts:
@@ -145,15 +161,7 @@ func AppendClose(dst []byte, code StatusCode, reason string) []byte {
 		code = StatusInternalError
 	}
 	dst = append(dst, byte(code>>8), byte(code))
-	if len(reason) > maxCloseReason {
-		cut := maxCloseReason
-		// Back up to the first byte of the code point that would be split
-		// (at most 3 bytes for valid UTF-8).
-		for i := 0; i < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(reason[cut]); i++ {
-			cut--
-		}
-		reason = reason[:cut]
-	}
+	reason = CutReason(reason)
 	if !utf8.ValidString(reason) {
 		return dst
 	}
